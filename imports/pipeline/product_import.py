@@ -1,0 +1,193 @@
+"""The product-import pipeline: read → validate → write, overlapped.
+
+This thread reads and validates (pure Python, holds the GIL); a writer thread COPYs and upserts
+(mostly waiting on PostgreSQL, GIL released). A small bounded queue between them keeps memory flat
+and lets PostgreSQL work on one batch while Python prepares the next, so both cores are busy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import connection
+
+from ..models import ImportJob
+from ..progress import ProgressReporter
+from .readers import FileReadError, open_source
+from .validation import CleanProduct, HeaderError, RowError, RowValidator, map_header
+from .writers import BatchResult, ProductWriter
+
+_DONE = object()
+
+
+@dataclass
+class Chunk:
+    rows: int
+    last_row: int
+    products: list[CleanProduct]
+    errors: list[RowError] = field(default_factory=list)
+
+
+@dataclass
+class ChunkResult:
+    chunk: Chunk
+    result: BatchResult
+
+
+class WriterThread(threading.Thread):
+    def __init__(self, writer: ProductWriter) -> None:
+        super().__init__(name="intake-writer", daemon=True)
+        self.writer = writer
+        self.inbox: queue.Queue[object] = queue.Queue(maxsize=2)
+        self.outbox: queue.Queue[ChunkResult] = queue.Queue()
+        self.error: BaseException | None = None
+        self.commit = True
+        self.opened = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self.writer.open()
+            self.opened.set()
+            while True:
+                item = self.inbox.get()
+                if item is _DONE:
+                    break
+                assert isinstance(item, Chunk)
+                self.outbox.put(ChunkResult(item, self.writer.write(item.products)))
+            self.writer.close(commit=self.commit)
+        except BaseException as exc:  # re-raised in the reading thread
+            self.error = exc
+            self.writer.abort()
+        finally:
+            self.opened.set()
+            connection.close()
+
+    def submit(self, chunk: Chunk) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.inbox.put(chunk, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+
+def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
+    reporter.stage("reading")
+    try:
+        source = open_source(Path(job.file.path), job.original_filename)
+        header = map_header(source.header)
+    except (FileReadError, HeaderError) as exc:
+        reporter.failed(str(exc))
+        return
+    if header.unknown:
+        reporter.warn(f"Unknown columns ignored: {', '.join(header.unknown)}")
+    try:
+        total = source.count_rows()
+    except FileReadError as exc:
+        reporter.failed(str(exc))
+        return
+    if total == 0:
+        reporter.failed("File has a header row but no data rows.")
+        return
+
+    reporter.stage("validating" if job.dry_run else "importing", total_rows=total)
+    writer = WriterThread(
+        ProductWriter(
+            organization_id=job.organization_id,
+            mode=job.mode,
+            dry_run=job.dry_run,
+            atomic=job.atomic,
+        )
+    )
+    writer.start()
+    validator = RowValidator(header, total)
+    batch_size = job.batch_size
+    state = {"submitted": 0, "received": 0, "cancelled": False}
+
+    def drain(*, wait: bool) -> None:
+        """Report what the writer has finished; with ``wait``, everything submitted so far."""
+        while state["received"] < state["submitted"]:
+            try:
+                done = writer.outbox.get(timeout=0.2) if wait else writer.outbox.get_nowait()
+            except queue.Empty:
+                if writer.error is not None:
+                    raise writer.error
+                if wait:
+                    continue
+                return
+            state["received"] += 1
+            chunk, result = done.chunk, done.result
+            if reporter.advance(
+                chunk.rows,
+                created=result.created,
+                updated=result.updated,
+                unchanged=result.unchanged,
+                errors=sorted([*chunk.errors, *result.errors], key=lambda e: e.row_number),
+                checkpoint_row=None if job.atomic or job.dry_run else chunk.last_row,
+            ):
+                state["cancelled"] = True
+
+    def submit(chunk: Chunk) -> None:
+        writer.submit(chunk)
+        state["submitted"] += 1
+        drain(wait=False)
+
+    try:
+        chunk = Chunk(0, 0, [])
+        for row in source.rows():
+            outcome = validator.validate(row.number, row.values)
+            if isinstance(outcome, RowError):
+                chunk.errors.append(outcome)
+            else:
+                chunk.products.append(outcome)
+            chunk.rows += 1
+            chunk.last_row = row.number
+            if chunk.rows >= batch_size:
+                submit(chunk)
+                chunk = Chunk(0, 0, [])
+                if state["cancelled"]:
+                    break
+        else:
+            if chunk.rows:
+                submit(chunk)
+        drain(wait=True)
+    except BaseException:
+        writer.commit = False
+        _stop(writer)
+        raise
+
+    cancelled = state["cancelled"]
+    all_or_nothing_failed = job.atomic and job.error_count > 0
+    writer.commit = not (cancelled or all_or_nothing_failed)
+    _stop(writer)
+    if writer.error is not None:
+        raise writer.error
+
+    if cancelled:
+        reporter.cancelled()
+    elif all_or_nothing_failed:
+        rows = "row has" if job.error_count == 1 else "rows have"
+        reporter.failed(
+            f"{job.error_count} {rows} errors, so nothing was imported "
+            "(the job is all-or-nothing). Fix the rows listed and upload the file again."
+        )
+    else:
+        reporter.finished()
+
+
+def _stop(writer: WriterThread) -> None:
+    while writer.is_alive():
+        try:
+            writer.inbox.put(_DONE, timeout=0.5)
+            break
+        except queue.Full:
+            # the writer died or is busy; make room so it can see the end
+            with contextlib.suppress(queue.Empty):
+                writer.inbox.get_nowait()
+    writer.join()

@@ -1,0 +1,210 @@
+"""Readers: bytes on disk to a header and a stream of rows. No ORM, no validation.
+
+CSV: UTF-8 (with or without BOM), UTF-16 (BOM), Windows-1252/Latin-1 (detected); delimiter
+sniffed among ``, ; TAB |``; quoted fields may hold newlines. XLSX: the first sheet, read-only and
+streamed. Rows are never loaded whole; ``count_rows()`` is a separate streaming pass.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+SAMPLE_BYTES = 64 * 1024
+DELIMITERS = ",;\t|"
+csv.field_size_limit(10 * 1024 * 1024)
+
+
+class FileReadError(Exception):
+    """The file as a whole cannot be read; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Row:
+    number: int  # 1-based, the header is row 1, as a spreadsheet shows it
+    values: list[str]
+
+
+class TabularSource:
+    header: list[str]
+
+    def rows(self) -> Iterator[Row]:
+        raise NotImplementedError
+
+    def count_rows(self) -> int:
+        return sum(1 for _ in self.rows())
+
+
+def detect_encoding(sample: bytes) -> str:
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\x00" in sample:
+        # UTF-16 without a BOM still shows a NUL in every other byte of ASCII text
+        even, odd = sample[0::2], sample[1::2]
+        if len(sample) >= 4 and odd.count(0) > len(odd) * 0.9 and even.count(0) == 0:
+            return "utf-16-le"
+        if len(sample) >= 4 and even.count(0) > len(even) * 0.9 and odd.count(0) == 0:
+            return "utf-16-be"
+        raise FileReadError(
+            "File looks binary, not CSV text. Upload a .csv (UTF-8, UTF-16 or Windows-1252) "
+            "or an .xlsx workbook."
+        )
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+        return "utf-8"
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(sample).best()
+    name = (best.encoding if best else "") or ""
+    if name in {"cp1252", "latin_1", "iso8859_15", "cp1250", "iso8859_2", "mac_roman"}:
+        try:
+            sample.decode("cp1252")
+            return "cp1252"
+        except UnicodeDecodeError:
+            return "latin-1"
+    found = f" (it looks like {name})" if name else ""
+    raise FileReadError(f"File is not UTF-8, UTF-16 or Windows-1252 text{found}.")
+
+
+def sniff_delimiter(text: str) -> str:
+    lines = [ln for ln in text.splitlines()[:20] if ln.strip()]
+    if not lines:
+        return ","
+    try:
+        return csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        # the sniffer gives up on one-line files: take the commonest candidate of the header
+        counts = {d: lines[0].count(d) for d in DELIMITERS}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else ","
+
+
+class CsvSource(TabularSource):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with path.open("rb") as fh:
+            sample = fh.read(SAMPLE_BYTES)
+        if not sample.strip():
+            raise FileReadError("File is empty.")
+        self.encoding = detect_encoding(sample)
+        text = sample.decode(self.encoding, errors="ignore")
+        self.delimiter = sniff_delimiter(text)
+        try:
+            first = next(self._records(), None)
+        except FileReadError:
+            raise
+        if first is None:
+            raise FileReadError("File is empty.")
+        self.header = [h.strip() for h in first[1]]
+
+    def _records(self) -> Iterator[tuple[int, list[str]]]:
+        with self.path.open(encoding=self.encoding, newline="") as fh:
+            reader = csv.reader(fh, delimiter=self.delimiter, strict=True)
+            record = 0
+            try:
+                for values in reader:
+                    if not values or (len(values) == 1 and not values[0].strip()):
+                        record += 1
+                        continue
+                    record += 1
+                    yield record, values
+            except csv.Error as exc:
+                raise FileReadError(
+                    f"Row {record + 1} (line {reader.line_num}): {_csv_error(exc)}"
+                ) from exc
+            except UnicodeDecodeError as exc:
+                raise FileReadError(
+                    f"File is not valid {self.encoding} text near line {reader.line_num + 1}; "
+                    "save it as UTF-8 and upload it again."
+                ) from exc
+
+    def rows(self) -> Iterator[Row]:
+        records = self._records()
+        next(records, None)  # the header
+        for number, values in records:
+            yield Row(number, values)
+
+    def count_rows(self) -> int:
+        n = -1
+        for n, _ in enumerate(self._records()):  # noqa: B007
+            pass
+        return max(n, 0)
+
+
+def _csv_error(exc: csv.Error) -> str:
+    text = str(exc)
+    if "unexpected end of data" in text or "EOF" in text:
+        return "a quoted field is never closed (unterminated quote)."
+    return f"the CSV is malformed ({text})."
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+class XlsxSource(TabularSource):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not zipfile.is_zipfile(path):
+            raise FileReadError("File is not an .xlsx workbook (it is not a valid Excel file).")
+        rows = self._rows()
+        try:
+            first = next(rows, None)
+        finally:
+            rows.close()
+        if first is None:
+            raise FileReadError("File is empty: the first sheet has no rows.")
+        self.header = [h.strip() for h in first.values]
+
+    def _rows(self) -> Iterator[Row]:
+        from openpyxl import load_workbook
+
+        try:
+            wb = load_workbook(self.path, read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises many types for a broken package
+            raise FileReadError(
+                "File is not an .xlsx workbook (it could not be opened as Excel)."
+            ) from exc
+        try:
+            ws = wb.worksheets[0]
+            for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
+                cells = [_cell(v) for v in values]
+                while cells and cells[-1] == "":
+                    cells.pop()
+                if cells:
+                    yield Row(number, cells)
+        finally:
+            wb.close()
+
+    def rows(self) -> Iterator[Row]:
+        rows = self._rows()
+        next(rows, None)
+        yield from rows
+
+
+def open_source(path: Path, filename: str) -> TabularSource:
+    """The right reader for a stored upload; raises FileReadError with a user-facing message."""
+    suffix = Path(filename).suffix.lower()
+    if suffix in {".xlsx", ".xlsm"}:
+        return XlsxSource(path)
+    if suffix in {".xls"}:
+        raise FileReadError("Old .xls workbooks are not supported: save the sheet as .xlsx or CSV.")
+    return CsvSource(path)

@@ -1,0 +1,166 @@
+"""``ProgressReporter``: the one way a running job reports.
+
+It updates the job row (the truth) and publishes each change through ``realtime.publish()``.
+Progress is written after every batch but published at most every ``PROGRESS_MIN_INTERVAL``
+seconds; stage changes and terminal events are always published.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from realtime.events import job_topic, org_topic
+from realtime.publish import publish
+
+from .models import ImportJob, ImportRowError, JobStatus
+from .pipeline.validation import RowError
+from .serializers import job_snapshot
+
+
+def publish_job_event(job: ImportJob, event_type: str, **extra: Any) -> None:
+    """Announce ``job``'s current state on its own topic and its organization's feed."""
+    terminal = event_type in ("job.completed", "job.failed", "job.cancelled")
+    publish(
+        event_type,
+        topics=[job_topic(job.id), org_topic(job.organization_id)],
+        body={"job": job_snapshot(job), **extra},
+        terminal=terminal,
+    )
+
+
+class JobCancelled(Exception):
+    """Raised inside a runner when the job's cancellation was requested."""
+
+
+class ProgressReporter:
+    def __init__(self, job: ImportJob, *, min_interval: float | None = None) -> None:
+        self.job = job
+        self.min_interval = settings.PROGRESS_MIN_INTERVAL if min_interval is None else min_interval
+        self.max_stored_errors = settings.IMPORT_MAX_STORED_ERRORS
+        self._last_publish = 0.0
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    def started(self) -> None:
+        job = self.job
+        now = timezone.now()
+        job.status = JobStatus.PROCESSING
+        job.started_at = job.heartbeat_at = now
+        self._save("status", "started_at", "heartbeat_at")
+        publish_job_event(job, "job.started")
+
+    def stage(self, name: str, *, total_rows: int | None = None) -> None:
+        self.job.stage = name
+        fields = ["stage", "heartbeat_at"]
+        if total_rows is not None:
+            self.job.total_rows = total_rows
+            fields.append("total_rows")
+        self.job.heartbeat_at = timezone.now()
+        self._save(*fields)
+        publish_job_event(self.job, "job.stage")
+
+    def warn(self, message: str) -> None:
+        self.job.warnings = [*self.job.warnings, message]
+        self._save("warnings")
+
+    def advance(
+        self,
+        rows: int,
+        *,
+        created: int = 0,
+        updated: int = 0,
+        unchanged: int = 0,
+        errors: Iterable[RowError] = (),
+        checkpoint_row: int | None = None,
+    ) -> bool:
+        """Count ``rows`` more handled; store their errors. Returns True when cancel was asked."""
+        job = self.job
+        errors = list(errors)
+        job.processed_rows += rows
+        job.created_rows += created
+        job.updated_rows += updated
+        job.unchanged_rows += unchanged
+        job.failed_rows += len(errors)
+        job.error_count += len(errors)
+        if checkpoint_row is not None:
+            job.checkpoint_row = checkpoint_row
+        room = self.max_stored_errors - len(job.errors)
+        if errors and room > 0:
+            job.errors = job.errors + [
+                {"row": e.row_number, "message": e.message} for e in errors[:room]
+            ]
+        if job.total_rows:
+            job.progress = min(99, int(job.processed_rows * 100 / job.total_rows))
+        job.heartbeat_at = timezone.now()
+        with transaction.atomic():
+            if errors:
+                ImportRowError.objects.bulk_create(
+                    [
+                        ImportRowError(
+                            job=job, row_number=e.row_number, message=e.message, values=e.values
+                        )
+                        for e in errors
+                    ],
+                    batch_size=1000,
+                )
+            self._save(
+                "processed_rows",
+                "created_rows",
+                "updated_rows",
+                "unchanged_rows",
+                "failed_rows",
+                "error_count",
+                "errors",
+                "progress",
+                "heartbeat_at",
+                "checkpoint_row",
+            )
+            now = time.monotonic()
+            if now - self._last_publish >= self.min_interval:
+                self._last_publish = now
+                publish_job_event(job, "job.progress")
+        cancel = (
+            ImportJob.objects.filter(pk=job.pk, cancel_requested_at__isnull=False)
+            .values_list("cancel_requested_at", flat=True)
+            .first()
+        )
+        return cancel is not None
+
+    def finished(self, *, skipped: int = 0) -> None:
+        job = self.job
+        job.skipped_rows += skipped
+        job.status = JobStatus.COMPLETED
+        job.progress = 100
+        job.stage = "done"
+        self._finish("skipped_rows", "progress")
+        publish_job_event(job, "job.completed")
+
+    def failed(self, message: str, *, reason: str = "error") -> None:
+        job = self.job
+        job.status = JobStatus.FAILED
+        job.error_message = message
+        job.stage = "failed"
+        self._finish("error_message")
+        publish_job_event(job, "job.failed", reason=reason)
+
+    def cancelled(self) -> None:
+        job = self.job
+        job.status = JobStatus.CANCELLED
+        job.stage = "cancelled"
+        self._finish()
+        publish_job_event(job, "job.cancelled")
+
+    # internals -------------------------------------------------------------------------
+
+    def _finish(self, *fields: str) -> None:
+        self.job.finished_at = self.job.heartbeat_at = timezone.now()
+        self._save("status", "stage", "finished_at", "heartbeat_at", *fields)
+
+    def _save(self, *fields: str) -> None:
+        self.job.save(update_fields=[*fields, "updated_at"])

@@ -1,0 +1,269 @@
+"""Actions that change jobs: create from an upload, cancel, retry, confirm a dry run.
+
+Views, admin actions and commands parse input and call one of these. Each enqueues inside its
+transaction; django-rq enqueues on commit, so a worker never sees a job row that is not there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import django_rq
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from .models import (
+    ImportJob,
+    ImportMode,
+    ImportRowError,
+    JobKind,
+    JobStatus,
+    Organization,
+    Priority,
+)
+from .pipeline.readers import FileReadError, open_source
+from .pipeline.validation import HeaderError, map_header
+from .progress import publish_job_event
+
+log = logging.getLogger(__name__)
+
+ALLOWED_SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm"}
+MAX_BATCH_SIZE = 50_000
+
+
+class ServiceError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidUpload(ServiceError):
+    status_code = 400
+
+
+class UploadTooLarge(ServiceError):
+    status_code = 413
+
+
+class InvalidState(ServiceError):
+    status_code = 409
+
+
+def _choice(value: str | None, choices: type, label: str, default: str) -> str:
+    value = default if value in (None, "") else str(value).strip().lower()
+    allowed = [c.value for c in choices]
+    if value not in allowed:
+        raise InvalidUpload(f"Unknown {label} '{value}': use one of {', '.join(allowed)}.")
+    return value
+
+
+def import_options(
+    *,
+    mode: str | None = None,
+    dry_run: bool = False,
+    atomic: bool = False,
+    batch_size: int | None = None,
+) -> dict[str, Any]:
+    if batch_size is not None and not (1 <= batch_size <= MAX_BATCH_SIZE):
+        raise InvalidUpload(f"batch_size must be between 1 and {MAX_BATCH_SIZE}.")
+    options: dict[str, Any] = {
+        "mode": _choice(mode, ImportMode, "mode", ImportMode.UPSERT),
+        "dry_run": bool(dry_run),
+        "atomic": bool(atomic),
+    }
+    if batch_size:
+        options["batch_size"] = batch_size
+    return options
+
+
+def check_upload(upload: UploadedFile) -> None:
+    """Refuse, with a message a person can act on, what a worker could never import."""
+    name = upload.name or ""
+    suffix = Path(name).suffix.lower()
+    if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
+        limit = settings.IMPORT_MAX_UPLOAD_BYTES / (1024 * 1024)
+        raise UploadTooLarge(f"File is larger than the {limit:g} MB upload limit.")
+    if suffix not in ALLOWED_SUFFIXES:
+        raise InvalidUpload(
+            f"'{name}' is not a CSV or XLSX file: upload a .csv, .tsv, .txt or .xlsx file."
+        )
+    if not upload.size:
+        raise InvalidUpload("File is empty.")
+    # Read the header now so a wrong file is refused before it becomes a job.
+    with _local_copy(upload, suffix) as path:
+        try:
+            map_header(open_source(path, name).header)
+        except (FileReadError, HeaderError) as exc:
+            raise InvalidUpload(str(exc))
+
+
+@contextlib.contextmanager
+def _local_copy(upload: UploadedFile, suffix: str):
+    temp_path = getattr(upload, "temporary_file_path", None)
+    if temp_path is not None:
+        yield Path(temp_path())
+        return
+    with tempfile.NamedTemporaryFile(suffix=suffix) as fh:
+        for part in upload.chunks():
+            fh.write(part)
+        fh.flush()
+        upload.seek(0)
+        yield Path(fh.name)
+
+
+def import_job_create(
+    *,
+    organization: Organization,
+    user: Any,
+    upload: UploadedFile,
+    mode: str | None = None,
+    dry_run: bool = False,
+    atomic: bool = False,
+    priority: str | None = None,
+    batch_size: int | None = None,
+) -> ImportJob:
+    """Validate the upload, store it, create the job and queue it."""
+    options = import_options(mode=mode, dry_run=dry_run, atomic=atomic, batch_size=batch_size)
+    prio = _choice(priority, Priority, "priority", Priority.DEFAULT)
+    check_upload(upload)
+    filename = Path(upload.name or "upload.csv").name[:200]
+    with transaction.atomic():
+        job = ImportJob(
+            organization=organization,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            kind=JobKind.PRODUCT_IMPORT,
+            original_filename=filename,
+            file_size=upload.size or 0,
+            priority=prio,
+            options=options,
+        )
+        job.file.save(filename, upload, save=False)
+        job.save()
+        job_enqueue(job)
+    return job
+
+
+def job_enqueue(job: ImportJob) -> None:
+    """Queue ``job`` on its priority's queue. Call inside the transaction that made it ready."""
+    from .jobs import run_job
+
+    job.rq_job_id = f"{job.id}-{job.attempt}"
+    job.status = JobStatus.QUEUED
+    job.stage = "queued"
+    job.save(update_fields=["rq_job_id", "status", "stage", "updated_at"])
+    django_rq.get_queue(job.priority).enqueue(
+        run_job, str(job.id), job_id=job.rq_job_id, result_ttl=3600, failure_ttl=7 * 24 * 3600
+    )
+    publish_job_event(job, "job.queued")
+
+
+def import_job_cancel(*, job: ImportJob) -> ImportJob:
+    """A queued job is cancelled at once; a running one stops at its next batch."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if job.is_terminal:
+            raise InvalidState(f"Job is already {job.status}; there is nothing to cancel.")
+        now = timezone.now()
+        job.cancel_requested_at = now
+        if job.status in (JobStatus.PENDING, JobStatus.QUEUED):
+            job.status = JobStatus.CANCELLED
+            job.stage = "cancelled"
+            job.finished_at = now
+            job.save(
+                update_fields=[
+                    "cancel_requested_at",
+                    "status",
+                    "stage",
+                    "finished_at",
+                    "updated_at",
+                ]
+            )
+            _drop_from_queue(job)
+            publish_job_event(job, "job.cancelled")
+        else:
+            job.save(update_fields=["cancel_requested_at", "updated_at"])
+    return job
+
+
+def _drop_from_queue(job: ImportJob) -> None:
+    if not job.rq_job_id:
+        return
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    conn = django_rq.get_connection(job.priority)
+
+    def drop() -> None:
+        with contextlib.suppress(NoSuchJobError):
+            Job.fetch(job.rq_job_id, connection=conn).cancel()
+
+    # the job may not be enqueued until commit; the worker also skips non-queued jobs
+    transaction.on_commit(drop)
+
+
+def import_job_retry(*, job: ImportJob) -> ImportJob:
+    """Run a failed or cancelled job again, as a new attempt of the same job."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise InvalidState(
+                f"Only failed or cancelled jobs can be retried; this one is {job.status}."
+            )
+        if not job.file:
+            raise InvalidState("The job's file is no longer stored; upload it again.")
+        ImportRowError.objects.filter(job=job).delete()
+        job.attempt += 1
+        for name in (
+            "processed_rows",
+            "created_rows",
+            "updated_rows",
+            "unchanged_rows",
+            "skipped_rows",
+            "failed_rows",
+            "error_count",
+            "progress",
+            "checkpoint_row",
+        ):
+            setattr(job, name, 0)
+        job.errors, job.warnings = [], []
+        job.error_message = ""
+        job.started_at = job.finished_at = job.heartbeat_at = job.cancel_requested_at = None
+        job.save()
+        job_enqueue(job)
+    return job
+
+
+def import_job_confirm(*, job: ImportJob, user: Any) -> ImportJob:
+    """Import a completed dry run's stored file for real, as a new job linked to it."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if not job.dry_run:
+            raise InvalidState("Only a dry run can be confirmed; this job already imported.")
+        if job.status != JobStatus.COMPLETED:
+            raise InvalidState(f"The dry run is {job.status}; confirm it once it has completed.")
+        existing = job.confirmations.exclude(
+            status__in=[JobStatus.FAILED, JobStatus.CANCELLED]
+        ).first()
+        if existing:
+            raise InvalidState(f"This dry run was already confirmed by job {existing.id}.")
+        confirmed = ImportJob.objects.create(
+            organization=job.organization,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            kind=job.kind,
+            original_filename=job.original_filename,
+            file=job.file.name,
+            file_size=job.file_size,
+            priority=job.priority,
+            options={**job.options, "dry_run": False},
+            source_job=job,
+        )
+        job_enqueue(confirmed)
+    return confirmed

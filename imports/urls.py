@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import api
+
+# /status is declared before /<uuid:job_id>, and job ids are UUIDs, so it is never shadowed.
+urlpatterns = [
+    path("products/import", api.ProductImportView.as_view(), name="product-import"),
+    path("products/import/status", api.ImportStatusView.as_view(), name="product-import-status"),
+    path("products/import/<uuid:job_id>", api.ImportJobDetailView.as_view(), name="import-job"),
+    path(
+        "products/import/<uuid:job_id>/errors.csv",
+        api.ImportJobErrorsCsvView.as_view(),
+        name="import-job-errors",
+    ),
+    path(
+        "products/import/<uuid:job_id>/cancel",
+        api.ImportJobActionView.as_view(action="cancel"),
+        name="import-job-cancel",
+    ),
+    path(
+        "products/import/<uuid:job_id>/retry",
+        api.ImportJobActionView.as_view(action="retry"),
+        name="import-job-retry",
+    ),
+    path(
+        "products/import/<uuid:job_id>/confirm",
+        api.ImportJobActionView.as_view(action="confirm"),
+        name="import-job-confirm",
+    ),
+    path("products", api.ProductListView.as_view(), name="product-list"),
+    path("jobs", api.JobListView.as_view(), name="job-list"),
+    path("jobs/<uuid:job_id>", api.JobDetailView.as_view(), name="job-detail"),
+]

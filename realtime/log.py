@@ -1,0 +1,82 @@
+"""The replayable event log: one bounded Redis Stream per topic.
+
+Every event is appended here *before* it is fanned out, so its stream id is its cursor and a
+client that missed live messages recovers by reading after the last id it saw.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from . import events
+from .redis import client
+
+KEY_PREFIX = "intake:log:"
+STREAM_FIELD = b"e"
+
+
+def stream_key(topic: str) -> str:
+    return KEY_PREFIX + topic
+
+
+def maxlen_for(topic: str) -> int:
+    conf = settings.REALTIME
+    return conf["ORG_LOG_MAXLEN"] if topic.startswith("org:") else conf["JOB_LOG_MAXLEN"]
+
+
+def _decode(topic: str, entry_id: bytes | str, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    raw = json.loads(fields[STREAM_FIELD])
+    eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    return events.envelope(eid, raw.pop("type"), topic, raw.pop("ts"), raw)
+
+
+@dataclass
+class Replay:
+    events: list[dict[str, Any]]
+    # True when the cursor is older than the oldest event still kept: the client missed some.
+    gap: bool
+
+
+def valid_cursor(cursor: str) -> bool:
+    ms, _, seq = cursor.partition("-")
+    return ms.isdigit() and (seq == "" or seq.isdigit())
+
+
+def read_after(topic: str, cursor: str | None, count: int = 10_000) -> Replay:
+    """Events of ``topic`` after ``cursor`` (exclusive), oldest first."""
+    key = stream_key(topic)
+    r = client()
+    if not cursor:
+        entries = r.xrange(key, "-", "+", count=count)
+        return Replay([_decode(topic, i, f) for i, f in entries], gap=False)
+    entries = r.xrange(key, "(" + cursor, "+", count=count)
+    first = r.xrange(key, "-", "+", count=1)
+    gap = False
+    if first:
+        first_id = first[0][0].decode()
+        gap = _id_tuple(cursor) < _id_tuple(first_id) and not _exists(key, cursor)
+    return Replay([_decode(topic, i, f) for i, f in entries], gap=gap)
+
+
+def _exists(key: str, cursor: str) -> bool:
+    return bool(client().xrange(key, cursor, cursor, count=1))
+
+
+def _id_tuple(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def last_id(topic: str) -> str | None:
+    """The cursor of the newest event of ``topic`` (what a rendered page embeds)."""
+    entries = client().xrevrange(stream_key(topic), "+", "-", count=1)
+    return entries[0][0].decode() if entries else None
+
+
+def last_event(topic: str) -> dict[str, Any] | None:
+    entries = client().xrevrange(stream_key(topic), "+", "-", count=1)
+    return _decode(topic, *entries[0]) if entries else None

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+pytest_plugins = [
+    "tests.fixtures.accounts",
+    "tests.fixtures.services",
+    "tests.fixtures.files",
+]
