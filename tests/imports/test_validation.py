@@ -1,0 +1,92 @@
+"""Row rules as pure functions: every rule has a message a person can act on."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from imports.pipeline.validation import (
+    CleanProduct,
+    RowError,
+    RowValidator,
+    SeenSkus,
+    barcode_ok,
+    map_header,
+)
+
+HEADER = ["sku", "name", "price", "currency", "quantity", "barcode", "status"]
+
+
+def check(values, header=HEADER, row=2):
+    return RowValidator(map_header(header), 10).validate(row, values)
+
+
+def test_clean_row():
+    out = check(["AB-1", " Widget ", "12.5", "eur", "3", "4006381333931", "Draft"])
+    assert isinstance(out, CleanProduct)
+    assert (out.sku, out.name, out.price, out.currency, out.quantity, out.status) == (
+        "AB-1",
+        "Widget",
+        Decimal("12.50"),
+        "EUR",
+        3,
+        "draft",
+    )
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        (["", "W", "1", "", "", "", ""], "Row 2: sku is required"),
+        (["A", "", "1", "", "", "", ""], "Row 2: name is required"),
+        (["A" * 65, "W", "1", "", "", "", ""], "is longer than 64 characters"),
+        (["A B", "W", "1", "", "", "", ""], "sku 'A B' may hold only letters, digits"),
+        (["A", "W", "-1", "", "", "", ""], "Row 2: price '-1' must be 0 or more"),
+        (["A", "W", "1.999", "", "", "", ""], "Row 2: price '1.999' has more than 2 decimals"),
+        (["A", "W", "abc", "", "", "", ""], "Row 2: price 'abc' is not a number"),
+        (["A", "W", "", "", "", "", ""], "Row 2: price is required"),
+        (["A", "W", "1", "", "2.5", "", ""], "Row 2: quantity '2.5' is not a whole number"),
+        (["A", "W", "1", "", "-2", "", ""], "Row 2: quantity '-2' must be 0 or more"),
+        (["A", "W", "1", "EURO", "", "", ""], "Row 2: currency 'EURO' is not an ISO 4217 code"),
+        (["A", "W", "1", "", "", "4006381333932", ""], "not a valid EAN-13 or UPC-A code"),
+        (["A", "W", "1", "", "", "", "gone"], "Row 2: status 'gone' must be active or draft"),
+        (["A", "W", "1"], "Row 2: has 3 values but the header has 7 columns"),
+    ],
+)
+def test_row_rules(values, message):
+    out = check(values)
+    assert isinstance(out, RowError)
+    assert message in out.message
+    assert out.values == values
+
+
+def test_several_problems_in_one_row_are_listed_together():
+    out = check(["", "", "-1", "", "", "", ""])
+    assert out.message == "Row 2: sku is required; name is required; price '-1' must be 0 or more"
+
+
+def test_trailing_empty_cells_are_not_ragged():
+    assert isinstance(check(["A", "W", "1", "", "", "", "", "", ""]), CleanProduct)
+
+
+def test_repeated_sku_names_the_first_row():
+    validator = RowValidator(map_header(HEADER), 10)
+    assert isinstance(validator.validate(12, ["ABC-1", "W", "1", "", "", "", ""]), CleanProduct)
+    out = validator.validate(40, ["ABC-1", "W", "2", "", "", "", ""])
+    assert out.message == "Row 40: SKU 'ABC-1' repeats row 12"
+
+
+def test_barcodes():
+    assert barcode_ok("4006381333931")  # EAN-13
+    assert barcode_ok("036000291452")  # UPC-A
+    assert not barcode_ok("036000291453")
+    assert not barcode_ok("12345")
+
+
+def test_seen_skus_grows_and_remembers_rows():
+    seen = SeenSkus(expected=10)
+    for i in range(1, 5001):
+        assert seen.add(f"S{i}", i + 1) == 0
+    assert seen.add("S1", 9999) == 2
+    assert seen.add("S5000", 9999) == 5001
