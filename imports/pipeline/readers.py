@@ -12,9 +12,9 @@ import csv
 import datetime as dt
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 SAMPLE_BYTES = 64 * 1024
 DELIMITERS = ",;\t|"
@@ -25,8 +25,7 @@ class FileReadError(Exception):
     """The file as a whole cannot be read; the message is for the user."""
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     number: int  # 1-based, the header is row 1, as a spreadsheet shows it
     values: list[str]
 

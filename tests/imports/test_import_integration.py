@@ -174,7 +174,7 @@ def test_failed_batch_keeps_what_was_stored_and_names_each_bad_row(api, org, run
         with connection.cursor() as cur:
             cur.execute("ALTER TABLE imports_product DROP CONSTRAINT test_refuse")
     job = ImportJob.objects.get(pk=job_id)
-    assert job.status == "completed"
+    assert job.status == "completed", job.error_message
     assert job.error_count == 1
     assert job.errors[0]["message"].startswith("Row 4: the database refused this row")
     assert "test_refuse" in job.errors[0]["message"]
