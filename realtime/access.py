@@ -1,0 +1,209 @@
+"""Who is on the other end of a stream, which topics they may follow, and how many streams.
+
+Browsers use the session cookie; integrations a DRF token in the ``Authorization`` header; a URL
+may carry only a short-lived signed stream token (``?token=``), scoped to a user, an
+organization and topics, never an API token. A topic of another tenant is answered exactly like
+a topic that does not exist.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core import signing
+
+from imports.models import ImportJob, Membership
+
+from . import events
+from .redis import client
+
+TOKEN_SALT = "intake.realtime.stream-token"
+MAX_TOKEN_TTL = 600
+
+
+class AccessDenied(Exception):
+    def __init__(self, message: str, status: int = 401) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    organization_id: int
+    role: str
+    topics: frozenset[str] | None = None  # a stream token's scope; None: any of the org's
+
+
+def issue_stream_token(
+    *, user_id: int, organization_id: int, topics: list[str], ttl: int = MAX_TOKEN_TTL
+) -> tuple[str, int]:
+    ttl = max(1, min(int(ttl), MAX_TOKEN_TTL))
+    expires = int(time.time()) + ttl
+    token = signing.dumps(
+        {"u": user_id, "o": organization_id, "t": topics, "e": expires}, salt=TOKEN_SALT
+    )
+    return token, expires
+
+
+def read_stream_token(token: str) -> dict[str, Any]:
+    try:
+        data = signing.loads(token, salt=TOKEN_SALT, max_age=MAX_TOKEN_TTL)
+    except signing.SignatureExpired:
+        raise AccessDenied("The stream token has expired; ask for a new one.")
+    except signing.BadSignature:
+        if len(token) == 40 and token.isalnum():
+            raise AccessDenied(
+                "API tokens are not accepted in URLs; send them in the Authorization header "
+                "or use a stream token from POST /api/v1/realtime/tokens."
+            )
+        raise AccessDenied("The stream token is not valid.")
+    if data.get("e", 0) < time.time():
+        raise AccessDenied("The stream token has expired; ask for a new one.")
+    return data
+
+
+def _header(scope: dict[str, Any], name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def query(scope: dict[str, Any]) -> dict[str, str]:
+    parsed = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return {k: v[-1] for k, v in parsed.items()}
+
+
+@database_sync_to_async
+def _principal(
+    user_id: int | None, token_key: str | None, wanted_org: str | None, token: dict | None
+) -> Principal:
+    from rest_framework.authtoken.models import Token
+
+    if token is not None:
+        membership = Membership.objects.filter(
+            user_id=token["u"], organization_id=token["o"], user__is_active=True
+        ).first()
+        if membership is None:
+            raise AccessDenied("The stream token's user no longer belongs to the organization.")
+        return Principal(token["u"], token["o"], membership.role, frozenset(token["t"]))
+    if token_key is not None:
+        found = Token.objects.select_related("user").filter(key=token_key).first()
+        if found is None or not found.user.is_active:
+            raise AccessDenied("Invalid API token.")
+        user_id = found.user_id
+    if user_id is None:
+        raise AccessDenied("Authentication credentials were not provided.")
+    qs = Membership.objects.filter(user_id=user_id)
+    if wanted_org:
+        qs = (
+            qs.filter(organization_id=int(wanted_org))
+            if wanted_org.isdigit()
+            else qs.filter(organization__slug=wanted_org)
+        )
+    membership = qs.order_by("created_at", "id").first()
+    if membership is None:
+        raise AccessDenied("You are not a member of any organization.", status=403)
+    return Principal(user_id, membership.organization_id, membership.role)
+
+
+async def authenticate(scope: dict[str, Any]) -> Principal:
+    params = query(scope)
+    if params.get("token"):
+        return await _principal(None, None, None, read_stream_token(params["token"]))
+    auth = _header(scope, b"authorization")
+    if auth:
+        kind, _, key = auth.partition(" ")
+        if kind.lower() != "token" or not key.strip():
+            raise AccessDenied("Use 'Authorization: Token <key>'.")
+        return await _principal(None, key.strip(), _header(scope, b"x-organization"), None)
+    user = scope.get("user")
+    user_id = user.pk if user is not None and user.is_authenticated else None
+    wanted = _header(scope, b"x-organization") or params.get("organization")
+    return await _principal(user_id, None, wanted, None)
+
+
+# ---------------------------------------------------------------------- topics
+
+TopicCheck = Callable[[str, int], bool]
+_checks: dict[str, TopicCheck] = {}
+
+
+def register_topic_kind(kind: str, check: TopicCheck) -> None:
+    """Apps add topic kinds (``bom`` comes with enrichment) with a tenant check of their own."""
+    _checks[kind] = check
+
+
+def _job_check(ident: str, org_id: int) -> bool:
+    try:
+        uuid.UUID(ident)
+    except ValueError:
+        return False
+    return ImportJob.objects.filter(pk=ident, organization_id=org_id).exists()
+
+
+register_topic_kind("job", _job_check)
+register_topic_kind("org", lambda ident, org_id: ident == str(org_id))
+
+
+@database_sync_to_async
+def topic_allowed(principal: Principal, topic: str) -> bool:
+    if not events.TOPIC_RE.match(topic):
+        return False
+    if principal.topics is not None and topic not in principal.topics:
+        return False
+    kind, _, ident = topic.partition(":")
+    check = _checks.get(kind)
+    return bool(check and check(ident, principal.organization_id))
+
+
+# ---------------------------------------------------------------------- stream limit
+
+
+class StreamSlot:
+    """A user's open-stream count, shared by every daphne process through Redis."""
+
+    def __init__(self, user_id: int) -> None:
+        self.key = f"intake:streams:user:{user_id}"
+        self.member = uuid.uuid4().hex
+        self.ttl = int(3 * heartbeat_seconds()) + 30
+
+    def acquire(self) -> bool:
+        r = client()
+        now = time.time()
+        pipe = r.pipeline()
+        pipe.zremrangebyscore(self.key, 0, now)
+        pipe.zcard(self.key)
+        _, count = pipe.execute()
+        if count >= settings.REALTIME["MAX_STREAMS_PER_USER"]:
+            return False
+        r.zadd(self.key, {self.member: now + self.ttl})
+        r.expire(self.key, self.ttl)
+        return True
+
+    def refresh(self) -> None:
+        client().zadd(self.key, {self.member: time.time() + self.ttl}, xx=True)
+
+    def release(self) -> None:
+        client().zrem(self.key, self.member)
+
+
+def heartbeat_seconds() -> float:
+    return float(settings.REALTIME["HEARTBEAT_SECONDS"])
+
+
+Snapshot = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def user_model() -> Any:
+    return get_user_model()

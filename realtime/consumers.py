@@ -1,0 +1,362 @@
+"""SSE endpoints and the WebSocket consumer: thin shells over ``streams.ClientStream``.
+
+The SSE endpoints are plain ASGI applications rather than ``AsyncHttpConsumer``: in channels 4.3
+that consumer stops as soon as ``handle()`` returns (django/channels#1747), and it only
+dispatches layer messages after ``handle()`` returns. Here one task streams and another waits
+for ``http.disconnect``, so a client that goes away is noticed at once and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from imports.models import ImportJob
+from imports.selectors import import_status_summary
+from imports.serializers import job_snapshot
+
+from . import events, log
+from .access import (
+    AccessDenied,
+    Principal,
+    StreamSlot,
+    authenticate,
+    heartbeat_seconds,
+    query,
+    topic_allowed,
+)
+from .metrics import metrics
+from .status import status_feed
+from .streams import ClientStream, Outgoing, StreamClosed, heartbeat
+
+logger = logging.getLogger(__name__)
+
+PADDING = b":" + b" " * 2048 + b"\n\n"  # pushes the stream through buffering proxies at once
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+async def snapshot(topic: str) -> dict[str, Any] | None:
+    """The current state behind a topic (sent as ``snapshot`` or ``reset``)."""
+    kind, _, ident = topic.partition(":")
+    if kind == "job":
+        job = await database_sync_to_async(ImportJob.objects.filter(pk=ident).first)()
+        return {"job": await database_sync_to_async(job_snapshot)(job)} if job else None
+    if kind == "org":
+        from imports.models import Organization
+
+        org = await database_sync_to_async(Organization.objects.filter(pk=ident).first)()
+        if org is None:
+            return None
+        summary = await database_sync_to_async(import_status_summary)(organization=org)
+        return {"status": summary}
+    return None
+
+
+def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope.get("headers", [])}
+
+
+def request_cursor(scope: dict[str, Any]) -> str | None:
+    raw = _headers(scope).get(b"last-event-id", b"").decode("latin-1").strip()
+    raw = raw or query(scope).get("last_event_id", "").strip()
+    if not raw:
+        return None
+    if not log.valid_cursor(raw):
+        raise HttpError(400, f"'{raw}' is not an event id (expected <ms>-<seq>).")
+    return raw
+
+
+async def _send_json(send: Any, status: int, body: dict[str, Any] | None) -> None:
+    payload = json.dumps(body).encode() if body is not None else b""
+    headers = [(b"content-type", b"application/json")] if body is not None else []
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class SSEEndpoint:
+    """Authenticate, plan, then stream until the client leaves (or the plan says stop)."""
+
+    close_on_terminal = False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        try:
+            principal = await authenticate(scope)
+            stream = ClientStream(max_queue=settings.REALTIME["QUEUE_SIZE"])
+            start = await self.plan(scope, principal, stream)
+        except AccessDenied as exc:
+            return await _send_json(send, exc.status, {"detail": exc.message})
+        except HttpError as exc:
+            if exc.status == 204:
+                return await _send_json(send, 204, None)
+            return await _send_json(send, exc.status, {"detail": exc.detail})
+        slot = StreamSlot(principal.user_id)
+        if not await sync_to_async(slot.acquire)():
+            limit = settings.REALTIME["MAX_STREAMS_PER_USER"]
+            return await _send_json(
+                send, 429, {"detail": f"At most {limit} open streams per user; close one first."}
+            )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-accel-buffering", b"no"),
+                ],
+            }
+        )
+        retry = f"retry: {settings.REALTIME['RETRY_MS']}\n\n".encode()
+        await send({"type": "http.response.body", "body": PADDING + retry, "more_body": True})
+        metrics.inc("streams_opened", "sse")
+        gone = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    gone.set()
+                    stream._wakeup.set()
+                    return
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await start()
+            await self._pump(stream, send, gone, slot)
+        except StreamClosed:
+            await self._send_reset_and_close(stream, send)
+        except Exception:
+            logger.exception("SSE stream failed")
+        finally:
+            watcher.cancel()
+            await stream.close()
+            await sync_to_async(slot.release)()
+            metrics.inc("streams_closed", "sse")
+            if not gone.is_set():
+                with contextlib.suppress(Exception):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _pump(
+        self, stream: ClientStream, send: Any, gone: asyncio.Event, slot: StreamSlot
+    ) -> None:
+        beat = heartbeat_seconds()
+        next_beat = time.monotonic() + beat
+        while not gone.is_set():
+            item = await stream.next(timeout=max(next_beat - time.monotonic(), 0.01))
+            if gone.is_set():
+                return
+            if item is None:
+                if time.monotonic() >= next_beat:
+                    await send(
+                        {"type": "http.response.body", "body": heartbeat().sse(), "more_body": True}
+                    )
+                    metrics.inc("events_delivered", "heartbeat")
+                    await sync_to_async(slot.refresh)()
+                    next_beat = time.monotonic() + beat
+                continue
+            await send({"type": "http.response.body", "body": item.sse(), "more_body": True})
+            stream.delivered(item)
+            if self.close_on_terminal and item.terminal:
+                return
+
+    async def _send_reset_and_close(self, stream: ClientStream, send: Any) -> None:
+        for topic in list(stream.topics):
+            env = events.envelope("", "reset", topic, events.now_iso(), {"reason": "too_slow"})
+            env.pop("id")
+            metrics.inc("resets", "too_slow")
+            body = f"event: reset\ndata: {events.dumps(env)}\n\n".encode()
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def plan(self, scope: dict[str, Any], principal: Principal, stream: ClientStream):
+        """Check the request; return the coroutine function that subscribes the stream."""
+        raise NotImplementedError
+
+
+class JobEventsSSE(SSEEndpoint):
+    """``GET /api/v1/jobs/{id}/events``: one job, its current snapshot first, closes at the end."""
+
+    close_on_terminal = True
+
+    async def plan(self, scope, principal, stream):
+        job_id = scope["url_route"]["kwargs"]["job_id"]
+        topic = events.job_topic(job_id)
+        if not await topic_allowed(principal, topic):
+            raise HttpError(404, "No such job.")
+        cursor = request_cursor(scope)
+        if cursor:
+            last = await database_sync_to_async(log.last_event)(topic)
+            if last and last["type"] in events.TERMINAL_EVENT_TYPES and last["id"] == cursor:
+                raise HttpError(204, "")  # the client has the end: stop EventSource retrying
+
+        async def start() -> None:
+            await stream.subscribe(topic, cursor, snapshot, initial=True)
+
+        return start
+
+
+class ActivitySSE(SSEEndpoint):
+    """``GET /api/v1/realtime/events``: the organization's feed, optionally some jobs only."""
+
+    async def plan(self, scope, principal, stream):
+        topic = events.org_topic(principal.organization_id)
+        wanted = [t.strip() for t in query(scope).get("topics", "").split(",") if t.strip()]
+        if wanted:
+            for t in wanted:
+                if not t.startswith("job:") or not await topic_allowed(principal, t):
+                    raise HttpError(404, f"No such topic: {t}")
+            stream.job_filter = {t.partition(":")[2] for t in wanted}
+        elif not await topic_allowed(principal, topic):
+            raise HttpError(404, "No such topic.")
+        cursor = request_cursor(scope)
+
+        async def start() -> None:
+            await stream.subscribe(topic, cursor, snapshot)
+
+        return start
+
+
+def _bounded(raw: str | None, *, name: str, default: float, low: float, high: float) -> float:
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise HttpError(400, f"{name} must be a number from {low:g} to {high:g}.")
+    if not low <= value <= high:
+        raise HttpError(400, f"{name} must be from {low:g} to {high:g} (got {raw}).")
+    return value
+
+
+class StatusSSE(SSEEndpoint):
+    """``GET /api/v1/products/import/stream``: import-status summaries, shared per org."""
+
+    async def plan(self, scope, principal, stream):
+        params = query(scope)
+        interval = _bounded(
+            params.get("poll_interval"), name="poll_interval", default=2, low=0.5, high=30
+        )
+        limit = _bounded(params.get("limit"), name="limit", default=5, low=0, high=50)
+        if limit != int(limit):
+            raise HttpError(400, "limit must be a whole number from 0 to 50.")
+        key = (principal.organization_id, interval, int(limit))
+
+        async def start() -> None:
+            await status_feed(key).join(stream)
+
+        async def stop() -> None:
+            await status_feed(key).leave(stream)
+
+        stream.on_close = stop
+        return start
+
+
+class StreamConsumer(AsyncJsonWebsocketConsumer):
+    """``/ws/v1/stream/``: subscribe / unsubscribe messages; the same envelopes as SSE."""
+
+    async def connect(self) -> None:
+        self.stream = ClientStream(max_queue=settings.REALTIME["QUEUE_SIZE"])
+        self.sender: asyncio.Task[None] | None = None
+        self.slot: StreamSlot | None = None
+        await self.accept()
+        try:
+            self.principal = await authenticate(self.scope)
+        except AccessDenied:
+            # 1008 would be the standard code, but daphne's WebSocket library (autobahn) lets a
+            # server close only with 1000 or 3000-4999: 4401 is ours for "not authenticated".
+            await self.close(code=4401)
+            return
+        slot = StreamSlot(self.principal.user_id)
+        if not await sync_to_async(slot.acquire)():
+            await self.close(code=4429)
+            return
+        self.slot = slot
+        metrics.inc("streams_opened", "websocket")
+        self.sender = asyncio.create_task(self._send_loop())
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        if self.slot is None:
+            return
+        if not isinstance(content, dict) or content.get("action") not in (
+            "subscribe",
+            "unsubscribe",
+        ):
+            await self.send_json(
+                {"type": "error", "detail": "Send {'action': 'subscribe'|'unsubscribe', ...}."}
+            )
+            return
+        topics = content.get("topics") or []
+        if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+            await self.send_json({"type": "error", "detail": "'topics' must be a list of topics."})
+            return
+        if content["action"] == "unsubscribe":
+            for topic in topics:
+                await self.stream.unsubscribe(topic)
+            return
+        cursors = content.get("last_event_id")
+        for topic in topics:
+            if not await topic_allowed(self.principal, topic):
+                await self.close(code=4404)
+                return
+            cursor = cursors.get(topic) if isinstance(cursors, dict) else cursors
+            if cursor and not log.valid_cursor(str(cursor)):
+                await self.send_json({"type": "error", "detail": f"Bad last_event_id {cursor}."})
+                continue
+            await self.stream.subscribe(topic, cursor, snapshot, initial=not cursor)
+
+    async def _send_loop(self) -> None:
+        beat = heartbeat_seconds()
+        next_beat = time.monotonic() + beat
+        try:
+            while True:
+                item: Outgoing | None = await self.stream.next(
+                    timeout=max(next_beat - time.monotonic(), 0.01)
+                )
+                if item is None:
+                    if time.monotonic() >= next_beat:
+                        await self.send(
+                            text_data=json.dumps(
+                                {"type": "heartbeat", "timestamp": int(time.time() * 1000)}
+                            )
+                        )
+                        assert self.slot is not None
+                        await sync_to_async(self.slot.refresh)()
+                        next_beat = time.monotonic() + beat
+                    continue
+                await self.send(text_data=item.data)
+                self.stream.delivered(item)
+        except StreamClosed:
+            metrics.inc("resets", "too_slow")
+            await self.send(text_data=json.dumps({"type": "reset", "reason": "too_slow"}))
+            await self.close(code=4408)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("WebSocket sender failed")
+            await self.close(code=1011)
+
+    async def disconnect(self, code: int) -> None:
+        if self.sender is not None:
+            self.sender.cancel()
+        await self.stream.close()
+        if self.slot is not None:
+            await sync_to_async(self.slot.release)()
+            metrics.inc("streams_closed", "websocket")
+            self.slot = None

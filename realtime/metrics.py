@@ -1,0 +1,115 @@
+"""Counters and a latency histogram, summed across processes in Redis for ``/metrics``.
+
+Each process counts in memory (a delivery must not cost a Redis round trip) and adds its counts
+to one Redis hash every few seconds; ``/metrics`` renders that hash in Prometheus' text format.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+
+from .redis import client
+
+KEY = "intake:metrics"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0, 10.0)
+FLUSH_SECONDS = 2.0
+
+HELP = {
+    "streams_opened": ("counter", "Streams opened, by transport"),
+    "streams_closed": ("counter", "Streams closed, by transport"),
+    "events_published": ("counter", "Events published, by type"),
+    "events_delivered": ("counter", "Events sent to clients, by type"),
+    "events_received_by_hub": ("counter", "Events the per-process hubs received, by type"),
+    "events_coalesced": ("counter", "Progress/status/heartbeat events replaced by a newer one"),
+    "events_dropped": ("counter", "Events not delivered to a client that was reset"),
+    "replays": ("counter", "Stream (re)connections that replayed the log"),
+    "resets": ("counter", "Reset events sent (cursor too old, or client too slow)"),
+    "worker_lost_jobs": ("counter", "Jobs failed because their worker was lost"),
+}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: defaultdict[str, float] = defaultdict(float)
+        self._last_flush = time.monotonic()
+
+    def inc(self, name: str, label: str = "", n: float = 1) -> None:
+        with self._lock:
+            self._counts[f"{name}|{label}"] += n
+        self.maybe_flush()
+
+    def observe_latency(self, seconds: float) -> None:
+        with self._lock:
+            for bound in LATENCY_BUCKETS:
+                if seconds <= bound:
+                    self._counts[f"latency_bucket|{bound}"] += 1
+            self._counts["latency_bucket|+Inf"] += 1
+            self._counts["latency_sum|"] += seconds
+            self._counts["latency_count|"] += 1
+        self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._counts = self._counts, defaultdict(float)
+            self._last_flush = time.monotonic()
+        if not counts:
+            return
+        try:
+            pipe = client().pipeline(transaction=False)
+            for field, value in counts.items():
+                pipe.hincrbyfloat(KEY, field, value)
+            pipe.execute()
+        except Exception:  # metrics never break delivery; the counts are lost, not the events
+            logging.getLogger(__name__).debug("metrics flush failed", exc_info=True)
+
+
+metrics = Metrics()
+
+
+def render() -> str:
+    """Prometheus text exposition of the summed counters."""
+    metrics.flush()
+    raw = {k.decode(): float(v) for k, v in client().hgetall(KEY).items()}
+    by_name: defaultdict[str, dict[str, float]] = defaultdict(dict)
+    for field, value in raw.items():
+        name, _, label = field.partition("|")
+        by_name[name][label] = value
+    lines: list[str] = []
+    opened = by_name.get("streams_opened", {})
+    closed = by_name.get("streams_closed", {})
+    lines += [
+        "# HELP intake_open_streams Open streams, by transport",
+        "# TYPE intake_open_streams gauge",
+    ]
+    for transport in sorted(set(opened) | {"sse", "websocket"}):
+        value = opened.get(transport, 0) - closed.get(transport, 0)
+        lines.append(f'intake_open_streams{{transport="{transport}"}} {value:g}')
+    for name, (kind, text) in HELP.items():
+        lines += [f"# HELP intake_{name}_total {text}", f"# TYPE intake_{name}_total {kind}"]
+        for label, value in sorted(by_name.get(name, {}).items()):
+            tag = f'{{label="{label}"}}' if label else ""
+            lines.append(f"intake_{name}_total{tag} {value:g}")
+    lines += [
+        "# HELP intake_publish_to_send_seconds Publish-to-send latency of delivered events",
+        "# TYPE intake_publish_to_send_seconds histogram",
+    ]
+    buckets = by_name.get("latency_bucket", {})
+    for bound in (*[str(b) for b in LATENCY_BUCKETS], "+Inf"):
+        lines.append(
+            f'intake_publish_to_send_seconds_bucket{{le="{bound}"}} {buckets.get(bound, 0):g}'
+        )
+    lines.append(
+        f"intake_publish_to_send_seconds_sum {by_name.get('latency_sum', {}).get('', 0):g}"
+    )
+    lines.append(
+        f"intake_publish_to_send_seconds_count {by_name.get('latency_count', {}).get('', 0):g}"
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,23 @@
+"""ASGI routes served by the realtime core (everything else goes to Django)."""
+
+from __future__ import annotations
+
+from channels.auth import AuthMiddlewareStack
+from django.urls import path, re_path
+
+from . import consumers
+
+UUID = r"[0-9a-fA-F-]{36}"
+
+# Only the stream routes pay for the session lookup of AuthMiddlewareStack.
+http_patterns = [
+    re_path(
+        rf"^api/v1/jobs/(?P<job_id>{UUID})/events$", AuthMiddlewareStack(consumers.JobEventsSSE())
+    ),
+    path("api/v1/products/import/stream", AuthMiddlewareStack(consumers.StatusSSE())),
+    path("api/v1/realtime/events", AuthMiddlewareStack(consumers.ActivitySSE())),
+]
+
+websocket_patterns = [
+    path("ws/v1/stream/", consumers.StreamConsumer.as_asgi()),
+]

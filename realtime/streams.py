@@ -1,0 +1,254 @@
+"""The one consumer core behind SSE, WebSocket and (for the cursor) polling.
+
+A ``ClientStream`` is one connection's view: the topics it follows, a cursor per topic and a
+bounded outgoing queue. Subscribing is gap-free and duplicate-free: it joins the live feed
+first (buffering), replays the log after the client's cursor, then releases the buffered live
+events that are newer than the last replayed one. Progress, status and heartbeat events are
+coalesced (the newest per topic wins, and moves to the back so ids stay in order); stage and
+terminal events are never dropped: a client that falls that far behind gets ``reset`` and is
+closed so that it resyncs from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from . import events, log
+from .hub import get_hub
+from .metrics import metrics
+
+SnapshotFn = Callable[[str], Awaitable[dict[str, Any] | None]]
+
+
+def _cursor_key(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    topic: str
+    type: str
+    id: str | None
+    data: str  # the envelope as JSON, encoded once
+    sent_at: float | None = None
+    job_id: str | None = None
+    frame: bytes | None = None  # the SSE frame, shared by every connection of the process
+    final: bool = False  # a snapshot or reset that shows a job that has already ended
+
+    def sse(self) -> bytes:
+        if self.frame is None:
+            head = f"id: {self.id}\n" if self.id else ""
+            self.frame = f"{head}event: {self.type}\ndata: {self.data}\n\n".encode()
+        return self.frame
+
+    @property
+    def terminal(self) -> bool:
+        return self.final or self.type in events.TERMINAL_EVENT_TYPES
+
+
+def outgoing_from_envelope(env: dict[str, Any]) -> Outgoing:
+    job = env.get("job") or {}
+    return Outgoing(
+        topic=env["topic"],
+        type=env["type"],
+        id=env.get("id"),
+        data=events.dumps(env),
+        job_id=str(job.get("id")) if job.get("id") else None,
+        final=env["type"] in ("snapshot", "reset")
+        and job.get("status") in ("completed", "failed", "cancelled"),
+    )
+
+
+def outgoing_from_message(message: dict[str, Any]) -> Outgoing:
+    # The hub hands every local connection the same message dict: cache the object on it so
+    # the SSE frame is built once per process, not once per client.
+    cached = message.get("_outgoing")
+    if cached is None:
+        cached = message["_outgoing"] = Outgoing(
+            topic=message["topic"],
+            type=message["event_type"],
+            id=message["id"],
+            data=message["json"],
+            sent_at=message.get("sent_at"),
+            job_id=message.get("job_id"),
+        )
+    return cached
+
+
+class StreamClosed(Exception):
+    pass
+
+
+@dataclass(eq=False)  # compared and hashed by identity: streams live in sets
+class ClientStream:
+    """One connection's subscriptions and outgoing queue (transport-agnostic)."""
+
+    max_queue: int = 1000
+    job_filter: set[str] | None = None  # narrow an organization feed to these jobs
+    queue: OrderedDict[int, Outgoing] = field(default_factory=OrderedDict)
+    cursors: dict[str, tuple[int, int]] = field(default_factory=dict)
+    topics: set[str] = field(default_factory=set)
+    overflowed: bool = False
+    on_close: Callable[[], Awaitable[None]] | None = None
+    _seq: int = 0
+    _coalesce: dict[tuple[str, str], int] = field(default_factory=dict)
+    _buffers: dict[str, list[Outgoing]] = field(default_factory=dict)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    # ------------------------------------------------------------------ intake
+
+    def _listener(self, message: dict[str, Any]) -> None:
+        self.offer(outgoing_from_message(message))
+
+    def offer(self, item: Outgoing) -> None:
+        if self.job_filter is not None and item.job_id not in self.job_filter:
+            return
+        buffer = self._buffers.get(item.topic)
+        if buffer is not None:
+            buffer.append(item)
+            return
+        if item.id is not None:
+            key = _cursor_key(item.id)
+            if key <= self.cursors.get(item.topic, (-1, -1)):
+                return  # already replayed or sent
+            self.cursors[item.topic] = key
+        self.enqueue(item)
+
+    def enqueue(self, item: Outgoing) -> None:
+        if self.overflowed:
+            metrics.inc("events_dropped", item.type)
+            return
+        ckey = (item.topic, item.type)
+        coalescable = item.type in events.COALESCABLE_EVENT_TYPES
+        if coalescable:
+            old = self._coalesce.pop(ckey, None)
+            if old is not None and self.queue.pop(old, None) is not None:
+                metrics.inc("events_coalesced", item.type)
+        if len(self.queue) >= self.max_queue:
+            if coalescable:
+                metrics.inc("events_dropped", item.type)
+                return
+            # too slow even for the events that are never dropped: resync from the log
+            self.overflowed = True
+            metrics.inc("events_dropped", item.type)
+            self._wakeup.set()
+            return
+        self._seq += 1
+        self.queue[self._seq] = item
+        if coalescable:
+            self._coalesce[ckey] = self._seq
+        self._wakeup.set()
+
+    # ------------------------------------------------------------------ subscribe
+
+    async def subscribe(
+        self, topic: str, cursor: str | None, snapshot: SnapshotFn, *, initial: bool = False
+    ) -> None:
+        """Follow ``topic`` from ``cursor``: live feed first, then the log, then the buffer.
+
+        With no cursor and ``initial``, the client first gets the current state as a
+        ``snapshot`` event whose id is the log's newest, so it can resume from there.
+        """
+        if topic in self.topics:
+            return
+        self.topics.add(topic)
+        self._buffers[topic] = []
+        await get_hub().subscribe(topic, self._listener)
+        try:
+            if cursor:
+                replay = await database_sync_to_async(log.read_after)(topic, cursor)
+                metrics.inc("replays", topic.split(":")[0])
+                if replay.gap:
+                    await self._reset(topic, snapshot, reason="cursor_expired")
+                else:
+                    self.cursors[topic] = _cursor_key(cursor)
+                    for env in replay.events:
+                        self.offer_replayed(outgoing_from_envelope(env))
+            elif initial:
+                await self._reset(topic, snapshot, reason=None)
+        finally:
+            buffered = self._buffers.pop(topic, [])
+        for item in buffered:
+            self.offer(item)
+
+    def offer_replayed(self, item: Outgoing) -> None:
+        if self.job_filter is not None and item.job_id not in self.job_filter:
+            if item.id:
+                self.cursors[item.topic] = _cursor_key(item.id)
+            return
+        if item.id:
+            self.cursors[item.topic] = _cursor_key(item.id)
+        self.enqueue(item)
+
+    async def _reset(self, topic: str, snapshot: SnapshotFn, *, reason: str | None) -> None:
+        newest = await database_sync_to_async(log.last_id)(topic)
+        state = await snapshot(topic)
+        body: dict[str, Any] = dict(state or {})
+        if reason:
+            body["reason"] = reason
+            metrics.inc("resets", reason)
+        env = events.envelope(
+            newest or "", "reset" if reason else "snapshot", topic, events.now_iso(), body
+        )
+        if not newest:
+            env.pop("id")
+        item = outgoing_from_envelope(env)
+        if newest:
+            self.cursors[topic] = _cursor_key(newest)
+        self.enqueue(item)
+
+    async def unsubscribe(self, topic: str) -> None:
+        if topic in self.topics:
+            self.topics.discard(topic)
+            await get_hub().unsubscribe(topic, self._listener)
+
+    async def close(self) -> None:
+        for topic in list(self.topics):
+            await self.unsubscribe(topic)
+        if self.on_close is not None:
+            on_close, self.on_close = self.on_close, None
+            await on_close()
+
+    # ------------------------------------------------------------------ output
+
+    async def next(self, timeout: float) -> Outgoing | None:
+        """The next event to send, or None after ``timeout`` seconds of nothing."""
+        if not self.queue and not self.overflowed:
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                return None
+        if self.overflowed:
+            raise StreamClosed("client too slow")
+        if not self.queue:
+            return None
+        seq, item = self.queue.popitem(last=False)
+        key = (item.topic, item.type)
+        if self._coalesce.get(key) == seq:
+            del self._coalesce[key]
+        return item
+
+    @staticmethod
+    def delivered(item: Outgoing) -> None:
+        metrics.inc("events_delivered", item.type)
+        if item.sent_at:
+            metrics.observe_latency(max(time.time() - item.sent_at, 0.0))
+
+
+def heartbeat() -> Outgoing:
+    return Outgoing(
+        topic="",
+        type="heartbeat",
+        id=None,
+        data=json.dumps({"timestamp": int(time.time() * 1000)}),
+    )

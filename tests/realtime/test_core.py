@@ -1,0 +1,92 @@
+"""The consumer core on its own: coalescing, overflow, and gap-free subscription."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from realtime.log import read_after
+from realtime.publish import publish_now
+from realtime.streams import ClientStream, Outgoing, StreamClosed
+
+
+def item(type_, n, topic="job:x"):
+    return Outgoing(topic=topic, type=type_, id=f"{n}-0", data=f'{{"n": {n}}}')
+
+
+def drain(stream):
+    out = []
+    while stream.queue:
+        out.append(stream.queue.popitem(last=False)[1])
+    return out
+
+
+def test_slow_client_gets_latest_progress_and_every_stage_and_terminal_event():
+    stream = ClientStream(max_queue=100)
+    stream.offer(item("job.started", 1))
+    for n in range(2, 50):
+        stream.offer(item("job.progress", n))
+    stream.offer(item("job.stage", 50))
+    for n in range(51, 90):
+        stream.offer(item("job.progress", n))
+    stream.offer(item("job.completed", 90))
+    sent = drain(stream)
+    assert [(i.type, i.id) for i in sent] == [
+        ("job.started", "1-0"),
+        ("job.stage", "50-0"),
+        ("job.progress", "89-0"),  # the newest progress, behind the stage event: ids stay ordered
+        ("job.completed", "90-0"),
+    ]
+
+
+def test_duplicates_and_older_events_are_dropped():
+    stream = ClientStream()
+    stream.offer(item("job.stage", 5))
+    stream.offer(item("job.stage", 5))
+    stream.offer(item("job.stage", 4))
+    assert len(drain(stream)) == 1
+
+
+def test_a_client_too_slow_for_stage_events_is_closed():
+    stream = ClientStream(max_queue=3)
+    for n in range(1, 5):
+        stream.offer(item("job.stage", n))
+
+    async def read():
+        await stream.next(1)  # the first still goes out
+        stream.queue.clear()
+        await stream.next(1)
+
+    with pytest.raises(StreamClosed):
+        asyncio.run(read())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_subscribe_while_publishing_loses_nothing_and_repeats_nothing():
+    topic = "job:00000000-0000-0000-0000-000000000001"
+    first = publish_now("job.stage", topics=[topic], body={"n": 0})[0]["id"]
+    done = threading.Event()
+
+    def publisher():
+        for n in range(1, 200):
+            publish_now("job.stage", topics=[topic], body={"n": n})
+        done.set()
+
+    async def scenario():
+        stream = ClientStream(max_queue=10_000)
+        thread = threading.Thread(target=publisher)
+        thread.start()
+        await stream.subscribe(topic, first, snapshot=lambda t: None)
+        while not done.is_set():
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # the last live messages
+        await stream.close()
+        thread.join()
+        return [i.id for i in drain(stream)]
+
+    received = asyncio.run(scenario())
+    logged = [e["id"] for e in read_after(topic, first).events]
+    assert len(logged) == 199
+    assert received == logged

@@ -1,0 +1,386 @@
+"""Streams against a real daphne process, real Redis and a real worker."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import psutil
+import pytest
+from django.test import override_settings
+from httpx_sse import connect_sse
+from rest_framework.authtoken.models import Token
+from websockets.sync.client import connect as ws_connect
+
+from imports.jobs import fail_lost_jobs, schedule_lost_worker_check
+from imports.models import ImportJob
+from realtime.events import job_topic, org_topic
+from realtime.log import read_after
+from realtime.redis import client as redis_client
+from tests.fixtures.files import csv_bytes, product_rows, upload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _headers(user):
+    token, _ = Token.objects.get_or_create(user=user)
+    return {"Authorization": f"Token {token.key}"}
+
+
+def _upload(api, rows=50, **fields):
+    resp = api.post(
+        "/api/v1/products/import",
+        {"file": upload(csv_bytes(product_rows(rows))), **fields},
+        format="multipart",
+    )
+    assert resp.status_code == 202, resp.content
+    return resp.json()["id"]
+
+
+def _sse_events(url, headers, *, stop=None, timeout=30.0, params=None):
+    """Read SSE events (not heartbeats) until the server closes or ``stop(event)`` is true."""
+    out = []
+    time.monotonic() + timeout
+    with (
+        httpx.Client(timeout=timeout) as http,
+        connect_sse(http, "GET", url, headers=headers, params=params) as source,
+    ):
+        assert source.response.status_code == 200, source.response.read()
+        for sse in source.iter_sse():
+            if sse.event == "heartbeat" or not sse.data:  # the retry-only first frame
+                continue
+            out.append((sse.event, sse.id, json.loads(sse.data)))
+            if stop and stop(out[-1]):
+                break
+    return out
+
+
+class Reader(threading.Thread):
+    """Follow a stream in the background while the test runs a worker."""
+
+    def __init__(self, fn, *args, **kwargs):
+        super().__init__(daemon=True)
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+        self.result = None
+        self.error = None
+
+    def run(self):
+        try:
+            self.result = self.fn(*self.args, **self.kwargs)
+        except Exception as exc:  # surfaced by join()
+            self.error = exc
+
+    def join(self, timeout=60):
+        super().join(timeout)
+        assert not self.is_alive(), "stream reader did not finish"
+        if self.error:
+            raise self.error
+        return self.result
+
+
+def test_job_stream_snapshot_first_then_every_event_then_closes(live, api, operator, run_worker):
+    job_id = _upload(api, rows=120, batch_size="40")
+    url = f"{live.url}/api/v1/jobs/{job_id}/events"
+    reader = Reader(_sse_events, url, _headers(operator))
+    reader.start()
+    time.sleep(1.0)
+    run_worker()
+    received = reader.join()
+    types = [t for t, _, _ in received]
+    assert types[0] == "snapshot"
+    assert types[-1] == "job.completed"
+    assert received[-1][2]["job"]["processed_rows"] == 120
+    logged = [e["id"] for e in read_after(job_topic(job_id), received[0][1]).events]
+    assert [i for _, i, _ in received[1:]] == logged  # each logged event once, in order
+
+    # a reconnect at the terminal event: 204, so EventSource stops retrying
+    resp = httpx.get(url, headers={**_headers(operator), "Last-Event-ID": received[-1][1]})
+    assert resp.status_code == 204
+
+
+def test_resume_after_a_cut_gets_every_later_event_exactly_once(live, api, operator, run_worker):
+    job_id = _upload(api, rows=100, batch_size="10")
+    run_worker()
+    logged = read_after(job_topic(job_id), None).events
+    cut = logged[3]["id"]
+    url = f"{live.url}/api/v1/jobs/{job_id}/events"
+    for how in ("header", "query"):
+        headers = _headers(operator)
+        params = None
+        if how == "header":
+            headers["Last-Event-ID"] = cut
+        else:
+            params = {"last_event_id": cut}
+        received = _sse_events(url, headers, params=params)
+        assert [i for _, i, _ in received] == [e["id"] for e in logged[4:]]
+
+
+def test_cursor_older_than_the_log_gets_a_reset_with_the_current_state(
+    live, api, operator, run_worker
+):
+    job_id = _upload(api, rows=20)
+    run_worker()
+    redis_client().xtrim(f"intake:log:{job_topic(job_id)}", maxlen=1)
+    received = _sse_events(
+        f"{live.url}/api/v1/jobs/{job_id}/events",
+        {**_headers(operator), "Last-Event-ID": "1-0"},
+    )
+    assert received[0][0] == "reset"
+    assert received[0][2]["job"]["status"] == "completed"
+    assert received[0][2]["reason"] == "cursor_expired"
+
+
+def test_sse_and_websocket_see_the_same_events_in_the_same_order(live, api, operator, run_worker):
+    job_id = _upload(api, rows=90, batch_size="30")
+    topic = job_topic(job_id)
+    sse = Reader(_sse_events, f"{live.url}/api/v1/jobs/{job_id}/events", _headers(operator))
+
+    def ws_events():
+        out = []
+        with ws_connect(
+            f"ws://127.0.0.1:{live.port}/ws/v1/stream/",
+            additional_headers=_headers(operator),
+            origin=f"http://127.0.0.1:{live.port}",
+        ) as ws:
+            ws.send(json.dumps({"action": "subscribe", "topics": [topic]}))
+            while True:
+                msg = json.loads(ws.recv(timeout=30))
+                if msg["type"] == "heartbeat":
+                    continue
+                out.append((msg["type"], msg.get("id")))
+                if msg["type"] == "job.completed":
+                    return out
+
+    ws = Reader(ws_events)
+    sse.start()
+    ws.start()
+    time.sleep(1.0)
+    run_worker()
+    from_sse = [(t, i) for t, i, _ in sse.join()]
+    from_ws = ws.join()
+    assert from_sse[0][0] == from_ws[0][0] == "snapshot"
+    assert from_sse[1:] == from_ws[1:]
+    assert from_sse[-1][0] == "job.completed"
+
+
+def test_heartbeats_arrive_and_a_disconnect_frees_the_stream_slot(live, api, operator):
+    job_id = _upload(api)
+    url = f"{live.url}/api/v1/jobs/{job_id}/events"
+    key = f"intake:streams:user:{operator.pk}"
+    with (
+        httpx.Client(timeout=10) as http,
+        connect_sse(http, "GET", url, headers=_headers(operator)) as src,
+    ):
+        assert src.response.headers["cache-control"] == "no-cache"
+        assert src.response.headers["x-accel-buffering"] == "no"
+        started = time.monotonic()
+        for sse in src.iter_sse():
+            if sse.event == "heartbeat":
+                assert abs(json.loads(sse.data)["timestamp"] / 1000 - time.time()) < 5
+                break
+        assert time.monotonic() - started < 3
+        assert redis_client().zcard(key) == 1
+    deadline = time.monotonic() + 1.5  # within one heartbeat (1 s in these tests)
+    while redis_client().zcard(key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert redis_client().zcard(key) == 0
+
+
+def test_stream_limit_per_user(live, api, operator):
+    job_id = _upload(api)
+    url = f"{live.url}/api/v1/jobs/{job_id}/events"
+    http = httpx.Client(timeout=10)
+    opened = []
+    try:
+        for _ in range(4):  # the limit in these tests
+            resp = http.send(
+                http.build_request("GET", url, headers=_headers(operator)), stream=True
+            )
+            assert resp.status_code == 200
+            opened.append(resp)
+        refused = httpx.get(url, headers=_headers(operator))
+        assert refused.status_code == 429 and "At most 4" in refused.json()["detail"]
+    finally:
+        for resp in opened:
+            resp.close()
+        http.close()
+
+
+def test_other_tenants_topics_look_like_missing_ones(live, api, operator, outsider, org):
+    job_id = _upload(api)
+    missing = "7b1e5b8e-2a53-4bd4-9d7f-3a3bd0d2f1a0"
+    for jid in (job_id, missing):
+        resp = httpx.get(f"{live.url}/api/v1/jobs/{jid}/events", headers=_headers(outsider))
+        assert resp.status_code == 404 and resp.json() == {"detail": "No such job."}
+    resp = httpx.get(
+        f"{live.url}/api/v1/realtime/events",
+        headers=_headers(outsider),
+        params={"topics": f"job:{job_id}"},
+    )
+    assert resp.status_code == 404
+    with ws_connect(
+        f"ws://127.0.0.1:{live.port}/ws/v1/stream/",
+        additional_headers=_headers(outsider),
+        origin=f"http://127.0.0.1:{live.port}",
+    ) as ws:
+        ws.send(json.dumps({"action": "subscribe", "topics": [org_topic(org.id)]}))
+        with pytest.raises(Exception) as closed:
+            ws.recv(timeout=5)
+        assert "4404" in str(closed.value)
+
+
+def test_anonymous_and_bad_tokens_are_refused(live, api, operator):
+    job_id = _upload(api)
+    url = f"{live.url}/api/v1/jobs/{job_id}/events"
+    assert httpx.get(url).status_code == 401
+    api_token = Token.objects.get(user=operator).key
+    resp = httpx.get(url, params={"token": api_token})
+    assert resp.status_code == 401 and "not accepted in URLs" in resp.json()["detail"]
+    with ws_connect(
+        f"ws://127.0.0.1:{live.port}/ws/v1/stream/", origin=f"http://127.0.0.1:{live.port}"
+    ) as ws:
+        with pytest.raises(Exception) as closed:
+            ws.recv(timeout=5)
+        assert "4401" in str(closed.value)
+
+
+def test_stream_tokens_are_scoped_and_expire(live, api, operator):
+    job_id = _upload(api)
+    other_id = _upload(api)
+    resp = api.post(
+        "/api/v1/realtime/tokens", {"topics": [f"job:{job_id}"], "ttl": 3}, format="json"
+    )
+    assert resp.status_code == 201
+    token = resp.json()["token"]
+    ok = _sse_events(
+        f"{live.url}/api/v1/jobs/{job_id}/events", {}, params={"token": token}, stop=lambda e: True
+    )
+    assert ok[0][0] == "snapshot"
+    scoped = httpx.get(f"{live.url}/api/v1/jobs/{other_id}/events", params={"token": token})
+    assert scoped.status_code == 404
+    time.sleep(3.1)
+    expired = httpx.get(f"{live.url}/api/v1/jobs/{job_id}/events", params={"token": token})
+    assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+    assert (
+        api.post("/api/v1/realtime/tokens", {"topics": ["job:nope"]}, format="json").status_code
+        == 404
+    )
+
+
+def test_activity_feed_narrowed_to_one_job(live, api, operator, run_worker):
+    first = _upload(api, rows=10)
+    second = _upload(api, rows=10)
+    reader = Reader(
+        _sse_events,
+        f"{live.url}/api/v1/realtime/events",
+        _headers(operator),
+        params={"topics": f"job:{second}"},
+        stop=lambda e: e[0] == "job.completed",
+    )
+    reader.start()
+    time.sleep(1.0)
+    run_worker()
+    received = reader.join()
+    assert [e[0] for e in received][:2] == ["job.started", "job.stage"]
+    assert received[-1][0] == "job.completed"
+    assert {e[2]["job"]["id"] for e in received} == {second}
+    assert first != second
+
+
+def test_summary_stream_honours_limit_and_poll_interval(live, api, operator, run_worker):
+    _upload(api, rows=5)
+    _upload(api, rows=5)
+    url = f"{live.url}/api/v1/products/import/stream"
+    arrivals = []
+
+    def stop(event):
+        arrivals.append(time.monotonic())
+        return event[2]["completed"] == 2
+
+    reader = Reader(
+        _sse_events,
+        url,
+        _headers(operator),
+        params={"poll_interval": "1.5", "limit": "1"},
+        stop=stop,
+    )
+    reader.start()
+    time.sleep(0.5)
+    run_worker()
+    events = reader.join()
+    assert {e[0] for e in events} == {"status"}
+    first, last = events[0][2], events[-1][2]
+    assert first["total_jobs"] == 2 and first["queued"] == 2 and len(first["last_jobs"]) == 1
+    assert last["completed"] == 2 and len(last["last_jobs"]) == 1
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert gaps and min(gaps) >= 1.4  # at most one summary per poll_interval
+    for bad in ({"poll_interval": "0.1"}, {"poll_interval": "31"}, {"limit": "51"}):
+        resp = httpx.get(url, headers=_headers(operator), params=bad)
+        assert resp.status_code == 400, bad
+
+
+def test_poll_endpoint_uses_the_same_cursor(api, operator, run_worker):
+    job_id = _upload(api, rows=30, batch_size="10")
+    run_worker()
+    topic = job_topic(job_id)
+    everything = api.get("/api/v1/realtime/poll", {"topic": topic}).json()
+    ids = [e["id"] for e in everything["events"]]
+    later = api.get("/api/v1/realtime/poll", {"topic": topic, "after": ids[1]}).json()
+    assert [e["id"] for e in later["events"]] == ids[2:]
+    assert later["cursor"] == ids[-1]
+    assert api.get("/api/v1/realtime/poll", {"topic": "job:x", "after": "zz"}).status_code == 400
+
+
+def test_metrics_for_staff(api, operator, client, django_user_model):
+    staff = django_user_model.objects.create_user("root", password="pw-123456", is_staff=True)
+    client.force_login(staff)
+    body = client.get("/metrics").content.decode()
+    assert "intake_open_streams" in body and "intake_publish_to_send_seconds_bucket" in body
+    client.force_login(operator)
+    assert client.get("/metrics").status_code == 403
+
+
+@override_settings(
+    REALTIME={**__import__("django.conf").conf.settings.REALTIME, "WORKER_LOST_AFTER_SECONDS": 2}
+)
+def test_a_worker_killed_mid_job_is_reported_lost(api, org, daphne_env, media_root):
+    job_id = _upload(api, rows=60_000, batch_size="50")
+    env = {**daphne_env, "MEDIA_ROOT": media_root}
+    worker = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "high", "default", "low"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while ImportJob.objects.get(pk=job_id).processed_rows == 0:
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.2)
+    finally:
+        # RQ puts its work horse in a session of its own: kill both, as a crashed host would
+        family = [worker.pid, *(c.pid for c in psutil.Process(worker.pid).children(recursive=True))]
+        for pid in family:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        worker.wait()
+    time.sleep(2.5)
+    assert fail_lost_jobs() == [job_id]
+    job = ImportJob.objects.get(pk=job_id)
+    assert job.status == "failed" and "worker running this job was lost" in job.error_message
+    last = read_after(job_topic(job_id), None).events[-1]
+    assert last["type"] == "job.failed" and last["reason"] == "worker_lost"
+    schedule_lost_worker_check()  # the periodic check is on RQ's scheduler
+    import django_rq
+
+    scheduled = django_rq.get_queue("high").scheduled_job_registry.get_job_ids()
+    assert "intake-check-lost-workers" in scheduled
