@@ -197,6 +197,19 @@ class ImportJob(models.Model):
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.id} ({self.status})"
 
+    # what a new attempt starts again from zero
+    COUNTERS = (
+        "processed_rows",
+        "created_rows",
+        "updated_rows",
+        "unchanged_rows",
+        "skipped_rows",
+        "failed_rows",
+        "error_count",
+        "progress",
+        "checkpoint_row",
+    )
+
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES

@@ -8,6 +8,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from .models import ImportJob, Product
+from .pipeline.validation import FIELDS
 
 
 class ImportJobSerializer(serializers.ModelSerializer):
@@ -85,19 +86,5 @@ def job_snapshot(job: ImportJob) -> dict[str, Any]:
 class ProductSerializer(serializers.ModelSerializer):
     class Meta:
         model = Product
-        fields = [
-            "id",
-            "sku",
-            "name",
-            "description",
-            "price",
-            "currency",
-            "quantity",
-            "barcode",
-            "category",
-            "brand",
-            "status",
-            "created_at",
-            "updated_at",
-        ]
+        fields = ["id", *FIELDS, "created_at", "updated_at"]
         read_only_fields = fields

@@ -221,17 +221,7 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
             raise InvalidState("The job's file is no longer stored; upload it again.")
         ImportRowError.objects.filter(job=job).delete()
         job.attempt += 1
-        for name in (
-            "processed_rows",
-            "created_rows",
-            "updated_rows",
-            "unchanged_rows",
-            "skipped_rows",
-            "failed_rows",
-            "error_count",
-            "progress",
-            "checkpoint_row",
-        ):
+        for name in ImportJob.COUNTERS:
             setattr(job, name, 0)
         job.errors, job.warnings = [], []
         job.error_message = ""

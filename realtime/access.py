@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core import signing
 
 from imports.models import ImportJob, Membership
@@ -200,10 +199,3 @@ class StreamSlot:
 
 def heartbeat_seconds() -> float:
     return float(settings.REALTIME["HEARTBEAT_SECONDS"])
-
-
-Snapshot = Callable[[str], Awaitable[dict[str, Any] | None]]
-
-
-def user_model() -> Any:
-    return get_user_model()

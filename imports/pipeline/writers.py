@@ -22,20 +22,9 @@ import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from .validation import CleanProduct, RowError
+from .validation import FIELDS, CleanProduct, RowError
 
-COLUMNS = (
-    "sku",
-    "name",
-    "description",
-    "price",
-    "currency",
-    "quantity",
-    "barcode",
-    "category",
-    "brand",
-    "status",
-)
+COLUMNS = FIELDS  # the products table's importable columns, in file-field order
 _DATA = COLUMNS[1:]
 _STAGE = "intake_product_stage"
 _CREATE_STAGE = f"""

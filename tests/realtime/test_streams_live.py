@@ -384,3 +384,13 @@ def test_a_worker_killed_mid_job_is_reported_lost(api, org, daphne_env, media_ro
 
     scheduled = django_rq.get_queue("high").scheduled_job_registry.get_job_ids()
     assert "intake-check-lost-workers" in scheduled
+
+
+def test_watch_job_command_follows_a_job_to_its_end(live, api, run_worker, capsys):
+    from django.core.management import call_command
+
+    job_id = _upload(api, rows=25)
+    run_worker()
+    call_command("watch_job", job_id, url=live.url)
+    out = capsys.readouterr().out
+    assert "completed: 25 created, 0 updated, 0 unchanged, 0 row errors" in out

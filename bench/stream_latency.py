@@ -1,0 +1,358 @@
+"""Live-stream delivery: Intake's hub (SSE and WebSocket) vs the usual per-connection consumer.
+
+    python -m config.devservers exec -- .venv/bin/python bench/stream_latency.py
+    (options: --clients 1,100,1000 --rows 150000 --batch-size 500)
+
+One daphne process serves every client; a real rqworker imports a real file and publishes at its
+normal rate (progress throttled to 4/s, every stage and terminal event). For each transport and
+client count it prints publish-to-receive latency (p50/p99/max, from the envelope's publisher
+timestamp), progress events coalesced, stage/terminal events lost, the time from the terminal
+event's publish until the last client had it, daphne's CPU and peak RSS, and the HTTP requests
+that 5-second polling would have made for the same watch. Then it measures the two channels-redis
+layers' group_send with 1,000 group members (the reason for the layer choice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import django
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("IMPORT_MAX_UPLOAD_BYTES", str(1 << 34))
+django.setup()
+
+import websockets  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.files import File  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from imports.models import ImportJob, Membership, Organization, Role  # noqa: E402
+from imports.services import import_job_create  # noqa: E402
+from realtime.events import job_topic  # noqa: E402
+from realtime.log import read_after  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from import_throughput import generate  # noqa: E402
+
+STAGE_OR_TERMINAL = {"job.started", "job.stage", "job.completed", "job.failed", "job.cancelled"}
+
+
+def ts_seconds(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+class Client:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str | None, str | None, float]] = []  # type, id, ts, recv
+        self.connected = asyncio.Event()
+        self.done = asyncio.Event()
+
+    def got(self, data: dict) -> None:
+        if data.get("type") == "snapshot":
+            self.connected.set()  # subscribed: the stream has sent its starting state
+        self.events.append((data.get("type"), data.get("id"), data.get("ts"), time.time()))
+        if data.get("type") in ("job.completed", "job.failed", "job.cancelled"):
+            self.done.set()
+
+
+async def sse_client(port: int, job_id: str, token: str, c: Client) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        (
+            f"GET /api/v1/jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Token {token}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    data_lines: list[str] = []
+    try:
+        while not c.done.is_set():
+            line = await reader.readline()
+            if not line:
+                return
+            text = line.decode().rstrip("\r\n")
+            if text.startswith("data:"):
+                data_lines.append(text[5:].strip())
+            elif text == "" and data_lines:
+                payload = json.loads("\n".join(data_lines))
+                data_lines = []
+                if "type" in payload:
+                    c.got(payload)
+    finally:
+        writer.close()
+
+
+async def ws_client(port: int, job_id: str, token: str, c: Client, naive: bool) -> None:
+    url = (
+        f"ws://127.0.0.1:{port}/ws/naive/{job_id}/"
+        if naive
+        else f"ws://127.0.0.1:{port}/ws/v1/stream/"
+    )
+    async with websockets.connect(
+        url,
+        additional_headers={"Authorization": f"Token {token}"},
+        max_queue=None,
+        open_timeout=60,
+    ) as ws:
+        if naive:
+            c.connected.set()  # the consumer joins its group before it accepts
+        else:
+            await ws.send(json.dumps({"action": "subscribe", "topics": [job_topic(job_id)]}))
+        while not c.done.is_set():
+            c.got(json.loads(await ws.recv()))
+
+
+class DaphneMonitor:
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.peak_rss = 0
+        self.task: asyncio.Task | None = None
+
+    async def run(self) -> None:
+        while True:
+            self.peak_rss = max(self.peak_rss, self.proc.memory_info().rss)
+            await asyncio.sleep(0.05)
+
+    def cpu(self) -> float:
+        t = self.proc.cpu_times()
+        return t.user + t.system
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def scenario(
+    kind: str,
+    n: int,
+    port: int,
+    daphne_pid: int,
+    org,
+    token: str,
+    path: Path,
+    batch_size: int,
+    env: dict,
+) -> dict:
+    with path.open("rb") as fh:
+        f = File(fh, name=path.name)
+        job = await asyncio.to_thread(
+            import_job_create, organization=org, user=None, upload=f, batch_size=batch_size
+        )
+    job_id = str(job.id)
+    clients = [Client() for _ in range(n)]
+    if kind == "sse":
+        tasks = [asyncio.create_task(sse_client(port, job_id, token, c)) for c in clients]
+    else:
+        tasks = [
+            asyncio.create_task(ws_client(port, job_id, token, c, kind == "naive")) for c in clients
+        ]
+    await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in clients)), 120)
+    await asyncio.sleep(1.0)  # subscriptions settle
+    monitor = DaphneMonitor(daphne_pid)
+    monitor.task = asyncio.create_task(monitor.run())
+    cpu0, t0 = monitor.cpu(), time.monotonic()
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "manage.py",
+        "rqworker",
+        "default",
+        "--burst",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await worker.wait()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in clients)), 120)
+    elapsed = time.monotonic() - t0
+    cpu = (monitor.cpu() - cpu0) / elapsed
+    monitor.task.cancel()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+    logged = await asyncio.to_thread(lambda: read_after(job_topic(job_id), None).events)
+    published = [(e["type"], e["id"]) for e in logged]
+    must = {i for t, i in published if t in STAGE_OR_TERMINAL}
+    progress_published = sum(1 for t, _ in published if t == "job.progress")
+    terminal = next(
+        e
+        for e in reversed(logged)
+        if e["type"].startswith("job.") and e["type"] in ("job.completed", "job.failed")
+    )
+    latencies, lost, progress_received, terminal_recv = [], 0, 0, []
+    for c in clients:
+        ids = {i for t, i, _, _ in c.events}
+        lost += len(must - ids)
+        for t, i, ts, recv in c.events:
+            if ts and t and t.startswith("job."):
+                latencies.append(recv - ts_seconds(ts))
+            if t == "job.progress":
+                progress_received += 1
+            if i == terminal["id"]:
+                terminal_recv.append(recv)
+    term_lag = (max(terminal_recv) - ts_seconds(terminal["ts"])) if terminal_recv else float("nan")
+    job_obj = await asyncio.to_thread(ImportJob.objects.get, pk=job_id)
+    watch = (
+        (job_obj.finished_at - job_obj.started_at).total_seconds()
+        if job_obj.finished_at
+        else elapsed
+    )
+    return {
+        "kind": kind,
+        "clients": n,
+        "p50_ms": pct(latencies, 0.5) * 1000,
+        "p99_ms": pct(latencies, 0.99) * 1000,
+        "max_ms": max(latencies or [float("nan")]) * 1000,
+        "progress_coalesced": progress_published * n - progress_received,
+        "progress_published": progress_published,
+        "lost": lost,
+        "terminal_all_ms": term_lag * 1000,
+        "daphne_cpu": cpu * 100,
+        "daphne_rss_mib": monitor.peak_rss / 2**20,
+        "poll_requests": int(n * watch / 5),
+        "clients_done": sum(1 for c in clients if c.done.is_set()),
+    }
+
+
+async def layer_group_send(n: int = 1000, sends: int = 20) -> list[str]:
+    """ms per group_send and Redis commands per group_send, with ``n`` members, each layer."""
+    from channels_redis.core import RedisChannelLayer
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+    from django.conf import settings
+
+    from realtime.redis import client
+
+    out = []
+    for name, layer in (
+        ("core RedisChannelLayer", RedisChannelLayer(hosts=[settings.REDIS_URL], prefix="bench")),
+        (
+            "RedisPubSubChannelLayer",
+            RedisPubSubChannelLayer(hosts=[settings.REDIS_URL], prefix="benchps"),
+        ),
+    ):
+        channels = [await layer.new_channel() for _ in range(n)]
+        for ch in channels:
+            await layer.group_add("bench", ch)
+        before = int(client().info("stats")["total_commands_processed"])
+        t0 = time.perf_counter()
+        for _ in range(sends):
+            await layer.group_send("bench", {"type": "x", "json": "{}" * 50})
+        ms = (time.perf_counter() - t0) * 1000 / sends
+        commands = (int(client().info("stats")["total_commands_processed"]) - before) / sends
+        for ch in channels:
+            await layer.group_discard("bench", ch)
+        await layer.flush()
+        out.append(f"| {name} | {n} | {ms:.2f} | {commands:.0f} |")
+    return out
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--clients", default="1,100,1000")
+    ap.add_argument("--kinds", default="sse,ws,naive")
+    ap.add_argument("--rows", type=int, default=150_000)
+    ap.add_argument("--batch-size", type=int, default=500)
+    args = ap.parse_args()
+    print(f"# command: {' '.join(sys.argv)}")
+    print(
+        f"# machine: {platform.platform()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+
+    def setup():
+        slug = f"bench-stream-{time.time_ns()}"
+        org = Organization.objects.create(name=slug, slug=slug)
+        user = get_user_model().objects.create_user(slug)
+        Membership.objects.create(user=user, organization=org, role=Role.OPERATOR)
+        return org, Token.objects.create(user=user).key
+
+    org, token = await asyncio.to_thread(setup)
+    path = generate(args.rows)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "REALTIME_MAX_STREAMS_PER_USER": "100000",
+        "LOG_LEVEL": "WARNING",
+        "REALTIME_QUEUE_SIZE": "1000",
+    }
+    daphne = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "bench.naive_asgi:application",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    await asyncio.sleep(3)
+    rows = []
+    try:
+        for kind in args.kinds.split(","):
+            for n in [int(x) for x in args.clients.split(",")]:
+                if kind == "naive" and n == 1:
+                    continue
+                r = await scenario(
+                    kind, n, port, daphne.pid, org, token, path, args.batch_size, env
+                )
+                rows.append(r)
+                print(json.dumps(r), flush=True)
+    finally:
+        daphne.terminate()
+        daphne.wait(10)
+    names = {
+        "sse": "Intake SSE",
+        "ws": "Intake WebSocket",
+        "naive": "usual: consumer per connection (WS)",
+    }
+    print(
+        "\n| transport | clients | p50 ms | p99 ms | max ms | progress coalesced | "
+        "stage/terminal lost | terminal on all clients ms | daphne CPU % | daphne RSS MiB | "
+        "5 s polling requests |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {names[r['kind']]} | {r['clients']} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
+            f"{r['max_ms']:.0f} | {r['progress_coalesced']} of "
+            f"{r['progress_published'] * r['clients']} | "
+            f"{r['lost']} | {r['terminal_all_ms']:.0f} | {r['daphne_cpu']:.0f} | "
+            f"{r['daphne_rss_mib']:.0f} | {r['poll_requests']} |"
+        )
+    print("\n| layer | group members | ms per group_send | Redis commands per group_send |")
+    print("| --- | ---: | ---: | ---: |")
+    for line in await layer_group_send():
+        print(line)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
