@@ -296,7 +296,14 @@ def run_command(cmd: list[str]) -> int:
         return subprocess.run(cmd, cwd=ROOT, env=env).returncode
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM (a supervisor, `timeout`, CI) stops everything as Ctrl-C does: the finally blocks
+    # stop daphne, the worker and the private servers instead of leaving them running.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     if not argv or argv[0] not in {"run", "test", "exec"}:
         print(__doc__)
         return 2

@@ -112,9 +112,10 @@ MEDIA_URL = "media/"
 LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {
+    # Token first, so an anonymous API call gets 401 with WWW-Authenticate rather than 403
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
