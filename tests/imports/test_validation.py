@@ -90,3 +90,13 @@ def test_seen_skus_grows_and_remembers_rows():
         assert seen.add(f"S{i}", i + 1) == 0
     assert seen.add("S1", 9999) == 2
     assert seen.add("S5000", 9999) == 5001
+
+
+def test_seen_skus_at_scale_has_no_false_repeats_and_finds_every_real_one():
+    seen = SeenSkus(expected=200_000)
+    assert all(seen.add(f"SKU-{i:08d}", i + 2) == 0 for i in range(200_000))
+    assert [seen.add(f"SKU-{i:08d}", 999_999) for i in (0, 77_777, 199_999)] == [
+        2,
+        77_779,
+        200_001,
+    ]
