@@ -171,9 +171,19 @@ class SSEEndpoint:
                     await sync_to_async(slot.refresh)()
                     next_beat = time.monotonic() + beat
                 continue
-            await send({"type": "http.response.body", "body": item.sse(), "more_body": True})
-            stream.delivered(item)
-            if self.close_on_terminal and item.terminal:
+            # Whatever else is already queued goes out in the same write: one ASGI message
+            # (and one socket write) for a backlog, not one per event.
+            batch = [item]
+            while len(batch) < 64 and not (self.close_on_terminal and batch[-1].terminal):
+                more = stream.next_nowait()
+                if more is None:
+                    break
+                batch.append(more)
+            body = b"".join(i.sse() for i in batch)
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            for sent in batch:
+                stream.delivered(sent)
+            if self.close_on_terminal and batch[-1].terminal:
                 return
 
     async def _send_reset_and_close(self, stream: ClientStream, send: Any) -> None:

@@ -228,6 +228,10 @@ class ClientStream:
                 await asyncio.wait_for(self._wakeup.wait(), timeout)
             except TimeoutError:
                 return None
+        return self.next_nowait()
+
+    def next_nowait(self) -> Outgoing | None:
+        """The next queued event, or None when the queue is empty."""
         if self.overflowed:
             raise StreamClosed("client too slow")
         if not self.queue:
