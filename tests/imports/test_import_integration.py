@@ -182,3 +182,33 @@ def test_failed_batch_keeps_what_was_stored_and_names_each_bad_row(api, org, run
     # the refused row kept what was stored before; every other row of its batch went in
     assert Product.objects.get(organization=org, sku="SKU-000003").price == before["SKU-000003"]
     assert Product.objects.filter(organization=org, price="5.00").count() == 7
+
+
+def test_a_refused_new_row_is_named_and_its_batch_neighbours_still_go_in(
+    api, org, run_worker, settings
+):
+    settings.IMPORT_BATCH_SIZE = 10
+    with connection.cursor() as cur:
+        cur.execute(
+            "ALTER TABLE imports_product ADD CONSTRAINT test_refuse_new "
+            "CHECK (name <> 'Refused by DB')"
+        )
+    rows = list(product_rows(6))
+    rows[4][1] = "Refused by DB"  # row 6, a new product: the COPY path
+    job_id = _post(api, csv_bytes(rows)).json()["id"]
+    try:
+        run_worker()
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("ALTER TABLE imports_product DROP CONSTRAINT test_refuse_new")
+    job = ImportJob.objects.get(pk=job_id)
+    assert job.status == "completed", job.error_message
+    assert [e["message"][:40] for e in job.errors] == ["Row 6: the database refused this row (ne"]
+    assert job.created_rows == 5
+    assert sorted(Product.objects.filter(organization=org).values_list("sku", flat=True)) == [
+        "SKU-000001",
+        "SKU-000002",
+        "SKU-000003",
+        "SKU-000004",
+        "SKU-000006",
+    ]
