@@ -55,10 +55,11 @@ def read_after(topic: str, cursor: str | None, count: int = 10_000) -> Replay:
         return Replay([_decode(topic, i, f) for i, f in entries], gap=False)
     entries = r.xrange(key, "(" + cursor, "+", count=count)
     first = r.xrange(key, "-", "+", count=1)
-    gap = False
-    if first:
-        first_id = first[0][0].decode()
-        gap = _id_tuple(cursor) < _id_tuple(first_id) and not _exists(key, cursor)
+    if not first:
+        # the topic's log has expired (a job that ended over a day ago): all is missed
+        return Replay([], gap=True)
+    first_id = first[0][0].decode()
+    gap = _id_tuple(cursor) < _id_tuple(first_id) and not _exists(key, cursor)
     return Replay([_decode(topic, i, f) for i, f in entries], gap=gap)
 
 

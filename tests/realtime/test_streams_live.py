@@ -394,3 +394,19 @@ def test_watch_job_command_follows_a_job_to_its_end(live, api, run_worker, capsy
     call_command("watch_job", job_id, url=live.url)
     out = capsys.readouterr().out
     assert "completed: 25 created, 0 updated, 0 unchanged, 0 row errors" in out
+
+
+def test_resume_after_the_log_expired_gets_the_final_state_and_ends(
+    live, api, operator, run_worker
+):
+    job_id = _upload(api, rows=5)
+    run_worker()
+    last = read_after(job_topic(job_id), None).events[-1]["id"]
+    redis_client().delete(f"intake:log:{job_topic(job_id)}")
+    received = _sse_events(
+        f"{live.url}/api/v1/jobs/{job_id}/events",
+        {**_headers(operator), "Last-Event-ID": last},
+        timeout=15,
+    )
+    assert [e[0] for e in received] == ["reset"]
+    assert received[0][2]["job"]["status"] == "completed"
