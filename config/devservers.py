@@ -281,6 +281,8 @@ def run_tests(args: list[str]) -> int:
         fast = subprocess.run([PY, "-m", "pytest", "-m", "not browser", *args], cwd=ROOT, env=env)
         if fast.returncode not in (0,):
             return fast.returncode
+        if not (ROOT / "tests" / "e2e").is_dir():
+            return 0  # no browser tests yet: the suite's last word stays the real run's summary
         browser = subprocess.run(
             [PY, "-m", "pytest", "-m", "browser", *args],
             cwd=ROOT,
