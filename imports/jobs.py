@@ -53,7 +53,10 @@ def run_job(job_id: str) -> None:
         runner(job, reporter)
     except Exception as exc:
         log.exception("job %s crashed", job_id)
-        reporter.failed(f"The import stopped on an internal error ({type(exc).__name__}).")
+        reporter.failed(
+            f"The import stopped on an internal error ({type(exc).__name__}). Retry the job; "
+            "if it fails again, give the job id to an administrator (the worker log has details)."
+        )
         raise
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -18,16 +17,12 @@ from rest_framework.views import APIView
 from imports.tenancy import IsMember, request_membership
 
 from . import log, metrics
-from .access import MAX_TOKEN_TTL, Principal, issue_stream_token, topic_allowed
+from .access import MAX_TOKEN_TTL, Principal, issue_stream_token, topic_allowed_sync
 
 
 def _principal(request: Request) -> Principal:
     membership = request_membership(request)
     return Principal(request.user.pk, membership.organization_id, membership.role)
-
-
-def _allowed(principal: Principal, topic: str) -> bool:
-    return async_to_sync(topic_allowed)(principal, topic)
 
 
 class TokenRequest(serializers.Serializer):
@@ -47,7 +42,7 @@ class StreamTokenView(APIView):
         principal = _principal(request)
         topics = form.validated_data["topics"]
         for topic in topics:
-            if not _allowed(principal, topic):
+            if not topic_allowed_sync(principal, topic):
                 raise NotFound(f"No such topic: {topic}")
         token, expires = issue_stream_token(
             user_id=principal.user_id,
@@ -77,7 +72,7 @@ class PollView(APIView):
             raise ValidationError({"topic": "topic is required (job:<id>, org:<id>)."})
         if after and not log.valid_cursor(after):
             raise ValidationError({"after": f"'{after}' is not an event id (<ms>-<seq>)."})
-        if not _allowed(_principal(request), topic):
+        if not topic_allowed_sync(_principal(request), topic):
             raise NotFound(f"No such topic: {topic}")
         replay = log.read_after(topic, after, count=1000)
         body: dict[str, Any] = {"topic": topic, "events": replay.events, "reset": replay.gap}

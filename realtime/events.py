@@ -7,17 +7,6 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-JOB_EVENT_TYPES = frozenset(
-    {
-        "job.queued",
-        "job.started",
-        "job.stage",
-        "job.progress",
-        "job.completed",
-        "job.failed",
-        "job.cancelled",
-    }
-)
 TERMINAL_EVENT_TYPES = frozenset(
     {"job.completed", "job.failed", "job.cancelled", "enrichment.completed", "enrichment.failed"}
 )

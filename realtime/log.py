@@ -59,7 +59,7 @@ def read_after(topic: str, cursor: str | None, count: int = 10_000) -> Replay:
         # the topic's log has expired (a job that ended over a day ago): all is missed
         return Replay([], gap=True)
     first_id = first[0][0].decode()
-    gap = _id_tuple(cursor) < _id_tuple(first_id) and not _exists(key, cursor)
+    gap = cursor_key(cursor) < cursor_key(first_id) and not _exists(key, cursor)
     return Replay([_decode(topic, i, f) for i, f in entries], gap=gap)
 
 
@@ -67,7 +67,8 @@ def _exists(key: str, cursor: str) -> bool:
     return bool(client().xrange(key, cursor, cursor, count=1))
 
 
-def _id_tuple(event_id: str) -> tuple[int, int]:
+def cursor_key(event_id: str) -> tuple[int, int]:
+    """A stream id as a comparable (ms, seq) pair."""
     ms, _, seq = event_id.partition("-")
     return int(ms), int(seq or 0)
 

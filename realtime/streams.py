@@ -28,11 +28,6 @@ from .metrics import metrics
 SnapshotFn = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 
-def _cursor_key(event_id: str) -> tuple[int, int]:
-    ms, _, seq = event_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 @dataclass(slots=True)
 class Outgoing:
     topic: str
@@ -117,7 +112,7 @@ class ClientStream:
             buffer.append(item)
             return
         if item.id is not None:
-            key = _cursor_key(item.id)
+            key = log.cursor_key(item.id)
             if key <= self.cursors.get(item.topic, (-1, -1)):
                 return  # already replayed or sent
             self.cursors[item.topic] = key
@@ -170,7 +165,7 @@ class ClientStream:
                 if replay.gap:
                     await self._reset(topic, snapshot, reason="cursor_expired")
                 else:
-                    self.cursors[topic] = _cursor_key(cursor)
+                    self.cursors[topic] = log.cursor_key(cursor)
                     for env in replay.events:
                         self.offer_replayed(outgoing_from_envelope(env))
             elif initial:
@@ -183,10 +178,10 @@ class ClientStream:
     def offer_replayed(self, item: Outgoing) -> None:
         if self.job_filter is not None and item.job_id not in self.job_filter:
             if item.id:
-                self.cursors[item.topic] = _cursor_key(item.id)
+                self.cursors[item.topic] = log.cursor_key(item.id)
             return
         if item.id:
-            self.cursors[item.topic] = _cursor_key(item.id)
+            self.cursors[item.topic] = log.cursor_key(item.id)
         self.enqueue(item)
 
     async def _reset(self, topic: str, snapshot: SnapshotFn, *, reason: str | None) -> None:
@@ -203,7 +198,7 @@ class ClientStream:
             env.pop("id")
         item = outgoing_from_envelope(env)
         if newest:
-            self.cursors[topic] = _cursor_key(newest)
+            self.cursors[topic] = log.cursor_key(newest)
         self.enqueue(item)
 
     async def unsubscribe(self, topic: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -153,26 +154,32 @@ def test_atomic_job_with_a_bad_row_imports_nothing(api, org, run_worker, setting
     assert Product.objects.filter(organization=org).count() == 0
 
 
+@contextlib.contextmanager
+def database_refuses_name(name: str):
+    """Validation mirrors every column rule, so stand in for a rule only the database knows."""
+    with connection.cursor() as cur:
+        cur.execute(
+            f"ALTER TABLE imports_product ADD CONSTRAINT test_refuse CHECK (name <> '{name}')"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("ALTER TABLE imports_product DROP CONSTRAINT test_refuse")
+
+
 def test_failed_batch_keeps_what_was_stored_and_names_each_bad_row(api, org, run_worker, settings):
     settings.IMPORT_BATCH_SIZE = 10
     _post(api, csv_bytes(product_rows(5)))
     run_worker()
     before = {p.sku: p.price for p in Product.objects.filter(organization=org)}
-    # Validation mirrors every column rule, so stand in for a rule only the database knows.
-    with connection.cursor() as cur:
-        cur.execute(
-            "ALTER TABLE imports_product ADD CONSTRAINT test_refuse CHECK (name <> 'Refused by DB')"
-        )
     rows = list(product_rows(8))
     for r in rows:
         r[3] = "5.00"
     rows[2][1] = "Refused by DB"
     job_id = _post(api, csv_bytes(rows)).json()["id"]
-    try:
+    with database_refuses_name("Refused by DB"):
         run_worker()
-    finally:
-        with connection.cursor() as cur:
-            cur.execute("ALTER TABLE imports_product DROP CONSTRAINT test_refuse")
     job = ImportJob.objects.get(pk=job_id)
     assert job.status == "completed", job.error_message
     assert job.error_count == 1
@@ -188,19 +195,11 @@ def test_a_refused_new_row_is_named_and_its_batch_neighbours_still_go_in(
     api, org, run_worker, settings
 ):
     settings.IMPORT_BATCH_SIZE = 10
-    with connection.cursor() as cur:
-        cur.execute(
-            "ALTER TABLE imports_product ADD CONSTRAINT test_refuse_new "
-            "CHECK (name <> 'Refused by DB')"
-        )
     rows = list(product_rows(6))
     rows[4][1] = "Refused by DB"  # row 6, a new product: the COPY path
     job_id = _post(api, csv_bytes(rows)).json()["id"]
-    try:
+    with database_refuses_name("Refused by DB"):
         run_worker()
-    finally:
-        with connection.cursor() as cur:
-            cur.execute("ALTER TABLE imports_product DROP CONSTRAINT test_refuse_new")
     job = ImportJob.objects.get(pk=job_id)
     assert job.status == "completed", job.error_message
     assert [e["message"][:40] for e in job.errors] == ["Row 6: the database refused this row (ne"]
