@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class Organization(models.Model):
@@ -156,6 +157,8 @@ class ImportJob(models.Model):
     error_count = models.PositiveIntegerField(default=0)
     errors = models.JSONField(default=list, blank=True)  # the first N row errors
     warnings = models.JSONField(default=list, blank=True)
+    # the stage timeline of the current attempt: [{"stage": "reading", "at": iso-8601}, ...]
+    stages = models.JSONField(default=list, blank=True)
     error_message = models.TextField(blank=True, default="")
     original_filename = models.CharField(max_length=255, blank=True, default="")
     file = models.FileField(upload_to=job_upload_path, max_length=500, blank=True)
@@ -209,6 +212,11 @@ class ImportJob(models.Model):
         "progress",
         "checkpoint_row",
     )
+
+    def enter_stage(self, name: str) -> None:
+        """Set ``stage`` and record it in the timeline (the caller saves both fields)."""
+        self.stage = name
+        self.stages = [*self.stages, {"stage": name, "at": timezone.now().isoformat()}]
 
     @property
     def is_terminal(self) -> bool:

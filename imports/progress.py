@@ -52,12 +52,13 @@ class ProgressReporter:
         now = timezone.now()
         job.status = JobStatus.PROCESSING
         job.started_at = job.heartbeat_at = now
-        self._save("status", "started_at", "heartbeat_at")
+        job.enter_stage("started")
+        self._save("status", "stage", "stages", "started_at", "heartbeat_at")
         publish_job_event(job, "job.started")
 
     def stage(self, name: str, *, total_rows: int | None = None) -> None:
-        self.job.stage = name
-        fields = ["stage", "heartbeat_at"]
+        self.job.enter_stage(name)
+        fields = ["stage", "stages", "heartbeat_at"]
         if total_rows is not None:
             self.job.total_rows = total_rows
             fields.append("total_rows")
@@ -137,7 +138,7 @@ class ProgressReporter:
         job.skipped_rows += skipped
         job.status = JobStatus.COMPLETED
         job.progress = 100
-        job.stage = "done"
+        job.enter_stage("done")
         self._finish("skipped_rows", "progress")
         publish_job_event(job, "job.completed")
 
@@ -145,14 +146,14 @@ class ProgressReporter:
         job = self.job
         job.status = JobStatus.FAILED
         job.error_message = message
-        job.stage = "failed"
+        job.enter_stage("failed")
         self._finish("error_message")
         publish_job_event(job, "job.failed", reason=reason)
 
     def cancelled(self) -> None:
         job = self.job
         job.status = JobStatus.CANCELLED
-        job.stage = "cancelled"
+        job.enter_stage("cancelled")
         self._finish()
         publish_job_event(job, "job.cancelled")
 
@@ -160,7 +161,7 @@ class ProgressReporter:
 
     def _finish(self, *fields: str) -> None:
         self.job.finished_at = self.job.heartbeat_at = timezone.now()
-        self._save("status", "stage", "finished_at", "heartbeat_at", *fields)
+        self._save("status", "stage", "stages", "finished_at", "heartbeat_at", *fields)
 
     def _save(self, *fields: str) -> None:
         self.job.save(update_fields=[*fields, "updated_at"])

@@ -21,6 +21,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
     organization = serializers.PrimaryKeyRelatedField(read_only=True)
     source_job = serializers.PrimaryKeyRelatedField(read_only=True)
+    created_by = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:
         model = ImportJob
@@ -30,6 +31,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "kind",
             "status",
             "stage",
+            "stages",
             "progress",
             "total_rows",
             "processed_rows",
@@ -51,6 +53,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "batch_size",
             "attempt",
             "source_job",
+            "created_by",
             "rq_job_id",
             "rows_per_second",
             "eta_seconds",

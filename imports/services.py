@@ -157,8 +157,8 @@ def job_enqueue(job: ImportJob) -> None:
 
     job.rq_job_id = f"{job.id}-{job.attempt}"
     job.status = JobStatus.QUEUED
-    job.stage = "queued"
-    job.save(update_fields=["rq_job_id", "status", "stage", "updated_at"])
+    job.enter_stage("queued")
+    job.save(update_fields=["rq_job_id", "status", "stage", "stages", "updated_at"])
     django_rq.get_queue(job.priority).enqueue(
         run_job, str(job.id), job_id=job.rq_job_id, result_ttl=3600, failure_ttl=7 * 24 * 3600
     )
@@ -175,13 +175,14 @@ def import_job_cancel(*, job: ImportJob) -> ImportJob:
         job.cancel_requested_at = now
         if job.status in (JobStatus.PENDING, JobStatus.QUEUED):
             job.status = JobStatus.CANCELLED
-            job.stage = "cancelled"
+            job.enter_stage("cancelled")
             job.finished_at = now
             job.save(
                 update_fields=[
                     "cancel_requested_at",
                     "status",
                     "stage",
+                    "stages",
                     "finished_at",
                     "updated_at",
                 ]
@@ -223,7 +224,7 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
         job.attempt += 1
         for name in ImportJob.COUNTERS:
             setattr(job, name, 0)
-        job.errors, job.warnings = [], []
+        job.errors, job.warnings, job.stages = [], [], []
         job.error_message = ""
         job.started_at = job.finished_at = job.heartbeat_at = job.cancel_requested_at = None
         job.save()
