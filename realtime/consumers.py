@@ -223,11 +223,17 @@ class JobEventsSSE(SSEEndpoint):
 
 
 class ActivitySSE(SSEEndpoint):
-    """``GET /api/v1/realtime/events``: the organization's feed, optionally some jobs only."""
+    """``GET /api/v1/realtime/events``: the organization's feed, optionally some jobs only.
+
+    ``?summary=1`` adds the import-status summaries (``event: status``, as the summary stream
+    sends them, honouring ``poll_interval`` and ``limit``) so that a dashboard needs one
+    connection, not two: browsers allow six per host.
+    """
 
     async def plan(self, scope, principal, stream):
+        params = query(scope)
         topic = events.org_topic(principal.organization_id)
-        wanted = [t.strip() for t in query(scope).get("topics", "").split(",") if t.strip()]
+        wanted = [t.strip() for t in params.get("topics", "").split(",") if t.strip()]
         if wanted:
             for t in wanted:
                 if not t.startswith("job:") or not await topic_allowed(principal, t):
@@ -236,9 +242,19 @@ class ActivitySSE(SSEEndpoint):
         elif not await topic_allowed(principal, topic):
             raise HttpError(404, "No such topic.")
         cursor = request_cursor(scope)
+        summary_key = None
+        if params.get("summary", "").lower() in ("1", "true", "yes"):
+            summary_key = status_key(params, principal)
+
+            async def stop() -> None:
+                await status_feed(summary_key).leave(stream)
+
+            stream.on_close = stop
 
         async def start() -> None:
             await stream.subscribe(topic, cursor, snapshot)
+            if summary_key is not None:
+                await status_feed(summary_key).join(stream)
 
         return start
 
@@ -255,18 +271,22 @@ def _bounded(raw: str | None, *, name: str, default: float, low: float, high: fl
     return value
 
 
+def status_key(params: dict[str, str], principal: Principal) -> tuple[int, float, int]:
+    """The shared summary feed that ``poll_interval`` and ``limit`` ask for (400 if outside)."""
+    interval = _bounded(
+        params.get("poll_interval"), name="poll_interval", default=2, low=0.5, high=30
+    )
+    limit = _bounded(params.get("limit"), name="limit", default=5, low=0, high=50)
+    if limit != int(limit):
+        raise HttpError(400, "limit must be a whole number from 0 to 50.")
+    return (principal.organization_id, interval, int(limit))
+
+
 class StatusSSE(SSEEndpoint):
     """``GET /api/v1/products/import/stream``: import-status summaries, shared per org."""
 
     async def plan(self, scope, principal, stream):
-        params = query(scope)
-        interval = _bounded(
-            params.get("poll_interval"), name="poll_interval", default=2, low=0.5, high=30
-        )
-        limit = _bounded(params.get("limit"), name="limit", default=5, low=0, high=50)
-        if limit != int(limit):
-            raise HttpError(400, "limit must be a whole number from 0 to 50.")
-        key = (principal.organization_id, interval, int(limit))
+        key = status_key(query(scope), principal)
 
         async def start() -> None:
             await status_feed(key).join(stream)

@@ -327,6 +327,31 @@ def test_summary_stream_honours_limit_and_poll_interval(live, api, operator, run
         assert resp.status_code == 400, bad
 
 
+def test_activity_feed_with_summary_is_one_connection_for_a_dashboard(
+    live, api, operator, run_worker
+):
+    job_id = _upload(api, rows=5)
+    url = f"{live.url}/api/v1/realtime/events"
+    reader = Reader(
+        _sse_events,
+        url,
+        _headers(operator),
+        params={"summary": "1", "limit": "0", "poll_interval": "0.5"},
+        stop=lambda e: e[0] == "status" and e[2]["completed"] == 1,
+    )
+    reader.start()
+    time.sleep(0.5)
+    run_worker()
+    received = reader.join()
+    types = [t for t, _, _ in received]
+    assert types[0] == "status" and received[0][2]["queued"] == 1  # the summary at once
+    assert "job.completed" in types  # and the job events, in the same stream
+    assert received[-1][2]["last_jobs"] == []  # limit=0
+    assert all(e[2]["job"]["id"] == job_id for e in received if e[0].startswith("job."))
+    resp = httpx.get(url, headers=_headers(operator), params={"summary": "1", "limit": "99"})
+    assert resp.status_code == 400 and "limit" in resp.json()["detail"]
+
+
 def test_poll_endpoint_uses_the_same_cursor(api, operator, run_worker):
     job_id = _upload(api, rows=30, batch_size="10")
     run_worker()
