@@ -1,12 +1,23 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from imports import views as pages
 from realtime.api import metrics_view
 
 urlpatterns = [
+    path("", pages.dashboard, name="dashboard"),
+    path("jobs/<uuid:job_id>/", pages.job_page, name="job-page"),
+    path(
+        "jobs/<uuid:job_id>/<str:action>",
+        pages.job_action,
+        name="job-action",
+    ),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("imports.urls")),

@@ -82,3 +82,17 @@ def last_id(topic: str) -> str | None:
 def last_event(topic: str) -> dict[str, Any] | None:
     entries = client().xrevrange(stream_key(topic), "+", "-", count=1)
     return _decode(topic, *entries[0]) if entries else None
+
+
+def recent(topic: str, *, limit: int, skip_types: frozenset[str], scan: int = 2000) -> list[dict]:
+    """Up to ``limit`` of the newest events of ``topic`` (newest first), leaving out
+    ``skip_types``; looks at no more than ``scan`` entries. For pages that render a feed."""
+    skip = tuple(b'{"type":"' + t.encode() + b'"' for t in skip_types)
+    out: list[dict[str, Any]] = []
+    for entry_id, fields in client().xrevrange(stream_key(topic), "+", "-", count=scan):
+        if fields[STREAM_FIELD].startswith(skip):
+            continue  # the type leads the stored JSON: skip without decoding
+        out.append(_decode(topic, entry_id, fields))
+        if len(out) >= limit:
+            break
+    return out
