@@ -3,12 +3,29 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+)
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django_rq.settings import get_queues_map
+
+from realtime import log
+from realtime.events import job_topic, org_topic
 
 from . import services
 from .models import ImportJob, Membership, Organization, Product
+from .templatetags.intake import num, rows_of, status_label
+from .views import stream_settings
+
+# Live admin pages follow at most this many of the user's organizations (one stream each).
+MAX_LIVE_ORGANIZATIONS = 3
 
 
 class MembershipInline(admin.TabularInline):
@@ -68,14 +85,16 @@ def retry_jobs(modeladmin: Any, request: HttpRequest, queryset: QuerySet[ImportJ
 
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
+    """Jobs with live progress: the list and the change page load static/js/live.js, which
+    follows the organizations' streams (the user must be a member to watch them)."""
+
     list_display = [
         "original_filename",
         "kind",
-        "status",
+        "status_badge",
         "progress_bar",
-        "processed_rows",
-        "total_rows",
-        "error_count",
+        "rows",
+        "errors_live",
         "organization",
         "created_at",
     ]
@@ -84,7 +103,8 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_select_related = ["organization"]
     actions = [cancel_jobs, retry_jobs]
     exclude = ["errors"]
-    readonly_fields = ["row_errors_table", "rq_link"]
+    change_list_template = "admin/imports/importjob/change_list.html"
+    change_form_template = "admin/imports/importjob/change_form.html"
 
     def get_readonly_fields(self, request: HttpRequest, obj: ImportJob | None = None) -> list[str]:
         fields = [f.name for f in ImportJob._meta.fields if f.name != "errors"]
@@ -93,39 +113,141 @@ class ImportJobAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs start from an upload (dashboard or API), never from a blank form
 
+    # ------------------------------------------------------------------ columns
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, job: ImportJob) -> str:
+        return format_html(
+            '<span class="badge status-{}" data-job-id="{}" data-field="status">{}</span>',
+            job.status,
+            job.id,
+            status_label(job.status),
+        )
+
     @admin.display(description="Progress")
     def progress_bar(self, job: ImportJob) -> str:
         return format_html(
-            '<progress max="100" value="{}" role="progressbar" aria-valuenow="{}" '
-            'data-job-id="{}"></progress> {}%',
-            job.progress,
+            '<div class="bar status-{}" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
+            'aria-valuenow="{}" aria-label="Progress" data-job-id="{}" data-field="progress">'
+            '<span style="width: {}%"></span></div> '
+            '<span data-job-id="{}" data-field="progress_text">{}%</span>',
+            job.status,
             job.progress,
             job.id,
             job.progress,
+            job.id,
+            job.progress,
+        )
+
+    @admin.display(description="Rows done / total")
+    def rows(self, job: ImportJob) -> str:
+        counts = {"processed_rows": job.processed_rows, "total_rows": job.total_rows}
+        return format_html(
+            '<span data-job-id="{}" data-field="rows">{}</span>', job.id, rows_of(counts)
+        )
+
+    @admin.display(description="Errors", ordering="error_count")
+    def errors_live(self, job: ImportJob) -> str:
+        return format_html(
+            '<span data-job-id="{}" data-field="error_count">{}</span>',
+            job.id,
+            num(job.error_count),
         )
 
     @admin.display(description="RQ job")
     def rq_link(self, job: ImportJob) -> str:
-        if not job.rq_job_id:
+        index = get_queues_map().get(job.priority)
+        if not job.rq_job_id or index is None:
             return "—"
-        return format_html(
-            '<a href="/admin/rq/queues/actions/{}/">{}</a> on queue {}',
-            job.rq_job_id,
-            job.rq_job_id,
-            job.priority,
-        )
+        url = reverse("django_rq:job_detail", args=[index, job.rq_job_id])
+        return format_html('<a href="{}">{}</a> on queue {}', url, job.rq_job_id, job.priority)
 
     @admin.display(description="Row errors (first 1,000)")
     def row_errors_table(self, job: ImportJob) -> str:
         if not job.errors:
-            return "None"
-        rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td></tr>", ((e["row"], e["message"]) for e in job.errors)
+            body = format_html("{}", "None")
+        else:
+            rows = format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td></tr>",
+                ((e["row"], e["message"]) for e in job.errors),
+            )
+            body = format_html(
+                "<table><thead><tr><th>Row</th><th>Error</th></tr></thead><tbody>{}</tbody>"
+                '</table><p><a href="/api/v1/products/import/{}/errors.csv">'
+                "Download every error as CSV</a></p>",
+                rows,
+                job.id,
+            )
+        # replaced in place by the live module when the job ends
+        return format_html('<div id="row-errors" data-refresh-on-terminal>{}</div>', body)
+
+    # ------------------------------------------------------------------ live pages
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        orgs = list(
+            Membership.objects.filter(user=request.user)
+            .order_by("created_at", "id")
+            .values_list("organization_id", flat=True)[:MAX_LIVE_ORGANIZATIONS]
         )
-        return format_html(
-            "<table><thead><tr><th>Row</th><th>Error</th></tr></thead><tbody>{}</tbody></table>"
-            '<p><a href="/api/v1/products/import/{}/errors.csv">'
-            "Download every error as CSV</a></p>",
-            rows,
-            job.id,
-        )
+        streams = [
+            {
+                # the cursor first: the list rendered below is at least this new
+                "cursor": log.last_id(org_topic(org_id)) or "",
+                "url": f"/api/v1/realtime/events?organization={org_id}",
+                "topic": org_topic(org_id),
+            }
+            for org_id in orgs
+        ]
+        context = {"live_streams": streams, **stream_settings(), **(extra_context or {})}
+        return super().changelist_view(request, extra_context=context)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        job = self.get_object(request, object_id)
+        context = dict(extra_context or {})
+        if job is not None:
+            member = Membership.objects.filter(
+                user=request.user, organization_id=job.organization_id
+            ).exists()
+            context.update(
+                live_job=job,
+                can_watch=member,
+                live_cursor=log.last_id(job_topic(job.id)) or "",
+                live_url=f"/api/v1/jobs/{job.id}/events?organization={job.organization_id}",
+                live_topic=job_topic(job.id),
+                **stream_settings(),
+            )
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<path:object_id>/<str:action>/run/",
+                self.admin_site.admin_view(self.run_action),
+                name="imports_importjob_run",
+            ),
+            *super().get_urls(),
+        ]
+
+    def run_action(self, request: HttpRequest, object_id: str, action: str) -> HttpResponse:
+        """The change page's Cancel and Retry buttons (POST only)."""
+        job = self.get_object(request, object_id)
+        if job is None:
+            raise Http404("No such job.")
+        if not self.has_change_permission(request, job):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        act = {"cancel": cancel_jobs, "retry": retry_jobs}.get(action)
+        if act is None:
+            raise Http404("No such action.")
+        act(self, request, ImportJob.objects.filter(pk=job.pk))
+        return HttpResponseRedirect(reverse("admin:imports_importjob_change", args=[job.pk]))

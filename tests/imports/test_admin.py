@@ -64,3 +64,21 @@ def test_admin_cancel_and_retry_actions(staff_client, org):
         follow=True,
     )
     assert "Only failed or cancelled jobs can be retried" in resp.content.decode()
+
+
+def test_change_page_buttons_cancel_then_retry_and_link_to_the_rq_job(staff_client, org):
+    job = services.import_job_create(
+        organization=org, user=None, upload=upload(csv_bytes(product_rows(2)))
+    )
+    page = staff_client.get(f"/admin/imports/importjob/{job.pk}/change/").content.decode()
+    assert f"/admin/rq/queues/0/{job.rq_job_id}/" in page  # "default" sorts first of the queues
+    assert f'data-stream="/api/v1/jobs/{job.pk}/events' in page
+
+    assert staff_client.get(f"/admin/imports/importjob/{job.pk}/cancel/run/").status_code == 405
+    resp = staff_client.post(f"/admin/imports/importjob/{job.pk}/cancel/run/", follow=True)
+    assert "Cancelled 1 job(s)." in resp.content.decode()
+    assert ImportJob.objects.get(pk=job.pk).status == "cancelled"
+    staff_client.post(f"/admin/imports/importjob/{job.pk}/retry/run/")
+    job.refresh_from_db()
+    assert (job.status, job.attempt) == ("queued", 2)
+    assert staff_client.post(f"/admin/imports/importjob/{job.pk}/nope/run/").status_code == 404
