@@ -3,6 +3,9 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
+# apt needs root: use sudo when we are not root and it is there
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || command -v sudo)
 
 .PHONY: run test lint bench clean
 
@@ -15,7 +18,12 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m config.devservers run
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium; nothing downloads a browser of its own.
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
+
+test: $(STAMP) $(CHROMIUM)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m config.devservers test

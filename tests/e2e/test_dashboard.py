@@ -1,0 +1,275 @@
+"""What the people who run imports see: live pages in a real browser, no reloads."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from playwright.sync_api import Page, expect
+
+from imports import services
+from imports.models import ImportJob, Role
+from tests.e2e.conftest import assert_not_reloaded, log_in, mark_page, member, screenshot
+from tests.fixtures.files import HEADER, csv_bytes, product_rows
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def drop_file(page: Page, name: str, content: bytes) -> None:
+    """Drop a file on the upload zone the way a person drags one from their desktop."""
+    data_transfer = page.evaluate_handle(
+        """([name, text]) => {
+            const dt = new DataTransfer();
+            dt.items.add(new File([text], name, {type: "text/csv"}));
+            return dt;
+        }""",
+        [name, content.decode()],
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": data_transfer})
+
+
+def job_row(page: Page, filename: str):
+    return page.locator("tr.job-row", has_text=filename)
+
+
+def start_big_job(org, user, rows: int, name: str) -> ImportJob:
+    """A job long enough to watch run (small batches: many progress events)."""
+    upload = SimpleUploadedFile(name, csv_bytes(product_rows(rows)), content_type="text/csv")
+    return services.import_job_create(organization=org, user=user, upload=upload, batch_size=100)
+
+
+def test_dropped_csv_runs_to_green_with_no_reload(new_page, acme):
+    olga = member(acme, "olga")
+    page = new_page()
+    log_in(page, olga)
+    screenshot(page, "dashboard-empty")
+    mark_page(page)
+    expect(page.locator('[data-summary="completed"]')).to_have_text("0")
+
+    drop_file(page, "spring-catalogue.csv", csv_bytes(product_rows(3000)))
+
+    row = job_row(page, "spring-catalogue.csv")
+    expect(row).to_be_visible()
+    bar = row.get_by_role("progressbar")
+    expect(bar).to_have_attribute("aria-valuenow", "100", timeout=60_000)
+    expect(bar).to_have_class("bar status-completed")
+    expect(row.locator('[data-field="status"]')).to_have_text("Completed")
+    expect(row.locator('[data-field="rows"]')).to_have_text("3,000 / 3,000")
+    expect(page.locator('[data-summary="completed"]')).to_have_text("1")
+    expect(page.locator("#activity li.act-completed")).to_contain_text(
+        "spring-catalogue.csv: completed — 3,000 rows, 0 errors"
+    )
+    assert_not_reloaded(page)
+    screenshot(page, "dashboard-completed")
+    assert ImportJob.objects.get().created_rows == 3000
+
+
+def test_bad_rows_listed_on_the_job_page_and_in_the_error_csv(new_page, acme, tmp_path):
+    olga = member(acme, "olga")
+    rows = list(product_rows(20))
+    rows[4][3] = "-5"  # file row 6: negative price
+    rows[11][0] = ""  # file row 13: no SKU
+    rows[15][5] = "2.5"  # file row 17: fractional quantity
+    page = new_page()
+    log_in(page, olga)
+    page.locator("#upload-form input[type=file]").set_input_files(
+        files=[{"name": "with-errors.csv", "mimeType": "text/csv", "buffer": csv_bytes(rows)}]
+    )
+    row = job_row(page, "with-errors.csv")
+    expect(row.locator('[data-field="status"]')).to_have_text("Completed", timeout=60_000)
+    expect(row.locator('[data-field="error_count"]')).to_have_text("3")
+
+    row.get_by_role("link", name="with-errors.csv").click()
+    expect(page.locator("h1")).to_have_text("with-errors.csv")
+    # an ended job's page is final: no stream to keep open, nothing "reconnecting"
+    expect(page.locator("#conn")).to_have_text("Up to date (job ended)")
+    errors = page.locator("#row-errors table.errors tbody tr")
+    expect(errors).to_have_count(3)
+    expect(errors.nth(0)).to_contain_text("6")
+    expect(errors.nth(0)).to_contain_text("price")
+    expect(errors.nth(1)).to_contain_text("13")
+    expect(errors.nth(2)).to_contain_text("17")
+    expect(page.locator('[data-field="created_rows"]')).to_have_text("17")
+    expect(page.locator('[data-field="failed_rows"]')).to_have_text("3")
+    screenshot(page, "job-completed-with-errors")
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download all errors (CSV)").click()
+    path = tmp_path / "errors.csv"
+    download_info.value.save_as(path)
+    table = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+    assert table[0][:3] == ["row", "error", "sku"]
+    assert [r[0] for r in table[1:]] == ["6", "13", "17"]
+    assert table[1][2] == "SKU-000005" and table[1][5] == "'-5"  # formula-escaped cell
+
+
+def test_missing_column_is_refused_with_the_message_on_the_page(new_page, acme):
+    olga = member(acme, "olga")
+    page = new_page()
+    log_in(page, olga)
+    mark_page(page)
+    header = [h for h in HEADER if h != "price"]
+    rows = [[v for h, v in zip(HEADER, r, strict=True) if h != "price"] for r in product_rows(5)]
+    page.locator("#upload-form input[type=file]").set_input_files(
+        files=[{"name": "no-price.csv", "mimeType": "text/csv", "buffer": csv_bytes(rows, header)}]
+    )
+    error = page.locator("#upload-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("'price' is missing")
+    expect(page.locator("#upload-form button[type=submit]")).to_be_enabled()
+    expect(page.locator("tr.job-row")).to_have_count(0)
+    assert_not_reloaded(page)
+    screenshot(page, "dashboard-upload-refused")
+    assert not ImportJob.objects.exists()
+
+
+def test_failed_job_shows_red_with_its_reason(new_page, acme):
+    olga = member(acme, "olga")
+    page = new_page()
+    log_in(page, olga)
+    # a header the upload check accepts, then a row whose quote never closes: the reader fails
+    broken = b'sku,name,price\nA-1,"unterminated,1.00\n' + b"B-2,ok,2.00\n" * 3
+    page.locator("#upload-form input[type=file]").set_input_files(
+        files=[{"name": "broken.csv", "mimeType": "text/csv", "buffer": broken}]
+    )
+    row = job_row(page, "broken.csv")
+    expect(row.locator('[data-field="status"]')).to_have_text("Failed", timeout=60_000)
+    expect(row.get_by_role("progressbar")).to_have_class("bar status-failed")
+    expect(page.locator("#activity li.act-failed")).to_contain_text("broken.csv: failed")
+    screenshot(page, "dashboard-failed")
+    row.get_by_role("link", name="broken.csv").click()
+    expect(page.locator('[data-field="error_message"]')).to_be_visible()
+    expect(page.get_by_role("button", name="Retry")).to_be_visible()
+    expect(page.get_by_role("button", name="Cancel")).to_be_hidden()
+    screenshot(page, "job-failed")
+
+    # Retry runs it again in place: a new attempt of the same job, followed live to its end
+    mark_page(page)
+    page.get_by_role("button", name="Retry").click()
+    expect(page.locator('[data-field="attempt"]')).to_have_text("2", timeout=30_000)
+    expect(page.locator("article.job-detail")).to_have_attribute("data-status", "failed")
+    expect(page.locator(".timeline li")).to_have_count(4)  # the new attempt's own timeline
+    assert_not_reloaded(page)
+
+
+def test_stream_cut_mid_job_reconnects_and_ends_showing_the_final_state(new_page, acme, live_site):
+    olga = member(acme, "olga")
+    page = new_page()
+    log_in(page, olga)
+    mark_page(page)
+    job = start_big_job(acme, olga, 60_000, "long-run.csv")
+    row = job_row(page, "long-run.csv")
+    expect(row.locator('[data-field="status"]')).to_have_text("Processing", timeout=30_000)
+    expect(row.get_by_role("progressbar")).not_to_have_attribute("aria-valuenow", "0")
+    screenshot(page, "dashboard-running")
+
+    live_site.stop()  # the ASGI server goes away mid-job
+    expect(page.locator("#conn")).to_have_text("Reconnecting…", timeout=15_000)
+    live_site.start()  # and comes back on the same port
+    expect(page.locator("#conn")).to_have_text("Live", timeout=40_000)
+
+    expect(row.locator('[data-field="status"]')).to_have_text("Completed", timeout=90_000)
+    expect(row.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+    expect(row.locator('[data-field="rows"]')).to_have_text("60,000 / 60,000")
+    expect(page.locator("#activity li.act-completed")).to_have_count(1)
+    assert_not_reloaded(page)
+    job.refresh_from_db()
+    assert job.status == "completed"
+
+
+def test_job_page_follows_a_running_job_to_the_end(new_page, acme):
+    olga = member(acme, "olga")
+    job = start_big_job(acme, olga, 30_000, "followed.csv")
+    page = new_page()
+    log_in(page, olga)
+    page.goto(f"/jobs/{job.id}/")
+    mark_page(page)
+    expect(page.locator("article.job-detail")).to_have_attribute(
+        "data-status", "processing", timeout=30_000
+    )
+    screenshot(page, "job-running")
+    expect(page.locator("article.job-detail")).to_have_attribute(
+        "data-status", "completed", timeout=90_000
+    )
+    expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
+    expect(page.locator('[data-field="created_rows"]')).to_have_text("30,000")
+    expect(page.locator(".timeline li").last).to_contain_text("done")
+    expect(page.locator('[data-field="json"]')).to_contain_text('"status": "completed"')
+    expect(page.locator("#conn")).to_have_text("Up to date (job ended)")
+    assert_not_reloaded(page)
+    screenshot(page, "job-completed")
+
+
+def test_another_organization_sees_none_of_it(new_page, acme, globex):
+    olga = member(acme, "olga")
+    mallory = member(globex, "mallory", Role.ADMIN)
+    theirs = new_page()
+    log_in(theirs, mallory)
+    mark_page(theirs)
+
+    job = start_big_job(acme, olga, 500, "acme-secret.csv")
+    ours = new_page()
+    log_in(ours, olga)
+    expect(job_row(ours, "acme-secret.csv").locator('[data-field="status"]')).to_have_text(
+        "Completed", timeout=60_000
+    )
+
+    # Globex's live dashboard got nothing: no row, no activity, summary unchanged
+    expect(theirs.locator("tr.job-row")).to_have_count(0)
+    expect(theirs.locator("#activity li:not(.empty)")).to_have_count(0)
+    expect(theirs.locator('[data-summary="completed"]')).to_have_text("0")
+    assert_not_reloaded(theirs)
+    # nor the page, its stream or the API: a foreign job is exactly like a missing one
+    assert theirs.goto(f"/jobs/{job.id}/").status == 404
+    statuses = theirs.evaluate(
+        """async (id) => Promise.all([
+            fetch(`/api/v1/jobs/${id}/events`).then(r => r.status),
+            fetch(`/api/v1/jobs/${id}`).then(r => r.status),
+            fetch(`/api/v1/realtime/events?topics=job:${id}`).then(r => r.status),
+        ])""",
+        str(job.id),
+    )
+    assert statuses == [404, 404, 404]
+    theirs.goto("/")
+    expect(theirs.locator("tr.job-row")).to_have_count(0)
+
+
+def test_admin_change_list_shows_a_running_jobs_progress_moving(new_page, acme):
+    root = member(acme, "root", Role.ADMIN, is_staff=True, is_superuser=True)
+    page = new_page()
+    log_in(page, root)
+    job = start_big_job(acme, root, 60_000, "admin-watch.csv")
+    page.goto("/admin/imports/importjob/")
+    expect(page.locator("#conn")).to_have_text("Live")
+    # record every value the progress bars show, from the page's own point of view
+    page.evaluate(
+        """() => {
+            window.__notReloaded = true;
+            window.__seen = [];
+            new MutationObserver((changes) => {
+                for (const c of changes) {
+                    window.__seen.push(Number(c.target.getAttribute("aria-valuenow")));
+                }
+            }).observe(document.body, {
+                subtree: true, attributes: true, attributeFilter: ["aria-valuenow"],
+            });
+        }"""
+    )
+    status = page.locator(f'[data-job-id="{job.id}"][data-field="status"]')
+    expect(status).to_have_text("Processing", timeout=30_000)
+    screenshot(page, "admin-running")
+    expect(status).to_have_text("Completed", timeout=90_000)
+    bar = page.locator(f'.bar[data-job-id="{job.id}"]')
+    expect(bar).to_have_attribute("aria-valuenow", "100")
+    seen = page.evaluate("window.__seen")
+    assert any(0 < v < 100 for v in seen), seen  # it moved, not jumped
+    assert seen[-1] == 100
+    assert_not_reloaded(page)
+
+    # the change page: live state, its row errors, and the RQ link for staff
+    page.goto(f"/admin/imports/importjob/{job.id}/change/")
+    expect(page.locator(".live-panel [data-field=status]")).to_have_text("Completed")
+    expect(page.get_by_role("button", name="Retry job")).to_be_hidden()
+    expect(page.locator(f'a[href^="/admin/rq/queues/"][href*="{job.rq_job_id}"]')).to_be_visible()
