@@ -273,3 +273,60 @@ def test_admin_change_list_shows_a_running_jobs_progress_moving(new_page, acme):
     expect(page.locator(".live-panel [data-field=status]")).to_have_text("Completed")
     expect(page.get_by_role("button", name="Retry job")).to_be_hidden()
     expect(page.locator(f'a[href^="/admin/rq/queues/"][href*="{job.rq_job_id}"]')).to_be_visible()
+
+
+def test_usable_on_a_phone(new_page, acme):
+    olga = member(acme, "olga")
+    start_big_job(acme, olga, 200, "phone.csv")
+    page = new_page(viewport={"width": 390, "height": 844})
+    log_in(page, olga)
+    expect(job_row(page, "phone.csv").locator('[data-field="status"]')).to_have_text(
+        "Completed", timeout=60_000
+    )
+    # nothing wider than the screen: the page never scrolls sideways (tables scroll in place)
+    screenshot(page, "dashboard-phone")
+    too_wide = page.evaluate(
+        """() => [...document.querySelectorAll("body *")]
+            .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
+            .filter((el) => !el.closest(".table-wrap"))
+            .map((el) => el.tagName + "." + el.className + "#" + el.id)"""
+    )
+    assert too_wide == []
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    expect(page.locator("#dropzone")).to_be_in_viewport()
+    screenshot(page, "dashboard-phone")
+
+
+def test_desktop_notification_when_my_job_ends_asked_for_on_click_only(new_page, acme):
+    olga = member(acme, "olga")
+    colleague = member(acme, "carl")
+    page = new_page()
+    # a stand-in for the browser's Notification API that records what the page does with it
+    page.add_init_script(
+        """
+        window.__asked = 0;
+        window.__shown = [];
+        window.Notification = class {
+            static permission = "default";
+            static async requestPermission() {
+                window.__asked += 1;
+                window.Notification.permission = "granted";
+                return "granted";
+            }
+            constructor(title, options) { window.__shown.push(title); }
+        };
+        """
+    )
+    log_in(page, olga)
+    assert page.evaluate("window.__asked") == 0  # never on page load
+    page.get_by_role("button", name="Notify me when my imports finish").click()
+    expect(page.get_by_role("button", name="Notify me when my imports finish")).to_be_hidden()
+    assert page.evaluate("window.__asked") == 1
+
+    start_big_job(acme, colleague, 50, "carls.csv")  # someone else's: no notification
+    start_big_job(acme, olga, 50, "mine.csv")
+    for name in ("carls.csv", "mine.csv"):
+        expect(job_row(page, name).locator('[data-field="status"]')).to_have_text(
+            "Completed", timeout=60_000
+        )
+    assert page.evaluate("window.__shown") == ["mine.csv: Completed"]
