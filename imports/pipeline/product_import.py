@@ -1,36 +1,29 @@
 """The product-import pipeline: read → validate → write, overlapped.
 
-This thread reads and validates (pure Python, holds the GIL); a writer thread COPYs and upserts
-(mostly waiting on PostgreSQL, GIL released). A small bounded queue between them keeps memory flat
-and lets PostgreSQL work on one batch while Python prepares the next, so both cores are busy.
+A child process reads and validates (``validator_process``); a writer thread COPYs and upserts;
+this thread passes batches from one to the other and reports progress. Bounded queues between
+them keep memory flat, and PostgreSQL works on one batch while the child prepares the next, so
+both cores are busy.
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
-import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import connection
 
 from ..models import ImportJob
 from ..progress import ProgressReporter
-from .readers import FileReadError, TabularSource, open_source
-from .validation import CleanProduct, HeaderError, RowError, RowValidator, map_header
+from .readers import FileReadError, open_source
+from .validation import HeaderError, map_header
+from .validator_process import Chunk, ValidatorProcess
 from .writers import BatchResult, ProductWriter
 
 _DONE = object()
-
-
-@dataclass
-class Chunk:
-    rows: int
-    last_row: int
-    products: list[CleanProduct]
-    errors: list[RowError] = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +91,12 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
         return
 
     reporter.stage("validating" if job.dry_run else "importing", total_rows=total)
+    validator = ValidatorProcess(
+        path=Path(job.file.path),
+        filename=job.original_filename,
+        total=total,
+        batch_size=job.batch_size,
+    )
     writer = WriterThread(
         ProductWriter(
             organization_id=job.organization_id,
@@ -106,25 +105,22 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
             atomic=job.atomic,
         )
     )
-    # The writer thread wakes from each database round trip needing the GIL back, while this
-    # thread holds it parsing; the default 5 ms switch interval made it wait up to 5 ms a time.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(0.0005)
+    validator.start()  # it parses while the writer connects
     try:
-        _pipeline(job, reporter, writer, source, RowValidator(header, total))
+        _pipeline(job, reporter, writer, validator)
+    except FileReadError as exc:  # unreadable part-way: batches before it are kept
+        reporter.failed(str(exc))
     finally:
-        sys.setswitchinterval(switch_interval)
+        validator.stop()
 
 
 def _pipeline(
     job: ImportJob,
     reporter: ProgressReporter,
     writer: WriterThread,
-    source: TabularSource,
-    validator: RowValidator,
+    validator: ValidatorProcess,
 ) -> None:
     writer.start()
-    batch_size = job.batch_size
     state = {"submitted": 0, "received": 0, "cancelled": False}
 
     def drain(*, wait: bool) -> None:
@@ -156,23 +152,10 @@ def _pipeline(
         drain(wait=False)
 
     try:
-        chunk = Chunk(0, 0, [])
-        for row in source.rows():
-            outcome = validator.validate(row.number, row.values)
-            if isinstance(outcome, RowError):
-                chunk.errors.append(outcome)
-            else:
-                chunk.products.append(outcome)
-            chunk.rows += 1
-            chunk.last_row = row.number
-            if chunk.rows >= batch_size:
-                submit(chunk)
-                chunk = Chunk(0, 0, [])
-                if state["cancelled"]:
-                    break
-        else:
-            if chunk.rows:
-                submit(chunk)
+        for chunk in validator.chunks():
+            submit(chunk)
+            if state["cancelled"]:
+                break
         drain(wait=True)
     except BaseException:
         writer.commit = False

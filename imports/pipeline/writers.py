@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from operator import attrgetter
 
 import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from .validation import FIELDS, CleanProduct, RowError
+from .validation import FIELDS, ProductRow, RowError
 
 COLUMNS = FIELDS  # the products table's importable columns, in file-field order
 _DATA = COLUMNS[1:]
@@ -78,12 +77,12 @@ class _DryRunRollback(Exception):
     pass
 
 
-# a product's column values in COLUMNS order, as a tuple (attrgetter runs in C: a hot loop)
-row_of = attrgetter(*COLUMNS)
+# A ProductRow is (row_number, *COLUMNS values): p[0] is the file row, p[1] the SKU and p[1:]
+# the columns in COPY order.
 
 
-def _values(p: CleanProduct) -> list[str]:
-    return [str(v) for v in row_of(p)]
+def _values(p: ProductRow) -> list[str]:
+    return [str(v) for v in p[1:]]
 
 
 class ProductWriter:
@@ -141,7 +140,7 @@ class ProductWriter:
                 self._outer.__exit__(None, None, None)
             self._outer = None
 
-    def write(self, batch: list[CleanProduct]) -> BatchResult:
+    def write(self, batch: list[ProductRow]) -> BatchResult:
         if not batch:
             return BatchResult()
         try:
@@ -158,22 +157,22 @@ class ProductWriter:
                 reason = str(exc).strip().splitlines()[0]
                 result.errors.append(
                     RowError(
-                        product.row_number,
-                        f"Row {product.row_number}: the database refused this row ({reason})",
+                        product[0],
+                        f"Row {product[0]}: the database refused this row ({reason})",
                         _values(product),
                     )
                 )
         return result
 
-    def _apply(self, batch: list[CleanProduct]) -> BatchResult:
+    def _apply(self, batch: list[ProductRow]) -> BatchResult:
         result = BatchResult()
         try:
             with transaction.atomic(), connection.cursor() as wrapper:
                 cur = wrapper.cursor
-                cur.execute(_EXISTING, [[self.org] * len(batch), [p.sku for p in batch]])
+                cur.execute(_EXISTING, [[self.org] * len(batch), [p[1] for p in batch]])
                 existing = {row[0] for row in cur.fetchall()}
-                new = [p for p in batch if p.sku not in existing]
-                old = [p for p in batch if p.sku in existing] if existing else []
+                new = [p for p in batch if p[1] not in existing] if existing else batch
+                old = [p for p in batch if p[1] in existing] if existing else []
                 if self.mode == "create":
                     result.errors = [_refused(p, "already exists") for p in old]
                     old = []
@@ -189,7 +188,7 @@ class ProductWriter:
                     with cur.copy(_COPY_PRODUCTS) as copy:
                         write = copy.write_row
                         for p in new:
-                            write((org, *row_of(p), now, now))
+                            write((org, *p[1:], now, now))
                     result.created = len(new)
                 if old:
                     if self.atomic:
@@ -197,7 +196,7 @@ class ProductWriter:
                     with cur.copy(_COPY_STAGE) as copy:
                         write = copy.write_row
                         for p in old:
-                            write(row_of(p))
+                            write(p[1:])
                     cur.execute(_UPDATE)
                     result.updated = cur.rowcount
                 result.unchanged = len(old) - result.updated
@@ -208,5 +207,5 @@ class ProductWriter:
         return result
 
 
-def _refused(p: CleanProduct, why: str) -> RowError:
-    return RowError(p.row_number, f"Row {p.row_number}: SKU '{p.sku}' {why}", _values(p))
+def _refused(p: ProductRow, why: str) -> RowError:
+    return RowError(p[0], f"Row {p[0]}: SKU '{p[1]}' {why}", _values(p))

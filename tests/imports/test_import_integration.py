@@ -211,3 +211,43 @@ def test_a_refused_new_row_is_named_and_its_batch_neighbours_still_go_in(
         "SKU-000004",
         "SKU-000006",
     ]
+
+
+def test_deleting_an_organization_deletes_its_imported_products(api, org, other_org, run_worker):
+    # products carry no database-level FK (a per-row check at commit); Django's CASCADE holds
+    assert _post(api, csv_bytes(product_rows(30))).status_code == 202
+    run_worker()
+    Product.objects.create(organization=other_org, sku="KEEP-1", name="kept", price=1)
+    assert Product.objects.filter(organization=org).count() == 30
+    org.delete()
+    assert list(Product.objects.values_list("sku", flat=True)) == ["KEEP-1"]
+
+
+def test_validator_process_sends_batches_in_order_and_reports_a_broken_file(tmp_path):
+    from imports.pipeline.readers import FileReadError
+    from imports.pipeline.validator_process import ValidatorProcess
+
+    rows = list(product_rows(25))
+    rows[9][3] = "-1"  # file row 11
+    good = tmp_path / "good.csv"
+    good.write_bytes(csv_bytes(rows))
+    child = ValidatorProcess(path=good, filename="good.csv", total=25, batch_size=10)
+    child.start()
+    try:
+        chunks = list(child.chunks())
+    finally:
+        child.stop()
+    assert [(c.rows, c.last_row) for c in chunks] == [(10, 11), (10, 21), (5, 26)]
+    assert [e.row_number for c in chunks for e in c.errors] == [11]
+    assert chunks[2].products[-1][:2] == (26, "SKU-000025")  # (file row, sku)
+
+    # a file that turns out unreadable part-way: the child's reason reaches the parent
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(csv_bytes(product_rows(3)) + b'X-1,"never closed,1.00\n')
+    child = ValidatorProcess(path=broken, filename="broken.csv", total=4, batch_size=2)
+    child.start()
+    try:
+        with pytest.raises(FileReadError, match="never closed"):
+            list(child.chunks())
+    finally:
+        child.stop()

@@ -100,3 +100,25 @@ def test_seen_skus_at_scale_has_no_false_repeats_and_finds_every_real_one():
         77_779,
         200_001,
     ]
+
+
+def test_product_row_is_the_file_row_then_the_columns_in_copy_order():
+    from imports.pipeline.validation import FIELDS, product_row
+
+    validator = RowValidator(map_header(list(FIELDS)), 10)
+    values = ["A-1", "Anvil", "Heavy", "12.50", "EUR", "3", "", "Tools", "Acme", "draft"]
+    clean = validator.validate(7, values)
+    row = product_row(clean)
+    assert row[0] == 7
+    assert dict(zip(FIELDS, row[1:], strict=True)) == {
+        "sku": "A-1",
+        "name": "Anvil",
+        "description": "Heavy",
+        "price": "12.50",
+        "currency": "EUR",
+        "quantity": 3,
+        "barcode": "",
+        "category": "Tools",
+        "brand": "Acme",
+        "status": "draft",
+    }

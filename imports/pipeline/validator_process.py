@@ -1,0 +1,110 @@
+"""Reading and validating in a child process, so the writer's process has the GIL to itself.
+
+The child is *spawned* (a fresh interpreter: nothing inherited from a worker that holds
+database connections and threads) and imports only the pure pipeline modules, no Django. It
+streams the file, validates each row and sends batches (``Chunk``) through a bounded queue, so
+memory stays flat however large the file. Measured here: in one process, parsing and validating
+(~5 µs a row) and psycopg's ``write_row`` (~5 µs) took turns on one GIL; apart, they overlap.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .readers import FileReadError, open_source
+from .validation import ProductRow, RowError, RowValidator, map_header, product_row
+
+# Two batches in flight: one being written, one ready. More buys nothing but memory.
+QUEUE_BATCHES = 2
+_CONTEXT = multiprocessing.get_context("spawn")
+
+
+@dataclass
+class Chunk:
+    rows: int
+    last_row: int
+    products: list[ProductRow]
+    errors: list[RowError] = field(default_factory=list)
+
+
+@dataclass
+class _End:
+    error: str | None = None  # a FileReadError's message
+    crash: str | None = None  # any other exception, as a traceback
+
+
+def _produce(path: str, filename: str, total: int, batch_size: int, out: Any) -> None:
+    """The child: file → validated batches → ``out``; always ends with an ``_End``."""
+    try:
+        source = open_source(Path(path), filename)
+        validator = RowValidator(map_header(source.header), total)
+        validate = validator.validate
+        chunk = Chunk(0, 0, [])
+        for row in source.rows():
+            outcome = validate(row.number, row.values)
+            if outcome.__class__ is RowError:
+                chunk.errors.append(outcome)  # type: ignore[arg-type]
+            else:
+                chunk.products.append(product_row(outcome))  # type: ignore[arg-type]
+            chunk.rows += 1
+            chunk.last_row = row.number
+            if chunk.rows >= batch_size:
+                out.put(chunk)
+                chunk = Chunk(0, 0, [])
+        if chunk.rows:
+            out.put(chunk)
+        out.put(_End())
+    except FileReadError as exc:
+        out.put(_End(error=str(exc)))
+    except BaseException:
+        out.put(_End(crash=traceback.format_exc()))
+
+
+class ValidatorProcess:
+    """The parent's handle: iterate ``chunks()``; ``stop()`` always (it is idempotent)."""
+
+    def __init__(self, *, path: Path, filename: str, total: int, batch_size: int) -> None:
+        self._queue = _CONTEXT.Queue(maxsize=QUEUE_BATCHES)
+        self._proc = _CONTEXT.Process(
+            target=_produce,
+            args=(str(path), filename, total, batch_size, self._queue),
+            name="intake-validator",
+            daemon=True,
+        )
+
+    def start(self) -> None:
+        self._proc.start()
+
+    def chunks(self) -> Iterator[Chunk]:
+        """Validated batches in file order. Raises ``FileReadError`` for a file that turns
+        out unreadable part-way, ``RuntimeError`` if the child crashed or died."""
+        while True:
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                if not self._proc.is_alive():
+                    raise RuntimeError(
+                        f"the validator process died (exit code {self._proc.exitcode})"
+                    )
+                continue
+            if isinstance(item, _End):
+                if item.error is not None:
+                    raise FileReadError(item.error)
+                if item.crash is not None:
+                    raise RuntimeError(f"the validator process failed:\n{item.crash}")
+                return
+            yield item
+
+    def stop(self) -> None:
+        if self._proc.is_alive():
+            self._proc.terminate()
+        if self._proc.pid is not None:
+            self._proc.join(10)
+        self._queue.close()
+        self._queue.cancel_join_thread()  # do not block on batches nobody will read
