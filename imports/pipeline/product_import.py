@@ -96,6 +96,7 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
         filename=job.original_filename,
         total=total,
         batch_size=job.batch_size,
+        organization_id=job.organization_id,
     )
     writer = WriterThread(
         ProductWriter(

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .copy_text import ProductBatch, now_text
 from .readers import FileReadError, open_source
-from .validation import ProductRow, RowError, RowValidator, map_header, product_row
+from .validation import RowError, RowValidator, map_header
 
 # Two batches in flight: one being written, one ready. More buys nothing but memory.
 QUEUE_BATCHES = 2
@@ -29,7 +30,7 @@ _CONTEXT = multiprocessing.get_context("spawn")
 class Chunk:
     rows: int
     last_row: int
-    products: list[ProductRow]
+    products: ProductBatch
     errors: list[RowError] = field(default_factory=list)
 
 
@@ -39,24 +40,27 @@ class _End:
     crash: str | None = None  # any other exception, as a traceback
 
 
-def _produce(path: str, filename: str, total: int, batch_size: int, out: Any) -> None:
+def _produce(
+    path: str, filename: str, total: int, batch_size: int, organization_id: int, out: Any
+) -> None:
     """The child: file → validated batches → ``out``; always ends with an ``_End``."""
     try:
         source = open_source(Path(path), filename)
         validator = RowValidator(map_header(source.header), total)
         validate = validator.validate
-        chunk = Chunk(0, 0, [])
+        org = str(organization_id)
+        chunk, ts = Chunk(0, 0, ProductBatch()), now_text()
         for row in source.rows():
             outcome = validate(row.number, row.values)
             if outcome.__class__ is RowError:
                 chunk.errors.append(outcome)  # type: ignore[arg-type]
             else:
-                chunk.products.append(product_row(outcome))  # type: ignore[arg-type]
+                chunk.products.add(org, outcome, ts)  # type: ignore[arg-type]
             chunk.rows += 1
             chunk.last_row = row.number
             if chunk.rows >= batch_size:
                 out.put(chunk)
-                chunk = Chunk(0, 0, [])
+                chunk, ts = Chunk(0, 0, ProductBatch()), now_text()
         if chunk.rows:
             out.put(chunk)
         out.put(_End())
@@ -69,11 +73,13 @@ def _produce(path: str, filename: str, total: int, batch_size: int, out: Any) ->
 class ValidatorProcess:
     """The parent's handle: iterate ``chunks()``; ``stop()`` always (it is idempotent)."""
 
-    def __init__(self, *, path: Path, filename: str, total: int, batch_size: int) -> None:
+    def __init__(
+        self, *, path: Path, filename: str, total: int, batch_size: int, organization_id: int
+    ) -> None:
         self._queue = _CONTEXT.Queue(maxsize=QUEUE_BATCHES)
         self._proc = _CONTEXT.Process(
             target=_produce,
-            args=(str(path), filename, total, batch_size, self._queue),
+            args=(str(path), filename, total, batch_size, organization_id, self._queue),
             name="intake-validator",
             daemon=True,
         )

@@ -1,8 +1,9 @@
 """The writer: the only pipeline code that touches the database.
 
 Each batch first asks which of its SKUs already exist (one probe of the unique
-``(organization_id, sku)`` index per row). New rows are COPYed (psycopg's ``write_row``) straight
-into the products table, the physical limit for getting rows in. Existing rows are COPYed into a
+``(organization_id, sku)`` index per row). New rows are COPYed straight into the products table,
+the physical limit for getting rows in, as the COPY text lines the validator built
+(``copy_text``). Existing rows are COPYed into a
 session temp table and applied with one UPDATE that touches only rows whose values really
 changed. So unchanged rows cost no write, nothing burns sequence values, and created / updated /
 unchanged are exact counts.
@@ -20,32 +21,33 @@ from dataclasses import dataclass, field
 
 import psycopg
 from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
 
-from .validation import FIELDS, ProductRow, RowError
+from .copy_text import ProductBatch, values_of
+from .validation import FIELDS, RowError
 
 COLUMNS = FIELDS  # the products table's importable columns, in file-field order
 _DATA = COLUMNS[1:]
 _STAGE = "intake_product_stage"
+# the same columns as the products COPY, so one line format serves both (the stage's
+# timestamps are not used: an update sets updated_at itself)
 _CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (
     organization_id bigint NOT NULL,
     sku text NOT NULL, name text NOT NULL, description text NOT NULL, price numeric NOT NULL,
     currency text NOT NULL, quantity bigint NOT NULL, barcode text NOT NULL,
-    category text NOT NULL, brand text NOT NULL, status text NOT NULL
+    category text NOT NULL, brand text NOT NULL, status text NOT NULL,
+    created_at timestamptz, updated_at timestamptz
 ) ON COMMIT DELETE ROWS
 """
-_COPY_STAGE = f"COPY {_STAGE} ({', '.join(COLUMNS)}) FROM STDIN"
+_LINE_COLUMNS = f"organization_id, {', '.join(COLUMNS)}, created_at, updated_at"
+_COPY_STAGE = f"COPY {_STAGE} ({_LINE_COLUMNS}) FROM STDIN"
 _UPDATE = f"""
 UPDATE imports_product p SET {", ".join(f"{c} = s.{c}" for c in _DATA)}, updated_at = now()
 FROM {_STAGE} s
 WHERE p.organization_id = s.organization_id AND p.sku = s.sku
   AND ({", ".join("p." + c for c in _DATA)}) IS DISTINCT FROM ({", ".join("s." + c for c in _DATA)})
 """
-_COPY_PRODUCTS = (
-    f"COPY imports_product (organization_id, {', '.join(COLUMNS)}, created_at, updated_at) "
-    "FROM STDIN"
-)
+_COPY_PRODUCTS = f"COPY imports_product ({_LINE_COLUMNS}) FROM STDIN"
 # The organization comes in as an array beside the SKUs, not as a constant: with a constant the
 # planner trusts its statistics for that organization (often "one row" for a catalogue that is
 # growing under us) and scans all its products per batch. As a join key it can only probe.
@@ -77,14 +79,6 @@ class _DryRunRollback(Exception):
     pass
 
 
-# A ProductRow is (row_number, *COLUMNS values): p[0] is the file row, p[1] the SKU and p[1:]
-# the columns in COPY order.
-
-
-def _values(p: ProductRow) -> list[str]:
-    return [str(v) for v in p[1:]]
-
-
 class ProductWriter:
     """Applies batches of clean products for one organization.
 
@@ -102,13 +96,12 @@ class ProductWriter:
 
     def open(self) -> None:
         with connection.cursor() as cur:
-            cur.execute(_CREATE_STAGE)
             # The organization is a column of the stage, not a constant in the joins: with a
             # constant, an organization that is new since the last ANALYZE is estimated at one
             # row, and the planner scans all of its products for every staged row (batches got
             # slower as the import grew, 40 s each at 65k rows). As a join key it can only probe
             # the unique (organization_id, sku) index.
-            cur.execute(f"ALTER TABLE {_STAGE} ALTER organization_id SET DEFAULT {int(self.org)}")
+            cur.execute(_CREATE_STAGE)
             # Each staged row probes that index: a nested loop over index probes is always the
             # plan we want, never a hash or a scan of the whole catalogue, whatever the (often
             # stale: the table is growing under us) statistics say. With an empty table's
@@ -140,8 +133,8 @@ class ProductWriter:
                 self._outer.__exit__(None, None, None)
             self._outer = None
 
-    def write(self, batch: list[ProductRow]) -> BatchResult:
-        if not batch:
+    def write(self, batch: ProductBatch) -> BatchResult:
+        if not len(batch):
             return BatchResult()
         try:
             return self._apply(batch)
@@ -150,53 +143,51 @@ class ProductWriter:
                 raise
         # Replay row by row so each failing row is named; the good ones still go in.
         result = BatchResult()
-        for product in batch:
+        for i in range(len(batch)):
+            one = batch.subset([i])
             try:
-                result.add(self._apply([product]))
+                result.add(self._apply(one))
             except _DB_ERRORS as exc:
                 reason = str(exc).strip().splitlines()[0]
+                row = one.row_numbers[0]
                 result.errors.append(
                     RowError(
-                        product[0],
-                        f"Row {product[0]}: the database refused this row ({reason})",
-                        _values(product),
+                        row,
+                        f"Row {row}: the database refused this row ({reason})",
+                        values_of(one.lines[0]),
                     )
                 )
         return result
 
-    def _apply(self, batch: list[ProductRow]) -> BatchResult:
+    def _apply(self, batch: ProductBatch) -> BatchResult:
         result = BatchResult()
         try:
             with transaction.atomic(), connection.cursor() as wrapper:
                 cur = wrapper.cursor
-                cur.execute(_EXISTING, [[self.org] * len(batch), [p[1] for p in batch]])
+                cur.execute(_EXISTING, [[self.org] * len(batch), batch.skus])
                 existing = {row[0] for row in cur.fetchall()}
-                new = [p for p in batch if p[1] not in existing] if existing else batch
-                old = [p for p in batch if p[1] in existing] if existing else []
+                new, old = batch, ProductBatch()
+                if existing:
+                    flags = [sku in existing for sku in batch.skus]
+                    new = batch.subset([i for i, found in enumerate(flags) if not found])
+                    old = batch.subset([i for i, found in enumerate(flags) if found])
                 if self.mode == "create":
-                    result.errors = [_refused(p, "already exists") for p in old]
-                    old = []
+                    result.errors = _refused(old, "already exists")
+                    old = ProductBatch()
                 elif self.mode == "update":
-                    result.errors = [
-                        _refused(p, "does not exist (update mode only changes existing products)")
-                        for p in new
-                    ]
-                    new = []
-                if new:
-                    now = timezone.now()
-                    org = self.org
+                    result.errors = _refused(
+                        new, "does not exist (update mode only changes existing products)"
+                    )
+                    new = ProductBatch()
+                if len(new):
                     with cur.copy(_COPY_PRODUCTS) as copy:
-                        write = copy.write_row
-                        for p in new:
-                            write((org, *p[1:], now, now))
+                        copy.write(new.text())
                     result.created = len(new)
-                if old:
+                if len(old):
                     if self.atomic:
                         cur.execute(f"TRUNCATE {_STAGE}")  # ON COMMIT empties only at the end
                     with cur.copy(_COPY_STAGE) as copy:
-                        write = copy.write_row
-                        for p in old:
-                            write(p[1:])
+                        copy.write(old.text())
                     cur.execute(_UPDATE)
                     result.updated = cur.rowcount
                 result.unchanged = len(old) - result.updated
@@ -207,5 +198,8 @@ class ProductWriter:
         return result
 
 
-def _refused(p: ProductRow, why: str) -> RowError:
-    return RowError(p[0], f"Row {p[0]}: SKU '{p[1]}' {why}", _values(p))
+def _refused(batch: ProductBatch, why: str) -> list[RowError]:
+    return [
+        RowError(row, f"Row {row}: SKU '{sku}' {why}", values_of(line))
+        for row, sku, line in zip(batch.row_numbers, batch.skus, batch.lines, strict=True)
+    ]

@@ -231,7 +231,9 @@ def test_validator_process_sends_batches_in_order_and_reports_a_broken_file(tmp_
     rows[9][3] = "-1"  # file row 11
     good = tmp_path / "good.csv"
     good.write_bytes(csv_bytes(rows))
-    child = ValidatorProcess(path=good, filename="good.csv", total=25, batch_size=10)
+    child = ValidatorProcess(
+        path=good, filename="good.csv", total=25, batch_size=10, organization_id=1
+    )
     child.start()
     try:
         chunks = list(child.chunks())
@@ -239,15 +241,36 @@ def test_validator_process_sends_batches_in_order_and_reports_a_broken_file(tmp_
         child.stop()
     assert [(c.rows, c.last_row) for c in chunks] == [(10, 11), (10, 21), (5, 26)]
     assert [e.row_number for c in chunks for e in c.errors] == [11]
-    assert chunks[2].products[-1][:2] == (26, "SKU-000025")  # (file row, sku)
+    last = chunks[2].products
+    assert (last.row_numbers[-1], last.skus[-1]) == (26, "SKU-000025")
 
     # a file that turns out unreadable part-way: the child's reason reaches the parent
     broken = tmp_path / "broken.csv"
     broken.write_bytes(csv_bytes(product_rows(3)) + b'X-1,"never closed,1.00\n')
-    child = ValidatorProcess(path=broken, filename="broken.csv", total=4, batch_size=2)
+    child = ValidatorProcess(
+        path=broken, filename="broken.csv", total=4, batch_size=2, organization_id=1
+    )
     child.start()
     try:
         with pytest.raises(FileReadError, match="never closed"):
             list(child.chunks())
     finally:
         child.stop()
+
+
+def test_text_with_tabs_newlines_and_backslashes_is_stored_exactly(api, org, run_worker):
+    rows = list(product_rows(3))
+    rows[0][1] = "Tab\there"
+    rows[0][2] = "line one\nline two\r\nC:\\dir\\N \\N"
+    rows[1][2] = "\\N"  # COPY's NULL marker, as text
+    assert _post(api, csv_bytes(rows)).status_code == 202
+    run_worker()
+    first = Product.objects.get(organization=org, sku="SKU-000001")
+    assert first.name == "Tab\there"
+    assert first.description == "line one\nline two\r\nC:\\dir\\N \\N"
+    assert Product.objects.get(organization=org, sku="SKU-000002").description == "\\N"
+    # and the update path (the stage table) reads the same lines
+    rows[0][2] = "changed\tagain"
+    assert _post(api, csv_bytes(rows)).status_code == 202
+    run_worker()
+    assert Product.objects.get(organization=org, sku="SKU-000001").description == "changed\tagain"

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from imports.pipeline.validation import (
+    FIELDS,
     CleanProduct,
     RowError,
     RowValidator,
@@ -102,23 +103,22 @@ def test_seen_skus_at_scale_has_no_false_repeats_and_finds_every_real_one():
     ]
 
 
-def test_product_row_is_the_file_row_then_the_columns_in_copy_order():
-    from imports.pipeline.validation import FIELDS, product_row
+def test_copy_lines_escape_what_copy_text_needs_and_read_back_exactly():
+    from imports.pipeline.copy_text import SEPARATORS, ProductBatch, values_of
 
     validator = RowValidator(map_header(list(FIELDS)), 10)
-    values = ["A-1", "Anvil", "Heavy", "12.50", "EUR", "3", "", "Tools", "Acme", "draft"]
-    clean = validator.validate(7, values)
-    row = product_row(clean)
-    assert row[0] == 7
-    assert dict(zip(FIELDS, row[1:], strict=True)) == {
-        "sku": "A-1",
-        "name": "Anvil",
-        "description": "Heavy",
-        "price": "12.50",
-        "currency": "EUR",
-        "quantity": 3,
-        "barcode": "",
-        "category": "Tools",
-        "brand": "Acme",
-        "status": "draft",
-    }
+    plain = ["A-1", "Anvil", "Heavy", "12.50", "EUR", "3", "", "Tools", "Acme", "draft"]
+    tricky = ["A-2", "Tab\there", "two\nlines\r and C:\\dir \\N", "1", "", "", "", "", "", ""]
+    batch = ProductBatch()
+    for number, values in ((2, plain), (3, tricky)):
+        batch.add("42", validator.validate(number, values), "2026-11-24T09:00:00+00:00")
+    assert batch.row_numbers == [2, 3] and batch.skus == ["A-1", "A-2"]
+    first, second = batch.lines
+    assert first == (
+        "42\tA-1\tAnvil\tHeavy\t12.50\tEUR\t3\t\tTools\tAcme\tdraft"
+        "\t2026-11-24T09:00:00+00:00\t2026-11-24T09:00:00+00:00\n"
+    )
+    assert second.count("\t") == SEPARATORS and second.count("\n") == 1
+    assert values_of(first) == plain
+    assert values_of(second)[:3] == tricky[:3]
+    assert len(batch.subset([1])) == 1 and batch.subset([1]).skus == ["A-2"]

@@ -1,0 +1,100 @@
+"""Clean products as PostgreSQL COPY text lines, built where rows are validated.
+
+The validator process turns each clean product into one line of COPY's text format, so the
+writer only streams text to PostgreSQL: formatting row by row in the writer (psycopg's
+``write_row``) cost 4.6 µs a row of its GIL-holding time, measured, while the validator process
+has time to spare. Each line holds ``organization_id, *FIELDS, created_at, updated_at``: the
+column list of both COPYs in writers.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from .validation import FIELDS, CleanProduct
+
+SEPARATORS = len(FIELDS) + 2  # tabs in a line: organization_id + FIELDS + 2 timestamps
+_ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
+_UNESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
+
+
+def _escape(value: str) -> str:
+    for raw, escaped in _ESCAPES:
+        value = value.replace(raw, escaped)
+    return value
+
+
+def line_of(org: str, p: CleanProduct, ts: str) -> str:
+    """One COPY text line (with its newline) for product ``p`` of organization ``org``."""
+    fields = (
+        org,
+        p.sku,
+        p.name,
+        p.description,
+        str(p.price),
+        p.currency,
+        str(p.quantity),
+        p.barcode,
+        p.category,
+        p.brand,
+        p.status,
+        ts,
+        ts,
+    )
+    line = "\t".join(fields)
+    # the fast path: nothing in the values needs escaping
+    if line.count("\t") != SEPARATORS or "\\" in line or "\n" in line or "\r" in line:
+        line = "\t".join(_escape(f) for f in fields)
+    return line + "\n"
+
+
+def values_of(line: str) -> list[str]:
+    """The FIELDS values of a line, unescaped (for error reports; not a hot path)."""
+    cells = line.rstrip("\n").split("\t")[1 : 1 + len(FIELDS)]
+    out = []
+    for cell in cells:
+        if "\\" in cell:
+            chars, i = [], 0
+            while i < len(cell):
+                pair = cell[i : i + 2]
+                if pair in _UNESCAPES:
+                    chars.append(_UNESCAPES[pair])
+                    i += 2
+                else:
+                    chars.append(cell[i])
+                    i += 1
+            cell = "".join(chars)
+        out.append(cell)
+    return out
+
+
+def now_text() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class ProductBatch:
+    """Clean products on their way to the writer: file rows, SKUs and COPY lines, in step."""
+
+    row_numbers: list[int] = field(default_factory=list)
+    skus: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, org: str, p: CleanProduct, ts: str) -> None:
+        self.row_numbers.append(p.row_number)
+        self.skus.append(p.sku)
+        self.lines.append(line_of(org, p, ts))
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def subset(self, indices: list[int]) -> ProductBatch:
+        return ProductBatch(
+            [self.row_numbers[i] for i in indices],
+            [self.skus[i] for i in indices],
+            [self.lines[i] for i in indices],
+        )
+
+    def text(self) -> str:
+        return "".join(self.lines)
