@@ -367,19 +367,21 @@ class SeenSkus:
     file hold more rows than counted, the excess goes to a plain dict.
     """
 
-    MAX_LOAD = 0.85
+    LOAD = 0.8  # of the exact row count; linear probing stays short below ~0.85
 
     def __init__(self, expected: int) -> None:
-        size = 1024
-        while size < expected * 1.3:
-            size *= 2
-        self._mask = size - 1
-        self._shift = 64 - size.bit_length() + 1  # the hash's top bits pick the home slot
+        # Sized exactly, not to a power of two: at 5M rows that is 48 MiB instead of 64.
+        size = max(1024, int(expected / self.LOAD) + 1)
+        self._size = size
         self._row_bits = max(24, (expected + 16).bit_length() + 2)
         self._row_mask = (1 << self._row_bits) - 1
-        self._fp_mask = (1 << (63 - self._row_bits)) - 1
+        self._fp_bits = 63 - self._row_bits
+        self._fp_mask = (1 << self._fp_bits) - 1
+        # the home slot comes from the hash bits above the fingerprint (multiply-shift range
+        # reduction: uniform over any size), so slot and fingerprint are independent
+        self._hi_bits = 64 - self._fp_bits
         self._slots = array("q", bytes(8 * size))
-        self._capacity = int(size * self.MAX_LOAD)
+        self._capacity = int(size * 0.9)
         self._used = 0
         self._overflow: dict[str, int] = {}
 
@@ -387,15 +389,17 @@ class SeenSkus:
         """Record ``sku`` at ``row``; return the earlier row that had it, or 0."""
         h = hash(sku) & 0xFFFF_FFFF_FFFF_FFFF
         fp = (h & self._fp_mask) or 1
-        slots, mask, row_bits = self._slots, self._mask, self._row_bits
-        i = (h >> self._shift) & mask
+        slots, size, row_bits = self._slots, self._size, self._row_bits
+        i = ((h >> self._fp_bits) * size) >> self._hi_bits
         while True:
             stored = slots[i]
             if stored == 0:
                 break
             if stored >> row_bits == fp:
                 return stored & self._row_mask
-            i = (i + 1) & mask
+            i += 1
+            if i == size:
+                i = 0
         if self._overflow or self._used >= self._capacity or row > self._row_mask:
             earlier = self._overflow.get(sku)
             if earlier is None:
