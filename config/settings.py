@@ -94,7 +94,7 @@ RQ_QUEUES = {
     name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": env.int("RQ_DEFAULT_TIMEOUT", default=3600)}
     for name in ("high", "default", "low")
 }
-RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "imports.worker.IntakeWorker"}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -160,6 +160,9 @@ REALTIME = {
     "MAX_STREAMS_PER_USER": env.int("REALTIME_MAX_STREAMS_PER_USER", default=20),
     "QUEUE_SIZE": env.int("REALTIME_QUEUE_SIZE", default=1000),
     "RETRY_MS": 3000,
+    # the browser module: first reconnect delay (doubling to 30 s) and the fallback poll interval
+    "BROWSER_RETRY_MS": env.int("REALTIME_BROWSER_RETRY_MS", default=3000),
+    "BROWSER_POLL_MS": env.int("REALTIME_BROWSER_POLL_MS", default=30_000),
     "METRICS_TOKEN": env.str("METRICS_TOKEN", default=""),
     # a job stuck in processing this long without a heartbeat, and no live worker on it, is lost
     "WORKER_LOST_AFTER_SECONDS": env.int("WORKER_LOST_AFTER_SECONDS", default=60),
