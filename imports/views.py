@@ -51,9 +51,14 @@ def _no_organization(request: HttpRequest) -> HttpResponse:
 
 
 def stream_settings() -> dict[str, int]:
-    beat_ms = int(settings.REALTIME["HEARTBEAT_SECONDS"] * 1000)
+    """The browser module's timings, as the page's data attributes."""
+    conf = settings.REALTIME
     # two missed heartbeats mean a dead connection (30 s at the default 15 s)
-    return {"heartbeat_ms": beat_ms, "dead_after_ms": 2 * beat_ms}
+    return {
+        "dead_after_ms": int(2 * conf["HEARTBEAT_SECONDS"] * 1000),
+        "retry_ms": conf["BROWSER_RETRY_MS"],
+        "poll_ms": conf["BROWSER_POLL_MS"],
+    }
 
 
 @login_required

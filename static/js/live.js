@@ -2,14 +2,12 @@
 //
 // Every page element with `data-stream` gets one EventSource that starts at the page's embedded
 // cursor (`data-cursor`), so the stream begins exactly where the HTML ends. Reconnects back off
-// (3 s, doubling, at most 30 s; reset after a success), 2 missed heartbeats count as a dead
+// (3 s by default, doubling, at most 30 s; reset after a success), 2 missed heartbeats count as a dead
 // connection, and after repeated failures the page polls /api/v1/realtime/poll with the same
 // cursor every 30 s until streaming works again. Events carry full job snapshots, so applying
 // one twice is harmless and a missed one is repaired by the next.
 
-const BASE_DELAY_MS = 3000;
 const MAX_DELAY_MS = 30000;
-const POLL_MS = 30000;
 const FAILURES_BEFORE_POLLING = 3;
 const MAX_ACTIVITY = 100;
 const EVENT_TYPES = [
@@ -242,10 +240,12 @@ class LiveStream {
     this.cursor = el.dataset.cursor || "";
     this.pollTopic = el.dataset.pollTopic;
     this.deadAfter = Number(el.dataset.deadAfterMs) || 30000;
+    this.baseDelay = Number(el.dataset.retryMs) || 3000;
+    this.pollEvery = Number(el.dataset.pollMs) || 30000;
     this.closeOnTerminal = "closeOnTerminal" in el.dataset;
     // a page rendered for an ended job is already final: its stream would only answer 204
     this.ended = "ended" in el.dataset;
-    this.delay = BASE_DELAY_MS;
+    this.delay = this.baseDelay;
     this.failures = 0;
     this.done = false;
     this.source = null;
@@ -267,7 +267,7 @@ class LiveStream {
     this.lastSeen = Date.now();
     source.onopen = () => {
       this.failures = 0;
-      this.delay = BASE_DELAY_MS;
+      this.delay = this.baseDelay;
       this.lastSeen = Date.now();
       this.stopPolling();
       setConnection("live");
@@ -322,7 +322,7 @@ class LiveStream {
     setConnection("offline");
     if (this.pollTimer || !this.pollTopic) return;
     this.poll();
-    this.pollTimer = setInterval(() => this.poll(), POLL_MS);
+    this.pollTimer = setInterval(() => this.poll(), this.pollEvery);
   }
 
   stopPolling() {

@@ -12,12 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.db import connection
 from playwright.sync_api import Page, expect, sync_playwright
 
-from imports.models import Membership, Organization, Role
-from tests.fixtures.services import ROOT, Daphne
+from tests.fixtures.accounts import PASSWORD
+from tests.fixtures.services import ROOT, Daphne, testing_database_url
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -30,7 +28,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = ROOT / "tests" / "e2e" / "artifacts"
-PASSWORD = "pw-123456"
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +45,14 @@ def media_root(shared_media, settings):
 
 @pytest.fixture(scope="session")
 def e2e_env(django_db_setup, shared_media):
-    db = connection.settings_dict
     return {
         **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "DATABASE_URL": testing_database_url(),
         "MEDIA_ROOT": shared_media,
         "REALTIME_HEARTBEAT_SECONDS": "2",
+        # the browser module's reconnect and fallback-poll timings (3 s and 30 s by default)
+        "REALTIME_BROWSER_RETRY_MS": "1000",
+        "REALTIME_BROWSER_POLL_MS": "1000",
         "LOG_LEVEL": "WARNING",
     }
 
@@ -114,24 +113,6 @@ def new_page(browser, live_site):
     yield make
     for context in contexts:
         context.close()
-
-
-def member(org, username, role=Role.OPERATOR, **extra):
-    user = get_user_model().objects.create_user(
-        username, f"{username}@example.com", PASSWORD, **extra
-    )
-    Membership.objects.create(user=user, organization=org, role=role)
-    return user
-
-
-@pytest.fixture
-def acme(transactional_db):
-    return Organization.objects.create(name="Acme Trading", slug="acme")
-
-
-@pytest.fixture
-def globex(transactional_db):
-    return Organization.objects.create(name="Globex", slug="globex")
 
 
 def log_in(page: Page, user) -> None:

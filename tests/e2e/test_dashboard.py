@@ -11,7 +11,8 @@ from playwright.sync_api import Page, expect
 
 from imports import services
 from imports.models import ImportJob, Role
-from tests.e2e.conftest import assert_not_reloaded, log_in, mark_page, member, screenshot
+from tests.e2e.conftest import assert_not_reloaded, log_in, mark_page, screenshot
+from tests.fixtures.accounts import member
 from tests.fixtures.files import HEADER, csv_bytes, product_rows
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -40,8 +41,8 @@ def start_big_job(org, user, rows: int, name: str) -> ImportJob:
     return services.import_job_create(organization=org, user=user, upload=upload, batch_size=100)
 
 
-def test_dropped_csv_runs_to_green_with_no_reload(new_page, acme):
-    olga = member(acme, "olga")
+def test_dropped_csv_runs_to_green_with_no_reload(new_page, org):
+    olga = member(org, "olga")
     page = new_page()
     log_in(page, olga)
     screenshot(page, "dashboard-empty")
@@ -66,8 +67,8 @@ def test_dropped_csv_runs_to_green_with_no_reload(new_page, acme):
     assert ImportJob.objects.get().created_rows == 3000
 
 
-def test_bad_rows_listed_on_the_job_page_and_in_the_error_csv(new_page, acme, tmp_path):
-    olga = member(acme, "olga")
+def test_bad_rows_listed_on_the_job_page_and_in_the_error_csv(new_page, org, tmp_path):
+    olga = member(org, "olga")
     rows = list(product_rows(20))
     rows[4][3] = "-5"  # file row 6: negative price
     rows[11][0] = ""  # file row 13: no SKU
@@ -105,8 +106,8 @@ def test_bad_rows_listed_on_the_job_page_and_in_the_error_csv(new_page, acme, tm
     assert table[1][2] == "SKU-000005" and table[1][5] == "'-5"  # formula-escaped cell
 
 
-def test_missing_column_is_refused_with_the_message_on_the_page(new_page, acme):
-    olga = member(acme, "olga")
+def test_missing_column_is_refused_with_the_message_on_the_page(new_page, org):
+    olga = member(org, "olga")
     page = new_page()
     log_in(page, olga)
     mark_page(page)
@@ -125,8 +126,8 @@ def test_missing_column_is_refused_with_the_message_on_the_page(new_page, acme):
     assert not ImportJob.objects.exists()
 
 
-def test_failed_job_shows_red_with_its_reason(new_page, acme):
-    olga = member(acme, "olga")
+def test_failed_job_shows_red_with_its_reason(new_page, org):
+    olga = member(org, "olga")
     page = new_page()
     log_in(page, olga)
     # a header the upload check accepts, then a row whose quote never closes: the reader fails
@@ -154,12 +155,12 @@ def test_failed_job_shows_red_with_its_reason(new_page, acme):
     assert_not_reloaded(page)
 
 
-def test_stream_cut_mid_job_reconnects_and_ends_showing_the_final_state(new_page, acme, live_site):
-    olga = member(acme, "olga")
+def test_stream_cut_mid_job_reconnects_and_ends_showing_the_final_state(new_page, org, live_site):
+    olga = member(org, "olga")
     page = new_page()
     log_in(page, olga)
     mark_page(page)
-    job = start_big_job(acme, olga, 60_000, "long-run.csv")
+    job = start_big_job(org, olga, 60_000, "long-run.csv")
     row = job_row(page, "long-run.csv")
     expect(row.locator('[data-field="status"]')).to_have_text("Processing", timeout=30_000)
     expect(row.get_by_role("progressbar")).not_to_have_attribute("aria-valuenow", "0")
@@ -179,9 +180,35 @@ def test_stream_cut_mid_job_reconnects_and_ends_showing_the_final_state(new_page
     assert job.status == "completed"
 
 
-def test_job_page_follows_a_running_job_to_the_end(new_page, acme):
-    olga = member(acme, "olga")
-    job = start_big_job(acme, olga, 30_000, "followed.csv")
+def test_falls_back_to_polling_with_the_same_cursor_then_streams_again(new_page, org, live_site):
+    olga = member(org, "olga")
+    page = new_page()
+    log_in(page, olga)
+    mark_page(page)
+    # from now on the stream route fails (as behind a proxy that breaks EventSource) ...
+    page.route("**/api/v1/realtime/events*", lambda route: route.abort())
+    live_site.stop()  # ... and the open stream is cut
+    live_site.start()
+    expect(page.locator("#conn")).to_have_text("Offline (polling)", timeout=20_000)
+
+    start_big_job(org, olga, 300, "while-polling.csv")
+    row = job_row(page, "while-polling.csv")
+    expect(row.locator('[data-field="status"]')).to_have_text("Completed", timeout=30_000)
+    expect(page.locator("#activity li.act-completed")).to_contain_text("while-polling.csv")
+
+    page.unroute("**/api/v1/realtime/events*")
+    expect(page.locator("#conn")).to_have_text("Live", timeout=40_000)
+    start_big_job(org, olga, 300, "streamed-again.csv")
+    expect(job_row(page, "streamed-again.csv").locator('[data-field="status"]')).to_have_text(
+        "Completed", timeout=30_000
+    )
+    expect(page.locator("#activity li.act-completed")).to_have_count(2)  # nothing twice
+    assert_not_reloaded(page)
+
+
+def test_job_page_follows_a_running_job_to_the_end(new_page, org):
+    olga = member(org, "olga")
+    job = start_big_job(org, olga, 30_000, "followed.csv")
     page = new_page()
     log_in(page, olga)
     page.goto(f"/jobs/{job.id}/")
@@ -202,17 +229,17 @@ def test_job_page_follows_a_running_job_to_the_end(new_page, acme):
     screenshot(page, "job-completed")
 
 
-def test_another_organization_sees_none_of_it(new_page, acme, globex):
-    olga = member(acme, "olga")
-    mallory = member(globex, "mallory", Role.ADMIN)
+def test_another_organization_sees_none_of_it(new_page, org, other_org):
+    olga = member(org, "olga")
+    mallory = member(other_org, "mallory", Role.ADMIN)
     theirs = new_page()
     log_in(theirs, mallory)
     mark_page(theirs)
 
-    job = start_big_job(acme, olga, 500, "acme-secret.csv")
+    job = start_big_job(org, olga, 500, "org-secret.csv")
     ours = new_page()
     log_in(ours, olga)
-    expect(job_row(ours, "acme-secret.csv").locator('[data-field="status"]')).to_have_text(
+    expect(job_row(ours, "org-secret.csv").locator('[data-field="status"]')).to_have_text(
         "Completed", timeout=60_000
     )
 
@@ -236,11 +263,11 @@ def test_another_organization_sees_none_of_it(new_page, acme, globex):
     expect(theirs.locator("tr.job-row")).to_have_count(0)
 
 
-def test_admin_change_list_shows_a_running_jobs_progress_moving(new_page, acme):
-    root = member(acme, "root", Role.ADMIN, is_staff=True, is_superuser=True)
+def test_admin_change_list_shows_a_running_jobs_progress_moving(new_page, org):
+    root = member(org, "root", Role.ADMIN, is_staff=True, is_superuser=True)
     page = new_page()
     log_in(page, root)
-    job = start_big_job(acme, root, 60_000, "admin-watch.csv")
+    job = start_big_job(org, root, 60_000, "admin-watch.csv")
     page.goto("/admin/imports/importjob/")
     expect(page.locator("#conn")).to_have_text("Live")
     # record every value the progress bars show, from the page's own point of view
@@ -275,9 +302,9 @@ def test_admin_change_list_shows_a_running_jobs_progress_moving(new_page, acme):
     expect(page.locator(f'a[href^="/admin/rq/queues/"][href*="{job.rq_job_id}"]')).to_be_visible()
 
 
-def test_usable_on_a_phone(new_page, acme):
-    olga = member(acme, "olga")
-    start_big_job(acme, olga, 200, "phone.csv")
+def test_usable_on_a_phone(new_page, org):
+    olga = member(org, "olga")
+    start_big_job(org, olga, 200, "phone.csv")
     page = new_page(viewport={"width": 390, "height": 844})
     log_in(page, olga)
     expect(job_row(page, "phone.csv").locator('[data-field="status"]')).to_have_text(
@@ -297,9 +324,9 @@ def test_usable_on_a_phone(new_page, acme):
     screenshot(page, "dashboard-phone")
 
 
-def test_desktop_notification_when_my_job_ends_asked_for_on_click_only(new_page, acme):
-    olga = member(acme, "olga")
-    colleague = member(acme, "carl")
+def test_desktop_notification_when_my_job_ends_asked_for_on_click_only(new_page, org):
+    olga = member(org, "olga")
+    colleague = member(org, "carl")
     page = new_page()
     # a stand-in for the browser's Notification API that records what the page does with it
     page.add_init_script(
@@ -323,8 +350,8 @@ def test_desktop_notification_when_my_job_ends_asked_for_on_click_only(new_page,
     expect(page.get_by_role("button", name="Notify me when my imports finish")).to_be_hidden()
     assert page.evaluate("window.__asked") == 1
 
-    start_big_job(acme, colleague, 50, "carls.csv")  # someone else's: no notification
-    start_big_job(acme, olga, 50, "mine.csv")
+    start_big_job(org, colleague, 50, "carls.csv")  # someone else's: no notification
+    start_big_job(org, olga, 50, "mine.csv")
     for name in ("carls.csv", "mine.csv"):
         expect(job_row(page, name).locator('[data-field="status"]')).to_have_text(
             "Completed", timeout=60_000
