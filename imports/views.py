@@ -100,8 +100,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         job_snapshot(j)
         for j in ImportJob.objects.filter(organization=org).order_by("-created_at")[:RECENT_JOBS]
     ]
-    if request.GET.get("fragment") == "jobs":
-        return render(request, "imports/_job_rows.html", {"jobs": jobs})
     context = {
         "membership": membership,
         "org": org,
@@ -154,8 +152,6 @@ def job_page(request: HttpRequest, job_id: Any) -> HttpResponse:
         "poll_topic": job_topic(job.id),
         **stream_settings(),
     }
-    if request.GET.get("fragment") == "errors":
-        return render(request, "imports/_errors.html", context)
     return render(request, "imports/job.html", context)
 
 
