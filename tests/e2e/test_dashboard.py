@@ -243,10 +243,14 @@ def test_another_organization_sees_none_of_it(new_page, org, other_org):
         "Completed", timeout=60_000
     )
 
-    # Globex's live dashboard got nothing: no row, no activity, summary unchanged
-    expect(theirs.locator("tr.job-row")).to_have_count(0)
-    expect(theirs.locator("#activity li:not(.empty)")).to_have_count(0)
-    expect(theirs.locator('[data-summary="completed"]')).to_have_text("0")
+    # Globex's dashboard is live (its own job arrives) but got nothing of Acme's
+    start_big_job(other_org, mallory, 50, "globex-own.csv")
+    expect(job_row(theirs, "globex-own.csv").locator('[data-field="status"]')).to_have_text(
+        "Completed", timeout=60_000
+    )
+    expect(theirs.locator("tr.job-row")).to_have_count(1)
+    expect(theirs.locator("#activity")).not_to_contain_text("acme-secret.csv")
+    expect(theirs.locator('[data-summary="completed"]')).to_have_text("1")
     assert_not_reloaded(theirs)
     # nor the page, its stream or the API: a foreign job is exactly like a missing one
     assert theirs.goto(f"/jobs/{job.id}/").status == 404
@@ -260,7 +264,8 @@ def test_another_organization_sees_none_of_it(new_page, org, other_org):
     )
     assert statuses == [404, 404, 404]
     theirs.goto("/")
-    expect(theirs.locator("tr.job-row")).to_have_count(0)
+    expect(theirs.locator("tr.job-row")).to_have_count(1)
+    expect(theirs.locator("tr.job-row", has_text="acme-secret.csv")).to_have_count(0)
 
 
 def test_admin_change_list_shows_a_running_jobs_progress_moving(new_page, org):
