@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import multiprocessing
 
 import pytest
 from django.utils import timezone
@@ -284,6 +285,7 @@ def test_a_running_job_stops_at_its_next_batch_when_cancelled(api, org, settings
     assert job.status == JobStatus.CANCELLED
     assert job.processed_rows < 50
     assert Product.objects.count() == job.created_rows
+    assert multiprocessing.active_children() == []  # the validator process was stopped
 
 
 def test_retry_clears_the_previous_attempts_errors(api, org, run_worker):

@@ -6,6 +6,7 @@ import contextlib
 import csv
 import io
 import json
+import multiprocessing
 
 import pytest
 from django.db import connection
@@ -256,6 +257,8 @@ def test_validator_process_sends_batches_in_order_and_reports_a_broken_file(tmp_
             list(child.chunks())
     finally:
         child.stop()
+    assert multiprocessing.active_children() == []  # nothing left behind
+    assert multiprocessing.active_children() == []
 
 
 def test_text_with_tabs_newlines_and_backslashes_is_stored_exactly(api, org, run_worker):
