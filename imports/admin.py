@@ -16,13 +16,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django_rq.settings import get_queues_map
 
-from realtime import log
 from realtime.events import job_topic, org_topic
 
 from . import services
 from .models import ImportJob, Membership, Organization, Product
 from .templatetags.intake import num, rows_of, status_label
-from .views import stream_settings
+from .views import live_stream
 
 # Live admin pages follow at most this many of the user's organizations (one stream each).
 MAX_LIVE_ORGANIZATIONS = 3
@@ -165,7 +164,7 @@ class ImportJobAdmin(admin.ModelAdmin):
     @admin.display(description="Row errors (first 1,000)")
     def row_errors_table(self, job: ImportJob) -> str:
         if not job.errors:
-            body = format_html("{}", "None")
+            body = "None"
         else:
             rows = format_html_join(
                 "",
@@ -192,16 +191,12 @@ class ImportJobAdmin(admin.ModelAdmin):
             .order_by("created_at", "id")
             .values_list("organization_id", flat=True)[:MAX_LIVE_ORGANIZATIONS]
         )
+        # before the list is read: it is at least as new as the streams' cursors
         streams = [
-            {
-                # the cursor first: the list rendered below is at least this new
-                "cursor": log.last_id(org_topic(org_id)) or "",
-                "url": f"/api/v1/realtime/events?organization={org_id}",
-                "topic": org_topic(org_id),
-            }
+            live_stream(f"/api/v1/realtime/events?organization={org_id}", org_topic(org_id))
             for org_id in orgs
         ]
-        context = {"live_streams": streams, **stream_settings(), **(extra_context or {})}
+        context = {"live_streams": streams, **(extra_context or {})}
         return super().changelist_view(request, extra_context=context)
 
     def change_view(
@@ -219,11 +214,14 @@ class ImportJobAdmin(admin.ModelAdmin):
             ).exists()
             context.update(
                 live_job=job,
-                can_watch=member,
-                live_cursor=log.last_id(job_topic(job.id)) or "",
-                live_url=f"/api/v1/jobs/{job.id}/events?organization={job.organization_id}",
-                live_topic=job_topic(job.id),
-                **stream_settings(),
+                live=live_stream(
+                    f"/api/v1/jobs/{job.id}/events?organization={job.organization_id}",
+                    job_topic(job.id),
+                    close_on_terminal=True,
+                    ended=job.is_terminal,
+                )
+                if member
+                else None,
             )
         return super().change_view(request, object_id, form_url, extra_context=context)
 

@@ -26,7 +26,7 @@ from realtime import log
 from realtime.events import job_topic, org_topic
 
 from . import selectors, services
-from .models import TERMINAL_STATUSES, ImportJob, ImportMode, ImportRowError, Membership
+from .models import ImportJob, ImportMode, ImportRowError, Membership
 from .serializers import job_snapshot
 from .tenancy import membership_for
 
@@ -50,14 +50,26 @@ def _no_organization(request: HttpRequest) -> HttpResponse:
     return render(request, "imports/no_organization.html", status=403)
 
 
-def stream_settings() -> dict[str, int]:
-    """The browser module's timings, as the page's data attributes."""
+def live_stream(
+    url: str, topic: str, *, close_on_terminal: bool = False, ended: bool = False
+) -> dict[str, Any]:
+    """What a page's element needs to follow ``topic`` (templates/live/stream_attrs.html).
+
+    Call it *before* reading the state the page renders: its cursor is then never newer than
+    that state, and whatever happened in between is replayed to the page.
+    """
     conf = settings.REALTIME
-    # two missed heartbeats mean a dead connection (30 s at the default 15 s)
     return {
+        "url": url,
+        "topic": topic,
+        "cursor": log.last_id(topic) or "",
+        # two missed heartbeats mean a dead connection (30 s at the default 15 s)
         "dead_after_ms": int(2 * conf["HEARTBEAT_SECONDS"] * 1000),
         "retry_ms": conf["BROWSER_RETRY_MS"],
         "poll_ms": conf["BROWSER_POLL_MS"],
+        "close_on_terminal": close_on_terminal,
+        # an ended job's page is final: its stream would only answer 204
+        "ended": ended,
     }
 
 
@@ -94,8 +106,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             else:
                 upload_error = "Choose a CSV or XLSX file to upload."
                 status = 400
-    # the cursor first: whatever happens after it is replayed to the page
-    cursor = log.last_id(org_topic(org.id)) or ""
+    live = live_stream(
+        f"/api/v1/realtime/events?summary=1&limit=0&poll_interval=1&organization={org.id}",
+        org_topic(org.id),
+    )
     jobs = [
         job_snapshot(j)
         for j in ImportJob.objects.filter(organization=org).order_by("-created_at")[:RECENT_JOBS]
@@ -111,13 +125,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "activity": log.recent(
             org_topic(org.id), limit=ACTIVITY_ENTRIES, skip_types=frozenset({"job.progress"})
         ),
-        "cursor": cursor,
-        "stream_url": (
-            f"/api/v1/realtime/events?summary=1&limit=0&poll_interval=1&organization={org.id}"
-        ),
-        "poll_topic": org_topic(org.id),
+        "live": live,
         "max_upload_mb": settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024),
-        **stream_settings(),
     }
     return render(request, "imports/dashboard.html", context, status=status)
 
@@ -133,7 +142,12 @@ def _job_for(request: HttpRequest, job_id: Any) -> tuple[Membership, ImportJob]:
 @login_required
 def job_page(request: HttpRequest, job_id: Any) -> HttpResponse:
     membership, job = _job_for(request, job_id)
-    cursor = log.last_id(job_topic(job.id)) or ""
+    live = live_stream(
+        f"/api/v1/jobs/{job.id}/events?organization={job.organization_id}",
+        job_topic(job.id),
+        close_on_terminal=True,
+        ended=job.is_terminal,
+    )
     paginator = Paginator(
         ImportRowError.objects.filter(job=job).order_by("row_number", "id"), ERRORS_PER_PAGE
     )
@@ -146,11 +160,7 @@ def job_page(request: HttpRequest, job_id: Any) -> HttpResponse:
         "job_json": json.dumps(snapshot, indent=2, default=str),
         "errors_page": errors_page,
         "can_operate": membership.can_operate,
-        "terminal_statuses": sorted(TERMINAL_STATUSES),
-        "cursor": cursor,
-        "stream_url": f"/api/v1/jobs/{job.id}/events?organization={job.organization_id}",
-        "poll_topic": job_topic(job.id),
-        **stream_settings(),
+        "live": live,
     }
     return render(request, "imports/job.html", context)
 

@@ -368,6 +368,7 @@ class SeenSkus:
     """
 
     LOAD = 0.8  # of the exact row count; linear probing stays short below ~0.85
+    MAX_LOAD = 0.9  # past it (more rows than counted), new SKUs go to a plain dict
 
     def __init__(self, expected: int) -> None:
         # Sized exactly, not to a power of two: at 5M rows that is 48 MiB instead of 64.
@@ -381,7 +382,7 @@ class SeenSkus:
         # reduction: uniform over any size), so slot and fingerprint are independent
         self._hi_bits = 64 - self._fp_bits
         self._slots = array("q", bytes(8 * size))
-        self._capacity = int(size * 0.9)
+        self._capacity = int(size * self.MAX_LOAD)
         self._used = 0
         self._overflow: dict[str, int] = {}
 

@@ -7,16 +7,11 @@ from typing import Any
 
 from django import template
 
+from imports.models import JobStatus
+
 register = template.Library()
 
-STATUS_LABELS = {
-    "pending": "Pending",
-    "queued": "Queued",
-    "processing": "Processing",
-    "completed": "Completed",
-    "failed": "Failed",
-    "cancelled": "Cancelled",
-}
+STATUS_LABELS = dict(JobStatus.choices)
 
 
 @register.filter

@@ -27,7 +27,7 @@ const STATUS_LABELS = {
 const num = (n) => Number(n ?? 0).toLocaleString("en-US");
 const label = (status) => STATUS_LABELS[status] ?? status;
 
-export function duration(value) {
+function duration(value) {
   if (value === null || value === undefined) return "—";
   let s = Math.round(Number(value));
   if (s < 60) return `${s} s`;
@@ -119,7 +119,7 @@ function setField(el, field, job) {
 }
 
 /** Show `job` in every element that belongs to it (`data-job-id`), wherever it is on the page. */
-export function applyJob(job) {
+function applyJob(job) {
   for (const scope of document.querySelectorAll(`[data-job-id="${CSS.escape(String(job.id))}"]`)) {
     if (scope.dataset.status !== undefined) scope.dataset.status = job.status;
     const fields = [...scope.querySelectorAll("[data-field]")];
@@ -464,4 +464,3 @@ for (const s of streams) s.start();
 setUpUpload();
 setUpActions(streams);
 setUpNotifications();
-window.intakeLive = { streams, applyJob };
