@@ -133,7 +133,7 @@ class SSEEndpoint:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     gone.set()
-                    stream._wakeup.set()
+                    stream.wake()
                     return
 
         watcher = asyncio.create_task(watch_disconnect())
@@ -157,19 +157,20 @@ class SSEEndpoint:
         self, stream: ClientStream, send: Any, gone: asyncio.Event, slot: StreamSlot
     ) -> None:
         beat = heartbeat_seconds()
-        next_beat = time.monotonic() + beat
+        clock = asyncio.get_running_loop().time
+        next_beat = clock() + beat
         while not gone.is_set():
-            item = await stream.next(timeout=max(next_beat - time.monotonic(), 0.01))
+            item = await stream.next_until(next_beat)
             if gone.is_set():
                 return
             if item is None:
-                if time.monotonic() >= next_beat:
+                if clock() >= next_beat:
                     await send(
                         {"type": "http.response.body", "body": heartbeat().sse(), "more_body": True}
                     )
                     metrics.inc("events_delivered", "heartbeat")
                     await sync_to_async(slot.refresh)()
-                    next_beat = time.monotonic() + beat
+                    next_beat = clock() + beat
                 continue
             # Whatever else is already queued goes out in the same write: one ASGI message
             # (and one socket write) for a backlog, not one per event.
@@ -353,14 +354,13 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _send_loop(self) -> None:
         beat = heartbeat_seconds()
-        next_beat = time.monotonic() + beat
+        clock = asyncio.get_running_loop().time
+        next_beat = clock() + beat
         try:
             while True:
-                item: Outgoing | None = await self.stream.next(
-                    timeout=max(next_beat - time.monotonic(), 0.01)
-                )
+                item: Outgoing | None = await self.stream.next_until(next_beat)
                 if item is None:
-                    if time.monotonic() >= next_beat:
+                    if clock() >= next_beat:
                         await self.send(
                             text_data=json.dumps(
                                 {"type": "heartbeat", "timestamp": int(time.time() * 1000)}
@@ -368,7 +368,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                         )
                         assert self.slot is not None
                         await sync_to_async(self.slot.refresh)()
-                        next_beat = time.monotonic() + beat
+                        next_beat = clock() + beat
                     continue
                 await self.send(text_data=item.data)
                 self.stream.delivered(item)

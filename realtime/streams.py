@@ -97,7 +97,8 @@ class ClientStream:
     _seq: int = 0
     _coalesce: dict[tuple[str, str], int] = field(default_factory=dict)
     _buffers: dict[str, list[Outgoing]] = field(default_factory=dict)
-    _wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    _waiter: asyncio.Future[None] | None = None  # set while the sender waits in next()
+    _timer: asyncio.TimerHandle | None = None
 
     # ------------------------------------------------------------------ intake
 
@@ -135,13 +136,19 @@ class ClientStream:
             # too slow even for the events that are never dropped: resync from the log
             self.overflowed = True
             metrics.inc("events_dropped", item.type)
-            self._wakeup.set()
+            self.wake()
             return
         self._seq += 1
         self.queue[self._seq] = item
         if coalescable:
             self._coalesce[ckey] = self._seq
-        self._wakeup.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """Let a sender waiting in ``next()`` go on (new events, overflow or a disconnect)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # ------------------------------------------------------------------ subscribe
 
@@ -207,6 +214,7 @@ class ClientStream:
             await get_hub().unsubscribe(topic, self._listener)
 
     async def close(self) -> None:
+        self.stop_timer()
         for topic in list(self.topics):
             await self.unsubscribe(topic)
         if self.on_close is not None:
@@ -217,13 +225,39 @@ class ClientStream:
 
     async def next(self, timeout: float) -> Outgoing | None:
         """The next event to send, or None after ``timeout`` seconds of nothing."""
+        return await self.next_until(asyncio.get_running_loop().time() + timeout)
+
+    async def next_until(self, deadline: float) -> Outgoing | None:
+        """The next event to send, or None once the loop's clock reaches ``deadline``.
+
+        One bare future per wait, woken by ``wake()``, and one timer per deadline, kept across
+        waits: ``asyncio.wait_for`` on an Event created a task and a timer per wait, and with a
+        thousand connections that was most of the fan-out's cost.
+        """
         if not self.queue and not self.overflowed:
-            self._wakeup.clear()
+            loop = asyncio.get_running_loop()
+            timer = self._timer
+            if timer is None or timer.when() != deadline:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._expire)
+            self._waiter = waiter = loop.create_future()
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except TimeoutError:
+                await waiter
+            finally:
+                self._waiter = None
+            if not self.queue and not self.overflowed:
                 return None
         return self.next_nowait()
+
+    def _expire(self) -> None:
+        self._timer = None
+        self.wake()
+
+    def stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def next_nowait(self) -> Outgoing | None:
         """The next queued event, or None when the queue is empty."""
