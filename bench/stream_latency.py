@@ -1,11 +1,14 @@
 """Live-stream delivery: Intake's hub (SSE and WebSocket) vs the usual per-connection consumer.
 
     python -m config.devservers exec -- .venv/bin/python bench/stream_latency.py
-    (options: --clients 1,100,1000 --rows 150000 --batch-size 500)
+    (options: --clients 1,100,1000 --kinds sse,ws,naive --runs 3 --client-procs 2
+     --rows 150000 --batch-size 500)
 
 One daphne process serves every client; a real rqworker imports a real file and publishes at its
-normal rate (progress throttled to 4/s, every stage and terminal event). For each transport and
-client count it prints publish-to-receive latency (p50/p99/max, from the envelope's publisher
+normal rate (progress throttled to 4/s, every stage and terminal event). The clients run in
+``--client-procs`` separate processes (``bench/stream_clients.py``), so that the side that
+measures is not what limits the figures. For each transport and client count, as the median of
+``--runs`` runs, it prints publish-to-receive latency (p50/p99/max, from the envelope's publisher
 timestamp), progress events coalesced, stage/terminal events lost, the time from the terminal
 event's publish until the last client had it, daphne's CPU and peak RSS, and the HTTP requests
 that 5-second polling would have made for the same watch. Then it measures the two channels-redis
@@ -16,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -35,7 +38,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("IMPORT_MAX_UPLOAD_BYTES", str(1 << 34))
 django.setup()
 
-import websockets  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.files import File  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
@@ -56,65 +58,42 @@ def ts_seconds(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
-class Client:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str | None, str | None, float]] = []  # type, id, ts, recv
-        self.connected = asyncio.Event()
-        self.done = asyncio.Event()
-
-    def got(self, data: dict) -> None:
-        if data.get("type") == "snapshot":
-            self.connected.set()  # subscribed: the stream has sent its starting state
-        self.events.append((data.get("type"), data.get("id"), data.get("ts"), time.time()))
-        if data.get("type") in ("job.completed", "job.failed", "job.cancelled"):
-            self.done.set()
-
-
-async def sse_client(port: int, job_id: str, token: str, c: Client) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(
-        (
-            f"GET /api/v1/jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Token {token}\r\nAccept: text/event-stream\r\n\r\n"
-        ).encode()
-    )
-    await writer.drain()
-    data_lines: list[str] = []
-    try:
-        while not c.done.is_set():
-            line = await reader.readline()
-            if not line:
-                return
-            text = line.decode().rstrip("\r\n")
-            if text.startswith("data:"):
-                data_lines.append(text[5:].strip())
-            elif text == "" and data_lines:
-                payload = json.loads("\n".join(data_lines))
-                data_lines = []
-                if "type" in payload:
-                    c.got(payload)
-    finally:
-        writer.close()
+async def start_clients(
+    kind: str, n: int, procs: int, port: int, job_id: str, token: str
+) -> list[asyncio.subprocess.Process]:
+    """Spread ``n`` clients over ``procs`` client processes; return once all have their state."""
+    shares = [n // procs + (1 if i < n % procs else 0) for i in range(procs)]
+    started = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "bench" / "stream_clients.py"),
+            kind,
+            str(port),
+            job_id,
+            token,
+            str(share),
+            stdout=asyncio.subprocess.PIPE,
+            limit=1 << 30,
+        )
+        for share in shares
+        if share
+    ]
+    for proc in started:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 180)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"a client process did not connect its clients: {line!r}")
+    return started
 
 
-async def ws_client(port: int, job_id: str, token: str, c: Client, naive: bool) -> None:
-    url = (
-        f"ws://127.0.0.1:{port}/ws/naive/{job_id}/"
-        if naive
-        else f"ws://127.0.0.1:{port}/ws/v1/stream/"
-    )
-    async with websockets.connect(
-        url,
-        additional_headers={"Authorization": f"Token {token}"},
-        max_queue=None,
-        open_timeout=60,
-    ) as ws:
-        if naive:
-            c.connected.set()  # the consumer joins its group before it accepts
-        else:
-            await ws.send(json.dumps({"action": "subscribe", "topics": [job_topic(job_id)]}))
-        while not c.done.is_set():
-            c.got(json.loads(await ws.recv()))
+async def collect_clients(started: list[asyncio.subprocess.Process]) -> list[list]:
+    """Each client's (type, id, ts, received-at) events, from every client process."""
+    out: list[list] = []
+    for proc in started:
+        assert proc.stdout is not None
+        out.extend(json.loads(await proc.stdout.readline()))
+        await proc.wait()
+    return out
 
 
 class DaphneMonitor:
@@ -150,6 +129,7 @@ async def scenario(
     path: Path,
     batch_size: int,
     env: dict,
+    procs: int,
 ) -> dict:
     with path.open("rb") as fh:
         f = File(fh, name=path.name)
@@ -157,14 +137,7 @@ async def scenario(
             import_job_create, organization=org, user=None, upload=f, batch_size=batch_size
         )
     job_id = str(job.id)
-    clients = [Client() for _ in range(n)]
-    if kind == "sse":
-        tasks = [asyncio.create_task(sse_client(port, job_id, token, c)) for c in clients]
-    else:
-        tasks = [
-            asyncio.create_task(ws_client(port, job_id, token, c, kind == "naive")) for c in clients
-        ]
-    await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in clients)), 120)
+    started = await start_clients(kind, n, min(procs, n), port, job_id, token)
     await asyncio.sleep(1.0)  # subscriptions settle
     monitor = DaphneMonitor(daphne_pid)
     monitor.task = asyncio.create_task(monitor.run())
@@ -181,14 +154,10 @@ async def scenario(
         stderr=asyncio.subprocess.DEVNULL,
     )
     await worker.wait()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in clients)), 120)
+    clients = await collect_clients(started)
     elapsed = time.monotonic() - t0
     cpu = (monitor.cpu() - cpu0) / elapsed
     monitor.task.cancel()
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
     logged = await asyncio.to_thread(lambda: read_after(job_topic(job_id), None).events)
     published = [(e["type"], e["id"]) for e in logged]
@@ -200,12 +169,14 @@ async def scenario(
         if e["type"].startswith("job.") and e["type"] in ("job.completed", "job.failed")
     )
     latencies, lost, progress_received, terminal_recv = [], 0, 0, []
-    for c in clients:
-        ids = {i for t, i, _, _ in c.events}
+    per_event: dict[str, list[float]] = {}
+    for events in clients:
+        ids = {i for t, i, _, _ in events}
         lost += len(must - ids)
-        for t, i, ts, recv in c.events:
+        for t, i, ts, recv in events:
             if ts and t and t.startswith("job."):
                 latencies.append(recv - ts_seconds(ts))
+                per_event.setdefault(i, []).append(recv - ts_seconds(ts))
             if t == "job.progress":
                 progress_received += 1
             if i == terminal["id"]:
@@ -230,8 +201,22 @@ async def scenario(
         "daphne_cpu": cpu * 100,
         "daphne_rss_mib": monitor.peak_rss / 2**20,
         "poll_requests": int(n * watch / 5),
-        "clients_done": sum(1 for c in clients if c.done.is_set()),
+        "clients_done": sum(1 for events in clients if terminal["id"] in {e[1] for e in events}),
+        # where the time goes: until the first client has an event, and from there to the last
+        "first_client_ms": statistics.median(min(v) for v in per_event.values()) * 1000,
+        "fanout_ms": statistics.median(max(v) - min(v) for v in per_event.values()) * 1000,
     }
+
+
+def median_of(runs: list[dict]) -> dict:
+    """Per figure, the median over the runs; events lost are summed (any loss shows)."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)) and key not in ("clients", "lost"):
+            out[key] = statistics.median(r[key] for r in runs)
+    out["lost"] = sum(r["lost"] for r in runs)
+    out["runs"] = len(runs)
+    return out
 
 
 async def layer_group_send(n: int = 1000, sends: int = 20) -> list[str]:
@@ -272,6 +257,10 @@ async def main() -> None:
     ap.add_argument("--kinds", default="sse,ws,naive")
     ap.add_argument("--rows", type=int, default=150_000)
     ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--runs", type=int, default=3, help="runs per scenario; medians are reported")
+    ap.add_argument(
+        "--client-procs", type=int, default=2, help="client processes the clients are spread over"
+    )
     args = ap.parse_args()
     print(f"# command: {' '.join(sys.argv)}")
     print(
@@ -300,10 +289,10 @@ async def main() -> None:
             sys.executable,
             "-m",
             "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
+            # a thousand clients connect at once: a listen backlog of 50 (Twisted's default)
+            # would refuse some of them
+            "-e",
+            f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
             "bench.naive_asgi:application",
         ],
         cwd=ROOT,
@@ -318,11 +307,23 @@ async def main() -> None:
             for n in [int(x) for x in args.clients.split(",")]:
                 if kind == "naive" and n == 1:
                     continue
-                r = await scenario(
-                    kind, n, port, daphne.pid, org, token, path, args.batch_size, env
-                )
-                rows.append(r)
-                print(json.dumps(r), flush=True)
+                runs = []
+                for _ in range(args.runs):
+                    r = await scenario(
+                        kind,
+                        n,
+                        port,
+                        daphne.pid,
+                        org,
+                        token,
+                        path,
+                        args.batch_size,
+                        env,
+                        args.client_procs,
+                    )
+                    runs.append(r)
+                    print(json.dumps(r), flush=True)
+                rows.append(median_of(runs))
     finally:
         daphne.terminate()
         daphne.wait(10)
