@@ -9,18 +9,18 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from realtime.access import SessionUserMiddleware  # noqa: E402
 from realtime.routing import http_patterns, websocket_patterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": URLRouter([*http_patterns, re_path(r"", django_asgi_app)]),
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_patterns))
+            SessionUserMiddleware(URLRouter(websocket_patterns))
         ),
     }
 )

@@ -182,8 +182,7 @@ class SSEEndpoint:
                 batch.append(more)
             body = b"".join(i.sse() for i in batch)
             await send({"type": "http.response.body", "body": body, "more_body": True})
-            for sent in batch:
-                stream.delivered(sent)
+            metrics.delivered(batch)
             if self.close_on_terminal and batch[-1].terminal:
                 return
 
@@ -371,7 +370,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                         next_beat = clock() + beat
                     continue
                 await self.send(text_data=item.data)
-                self.stream.delivered(item)
+                metrics.delivered((item,))
         except StreamClosed:
             metrics.inc("resets", "too_slow")
             await self.send(text_data=json.dumps({"type": "reset", "reason": "too_slow"}))

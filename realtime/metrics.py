@@ -9,7 +9,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Iterable
+from typing import Protocol
 
 from .redis import client
 
@@ -31,10 +34,16 @@ HELP = {
 }
 
 
+class Delivered(Protocol):
+    type: str
+    sent_at: float | None
+
+
 class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: defaultdict[str, float] = defaultdict(float)
+        self._hist = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket; the last is over the top
         self._last_flush = time.monotonic()
 
     def inc(self, name: str, label: str = "", n: float = 1) -> None:
@@ -42,14 +51,21 @@ class Metrics:
             self._counts[f"{name}|{label}"] += n
         self.maybe_flush()
 
-    def observe_latency(self, seconds: float) -> None:
+    def delivered(self, items: Iterable[Delivered]) -> None:
+        """Count events sent to one client and observe their publish-to-send latency.
+
+        Called for every write to every connection, so it takes the lock once per write and
+        keeps the histogram as plain per-bucket counts (made cumulative when flushed).
+        """
+        now = time.time()
         with self._lock:
-            for bound in LATENCY_BUCKETS:
-                if seconds <= bound:
-                    self._counts[f"latency_bucket|{bound}"] += 1
-            self._counts["latency_bucket|+Inf"] += 1
-            self._counts["latency_sum|"] += seconds
-            self._counts["latency_count|"] += 1
+            counts, hist = self._counts, self._hist
+            for item in items:
+                counts["events_delivered|" + item.type] += 1
+                if item.sent_at:
+                    seconds = max(now - item.sent_at, 0.0)
+                    hist[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+                    counts["latency_sum|"] += seconds
         self.maybe_flush()
 
     def maybe_flush(self) -> None:
@@ -59,7 +75,14 @@ class Metrics:
     def flush(self) -> None:
         with self._lock:
             counts, self._counts = self._counts, defaultdict(float)
+            hist, self._hist = self._hist, [0] * (len(LATENCY_BUCKETS) + 1)
             self._last_flush = time.monotonic()
+        if any(hist):
+            cumulative = 0
+            for bound, n in zip(LATENCY_BUCKETS, hist, strict=False):
+                cumulative += n
+                counts[f"latency_bucket|{bound}"] = cumulative
+            counts["latency_bucket|+Inf"] = counts["latency_count|"] = cumulative + hist[-1]
         if not counts:
             return
         try:

@@ -271,12 +271,6 @@ class ClientStream:
             del self._coalesce[key]
         return item
 
-    @staticmethod
-    def delivered(item: Outgoing) -> None:
-        metrics.inc("events_delivered", item.type)
-        if item.sent_at:
-            metrics.observe_latency(max(time.time() - item.sent_at, 0.0))
-
 
 def heartbeat() -> Outgoing:
     return Outgoing(

@@ -90,3 +90,30 @@ def test_subscribe_while_publishing_loses_nothing_and_repeats_nothing():
     logged = [e["id"] for e in read_after(topic, first).events]
     assert len(logged) == 199
     assert received == logged
+
+
+def test_latency_histogram_is_cumulative_and_counts_every_delivery():
+    import time
+
+    from realtime.metrics import KEY, Metrics
+    from realtime.redis import client
+
+    client().delete(KEY)
+    m = Metrics()
+    now = time.time()
+    sent = [
+        Outgoing(topic="job:x", type="job.progress", id=None, data="{}", sent_at=now - age)
+        for age in (0.001, 0.02, 0.02, 3.0, 60.0)
+    ]
+    m.delivered(sent)
+    m.delivered([Outgoing(topic="job:x", type="job.stage", id=None, data="{}")])  # no timestamp
+    m.flush()
+    raw = {k.decode(): float(v) for k, v in client().hgetall(KEY).items()}
+    assert raw["events_delivered|job.progress"] == 5 and raw["events_delivered|job.stage"] == 1
+    assert raw["latency_bucket|0.005"] == 1
+    assert raw["latency_bucket|0.025"] == 3
+    assert raw["latency_bucket|2.5"] == 3
+    assert raw["latency_bucket|5.0"] == 4
+    assert raw["latency_bucket|10.0"] == 4
+    assert raw["latency_bucket|+Inf"] == raw["latency_count|"] == 5
+    assert 63.0 < raw["latency_sum|"] < 63.1

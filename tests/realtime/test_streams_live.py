@@ -252,6 +252,26 @@ def test_anonymous_and_bad_tokens_are_refused(live, api, operator):
         assert "4401" in str(closed.value)
 
 
+def test_a_session_cookie_authenticates_sse_and_websocket(live, api, operator, client):
+    job_id = _upload(api)
+    client.force_login(operator)
+    cookie = {"Cookie": f"sessionid={client.cookies['sessionid'].value}"}
+    url = f"{live.url}/api/v1/jobs/{job_id}/events"
+    first = _sse_events(url, cookie, stop=lambda e: True)
+    assert first[0][0] == "snapshot" and first[0][2]["job"]["id"] == job_id
+    with ws_connect(
+        f"ws://127.0.0.1:{live.port}/ws/v1/stream/",
+        additional_headers=cookie,
+        origin=f"http://127.0.0.1:{live.port}",
+    ) as ws:
+        ws.send(json.dumps({"action": "subscribe", "topics": [job_topic(job_id)]}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+    # a session that was logged out (or never existed) is anonymous
+    client.logout()
+    assert httpx.get(url, headers=cookie).status_code == 401
+    assert httpx.get(url, headers={"Cookie": "sessionid=nosuchsession"}).status_code == 401
+
+
 def test_stream_tokens_are_scoped_and_expire(live, api, operator):
     job_id = _upload(api)
     other_id = _upload(api)
