@@ -13,8 +13,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from realtime import daphne_compat  # noqa: E402
 from realtime.access import SessionUserMiddleware  # noqa: E402
 from realtime.routing import http_patterns, websocket_patterns  # noqa: E402
+
+daphne_compat.install()  # WebSocket closes 1008 and 1012; a clean shutdown
 
 application = ProtocolTypeRouter(
     {

@@ -301,6 +301,18 @@ class StatusSSE(SSEEndpoint):
 class StreamConsumer(AsyncJsonWebsocketConsumer):
     """``/ws/v1/stream/``: subscribe / unsubscribe messages; the same envelopes as SSE."""
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # daphne cancels every application when it stops: tell the client it is a restart
+            # (1012), so it reconnects, rather than letting the socket drop (1006)
+            if getattr(self, "slot", None) is not None:
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": 1012})
+                await self.disconnect(1012)
+            raise
+
     async def connect(self) -> None:
         self.stream = ClientStream(max_queue=settings.REALTIME["QUEUE_SIZE"])
         self.sender: asyncio.Task[None] | None = None
@@ -309,9 +321,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         try:
             self.principal = await authenticate(self.scope)
         except AccessDenied:
-            # 1008 would be the standard code, but daphne's WebSocket library (autobahn) lets a
-            # server close only with 1000 or 3000-4999: 4401 is ours for "not authenticated".
-            await self.close(code=4401)
+            # 1008 policy violation (realtime.daphne_close_codes lets daphne send it)
+            await self.close(code=1008)
             return
         slot = StreamSlot(self.principal.user_id)
         if not await sync_to_async(slot.acquire)():
