@@ -130,6 +130,7 @@ async def scenario(
     batch_size: int,
     env: dict,
     procs: int,
+    per_event_lines: bool = False,
 ) -> dict:
     with path.open("rb") as fh:
         f = File(fh, name=path.name)
@@ -170,6 +171,7 @@ async def scenario(
     )
     latencies, lost, progress_received, terminal_recv = [], 0, 0, []
     per_event: dict[str, list[float]] = {}
+    kinds: dict[str, str] = {}
     for events in clients:
         ids = {i for t, i, _, _ in events}
         lost += len(must - ids)
@@ -177,6 +179,7 @@ async def scenario(
             if ts and t and t.startswith("job."):
                 latencies.append(recv - ts_seconds(ts))
                 per_event.setdefault(i, []).append(recv - ts_seconds(ts))
+                kinds[i] = t
             if t == "job.progress":
                 progress_received += 1
             if i == terminal["id"]:
@@ -188,6 +191,11 @@ async def scenario(
         if job_obj.finished_at
         else elapsed
     )
+    if per_event_lines:
+        for i, v in sorted(per_event.items()):
+            v.sort()
+            first, mid, last = (x * 1000 for x in (v[0], v[len(v) // 2], v[-1]))
+            print(f"  {kinds[i]:14} first {first:5.0f}  p50 {mid:5.0f}  last {last:5.0f} ms")
     return {
         "kind": kind,
         "clients": n,
@@ -259,6 +267,9 @@ async def main() -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--runs", type=int, default=3, help="runs per scenario; medians are reported")
     ap.add_argument(
+        "--per-event", action="store_true", help="print each event's first/median/last latency"
+    )
+    ap.add_argument(
         "--client-procs", type=int, default=2, help="client processes the clients are spread over"
     )
     args = ap.parse_args()
@@ -320,6 +331,7 @@ async def main() -> None:
                         args.batch_size,
                         env,
                         args.client_procs,
+                        args.per_event,
                     )
                     runs.append(r)
                     print(json.dumps(r), flush=True)

@@ -26,7 +26,7 @@ from django.http.cookie import parse_cookie
 from imports.models import ImportJob, Membership
 
 from . import events
-from .redis import client
+from .redis import async_client
 
 TOKEN_SALT = "intake.realtime.stream-token"
 MAX_TOKEN_TTL = 600
@@ -205,24 +205,26 @@ class StreamSlot:
         self.member = uuid.uuid4().hex
         self.ttl = int(3 * heartbeat_seconds()) + 30
 
-    def acquire(self) -> bool:
-        r = client()
+    async def acquire(self) -> bool:
+        r = async_client()
         now = time.time()
-        pipe = r.pipeline()
-        pipe.zremrangebyscore(self.key, 0, now)
-        pipe.zcard(self.key)
-        _, count = pipe.execute()
+        async with r.pipeline() as pipe:
+            pipe.zremrangebyscore(self.key, 0, now)
+            pipe.zcard(self.key)
+            _, count = await pipe.execute()
         if count >= settings.REALTIME["MAX_STREAMS_PER_USER"]:
             return False
-        r.zadd(self.key, {self.member: now + self.ttl})
-        r.expire(self.key, self.ttl)
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.key, {self.member: now + self.ttl})
+            pipe.expire(self.key, self.ttl)
+            await pipe.execute()
         return True
 
-    def refresh(self) -> None:
-        client().zadd(self.key, {self.member: time.time() + self.ttl}, xx=True)
+    async def refresh(self) -> None:
+        await async_client().zadd(self.key, {self.member: time.time() + self.ttl}, xx=True)
 
-    def release(self) -> None:
-        client().zrem(self.key, self.member)
+    async def release(self) -> None:
+        await async_client().zrem(self.key, self.member)
 
 
 def heartbeat_seconds() -> float:

@@ -15,7 +15,6 @@ import logging
 import time
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -107,7 +106,7 @@ class SSEEndpoint:
                 return await _send_json(send, 204, None)
             return await _send_json(send, exc.status, {"detail": exc.detail})
         slot = StreamSlot(principal.user_id)
-        if not await sync_to_async(slot.acquire)():
+        if not await slot.acquire():
             limit = settings.REALTIME["MAX_STREAMS_PER_USER"]
             return await _send_json(
                 send, 429, {"detail": f"At most {limit} open streams per user; close one first."}
@@ -147,7 +146,7 @@ class SSEEndpoint:
         finally:
             watcher.cancel()
             await stream.close()
-            await sync_to_async(slot.release)()
+            await slot.release()
             metrics.inc("streams_closed", "sse")
             if not gone.is_set():
                 with contextlib.suppress(Exception):
@@ -169,7 +168,7 @@ class SSEEndpoint:
                         {"type": "http.response.body", "body": heartbeat().sse(), "more_body": True}
                     )
                     metrics.inc("events_delivered", "heartbeat")
-                    await sync_to_async(slot.refresh)()
+                    await slot.refresh()
                     next_beat = clock() + beat
                 continue
             # Whatever else is already queued goes out in the same write: one ASGI message
@@ -325,7 +324,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=1008)
             return
         slot = StreamSlot(self.principal.user_id)
-        if not await sync_to_async(slot.acquire)():
+        if not await slot.acquire():
             await self.close(code=4429)
             return
         self.slot = slot
@@ -377,7 +376,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                             )
                         )
                         assert self.slot is not None
-                        await sync_to_async(self.slot.refresh)()
+                        await self.slot.refresh()
                         next_beat = clock() + beat
                     continue
                 await self.send(text_data=item.data)
@@ -397,6 +396,6 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             self.sender.cancel()
         await self.stream.close()
         if self.slot is not None:
-            await sync_to_async(self.slot.release)()
+            await self.slot.release()
             metrics.inc("streams_closed", "websocket")
             self.slot = None

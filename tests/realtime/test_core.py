@@ -117,3 +117,51 @@ def test_latency_histogram_is_cumulative_and_counts_every_delivery():
     assert raw["latency_bucket|10.0"] == 4
     assert raw["latency_bucket|+Inf"] == raw["latency_count|"] == 5
     assert 63.0 < raw["latency_sum|"] < 63.1
+
+
+class FakeConnection:
+    TLS = False
+    connected = True
+    disconnecting = False
+    _writeDisconnected = False
+
+    def __init__(self, takes):
+        self.takes = list(takes)  # what each send takes: a byte count or an exception
+        self.dataBuffer, self.offset, self._tempDataLen = b"", 0, 0
+        self.on_wire, self.buffered = b"", []
+
+    def writeSomeData(self, data):
+        took = self.takes.pop(0)
+        if isinstance(took, Exception):
+            return took
+        self.on_wire += bytes(data[:took])
+        return took
+
+
+def buffer(conn, data):
+    conn.buffered.append(data)
+    conn._tempDataLen += len(data)
+
+
+def test_write_through_sends_at_once_and_buffers_only_the_rest():
+    from realtime.daphne_compat import write_through
+
+    whole = FakeConnection([10])
+    write_through(whole, b"0123456789", buffer)
+    assert whole.on_wire == b"0123456789" and whole.buffered == []
+
+    partial = FakeConnection([4])
+    write_through(partial, b"0123456789", buffer)
+    assert partial.on_wire == b"0123" and partial.buffered == [b"456789"]
+    # something is buffered now: later writes queue behind it, never overtake it
+    write_through(partial, b"abc", buffer)
+    assert partial.on_wire == b"0123" and partial.buffered == [b"456789", b"abc"]
+
+    lost = FakeConnection([ConnectionError("gone")])
+    write_through(lost, b"xyz", buffer)  # Twisted's own write path reports the lost connection
+    assert lost.on_wire == b"" and lost.buffered == [b"xyz"]
+
+    tls = FakeConnection([])
+    tls.TLS = True
+    write_through(tls, b"secret", buffer)
+    assert tls.buffered == [b"secret"]

@@ -298,6 +298,37 @@ def test_websocket_clients_are_told_the_server_restarts(api, operator, daphne_en
         server.stop()
 
 
+def test_a_large_response_read_slowly_arrives_whole_and_in_order(live):
+    """daphne writes straight to the socket when nothing is buffered (realtime.daphne_compat):
+    a body of many writes, read late and slowly, still arrives byte for byte. (The partial
+    write itself is tested in test_core: the kernel buffers more than this on loopback.)"""
+    import hashlib
+    import socket
+    from pathlib import Path
+
+    import drf_spectacular_sidecar
+
+    rel = "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js"
+    expected = (Path(drf_spectacular_sidecar.__file__).parent / "static" / rel).read_bytes()
+    assert len(expected) > 1_000_000
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # fill up quickly
+        sock.sendall(f"GET /static/{rel} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        time.sleep(1.0)  # let the server run into a full socket and buffer the rest
+        data = b""
+        while len(data) < len(expected) + 200 or b"\r\n\r\n" not in data:
+            chunk = sock.recv(8192)
+            if not chunk:
+                break
+            data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            if b"200 OK" in head and len(body) >= len(expected):
+                break
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"200 OK" in head, head
+    assert hashlib.sha256(body[: len(expected)]).digest() == hashlib.sha256(expected).digest()
+
+
 def test_stream_tokens_are_scoped_and_expire(live, api, operator):
     job_id = _upload(api)
     other_id = _upload(api)
