@@ -123,7 +123,10 @@ class ProgressReporter:
                 "checkpoint_row",
             )
             now = time.monotonic()
-            if now - self._last_publish >= self.min_interval:
+            # The last batch's progress is not published: the terminal event follows at once
+            # with the same counts, and two fan-outs back to back only delay it.
+            last_batch = bool(job.total_rows) and job.processed_rows >= job.total_rows
+            if now - self._last_publish >= self.min_interval and not last_batch:
                 self._last_publish = now
                 publish_job_event(job, "job.progress")
         cancel = (

@@ -6,12 +6,13 @@ to one Redis hash every few seconds; ``/metrics`` renders that hash in Prometheu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from bisect import bisect_left
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import defaultdict, deque
+from collections.abc import Sequence
 from typing import Protocol
 
 from .redis import client
@@ -43,7 +44,8 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: defaultdict[str, float] = defaultdict(float)
-        self._hist = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket; the last is over the top
+        self._sent: deque[tuple[Sequence[Delivered], float]] = deque()
+        self._flush_scheduled = False
         self._last_flush = time.monotonic()
 
     def inc(self, name: str, label: str = "", n: float = 1) -> None:
@@ -51,31 +53,49 @@ class Metrics:
             self._counts[f"{name}|{label}"] += n
         self.maybe_flush()
 
-    def delivered(self, items: Iterable[Delivered]) -> None:
-        """Count events sent to one client and observe their publish-to-send latency.
+    def delivered(self, items: Sequence[Delivered]) -> None:
+        """Note events sent to one client, to count them and their publish-to-send latency.
 
-        Called for every write to every connection, so it takes the lock once per write and
-        keeps the histogram as plain per-bucket counts (made cumulative when flushed).
+        Called for every write to every connection, in the middle of a fan-out: it only
+        appends (atomic under the GIL, no lock) and the counting is done when the counts are
+        flushed, outside the fan-out.
         """
-        now = time.time()
-        with self._lock:
-            counts, hist = self._counts, self._hist
+        self._sent.append((items, time.time()))
+        if len(self._sent) >= 20_000:
+            self.flush()
+
+    def _count_sent(self, counts: defaultdict[str, float], hist: list[int]) -> None:
+        sent = self._sent
+        while sent:
+            items, now = sent.popleft()
             for item in items:
                 counts["events_delivered|" + item.type] += 1
                 if item.sent_at:
                     seconds = max(now - item.sent_at, 0.0)
                     hist[bisect_left(LATENCY_BUCKETS, seconds)] += 1
                     counts["latency_sum|"] += seconds
-        self.maybe_flush()
 
     def maybe_flush(self) -> None:
-        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+        if time.monotonic() - self._last_flush < FLUSH_SECONDS or self._flush_scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # a worker or a view: flush here
             self.flush()
+            return
+        # On an event loop, after what is already scheduled (a fan-out's writes), not before.
+        self._flush_scheduled = True
+        loop.call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
 
     def flush(self) -> None:
         with self._lock:
             counts, self._counts = self._counts, defaultdict(float)
-            hist, self._hist = self._hist, [0] * (len(LATENCY_BUCKETS) + 1)
+            hist = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket; the last is over the top
+            self._count_sent(counts, hist)
             self._last_flush = time.monotonic()
         if any(hist):
             cumulative = 0
