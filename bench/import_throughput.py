@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import itertools
 import os
 import platform
 import random
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
 import django
@@ -222,6 +224,16 @@ def drop_org(org: Organization) -> None:
         cur.execute("VACUUM ANALYZE imports_product")
 
 
+def stage_times(job) -> str:
+    """Seconds spent in each stage of the job (reading includes the row pre-count)."""
+    marks = [(s["stage"], datetime.fromisoformat(s["at"])) for s in job.stages]
+    return ", ".join(
+        f"{name} {(end - at).total_seconds():.2f} s"
+        for (name, at), (_, end) in itertools.pairwise(marks)
+        if name != "queued"
+    )
+
+
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -276,7 +288,10 @@ def main() -> None:
             }[pass_name]
             assert expected == args.rows, (pass_name, expected)
             record(pass_name, "intake", args.rows / seconds)
-            print(f"            worker peak PSS {peak / 2**20:.0f} MiB, {seconds:.1f} s")
+            print(
+                f"            worker peak PSS {peak / 2**20:.0f} MiB, {seconds:.1f} s "
+                f"({stage_times(job)})"
+            )
         drop_org(org)
         if args.only == "intake":
             continue

@@ -9,10 +9,11 @@ column list of both COPYs in writers.py.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .validation import FIELDS, CleanProduct
+from .validation import FIELDS
 
 SEPARATORS = len(FIELDS) + 2  # tabs in a line: organization_id + FIELDS + 2 timestamps
 _ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
@@ -25,23 +26,10 @@ def _escape(value: str) -> str:
     return value
 
 
-def line_of(org: str, p: CleanProduct, ts: str) -> str:
-    """One COPY text line (with its newline) for product ``p`` of organization ``org``."""
-    fields = (
-        org,
-        p.sku,
-        p.name,
-        p.description,
-        str(p.price),
-        p.currency,
-        str(p.quantity),
-        p.barcode,
-        p.category,
-        p.brand,
-        p.status,
-        ts,
-        ts,
-    )
+def line_of(org: str, values: Sequence[str], ts: str) -> str:
+    """One COPY text line (with its newline): organization ``org``, a product's clean
+    ``values`` in ``FIELDS`` order (``RowValidator.check``) and the two timestamps."""
+    fields = (org, *values, ts, ts)
     line = "\t".join(fields)
     # the fast path: nothing in the values needs escaping
     if line.count("\t") != SEPARATORS or "\\" in line or "\n" in line or "\r" in line:
@@ -81,10 +69,10 @@ class ProductBatch:
     skus: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
-    def add(self, org: str, p: CleanProduct, ts: str) -> None:
-        self.row_numbers.append(p.row_number)
-        self.skus.append(p.sku)
-        self.lines.append(line_of(org, p, ts))
+    def add(self, org: str, row_number: int, values: Sequence[str], ts: str) -> None:
+        self.row_numbers.append(row_number)
+        self.skus.append(values[0])
+        self.lines.append(line_of(org, values, ts))
 
     def __len__(self) -> int:
         return len(self.lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import itertools
 import zipfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -33,7 +34,8 @@ class Row(NamedTuple):
 class TabularSource:
     header: list[str]
 
-    def rows(self) -> Iterator[Row]:
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """The data rows as ``(number, values)`` (a ``Row``, or a plain tuple on hot paths)."""
         raise NotImplementedError
 
     def count_rows(self) -> int:
@@ -127,17 +129,22 @@ class CsvSource(TabularSource):
                     "save it as UTF-8 and upload it again."
                 ) from exc
 
-    def rows(self) -> Iterator[Row]:
-        records = self._records()
-        next(records, None)  # the header
-        for number, values in records:
-            yield Row(number, values)
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        # plain (number, values) tuples, and no generator of our own between the caller and
+        # _records: this runs once per row of files with millions of rows
+        return itertools.islice(self._records(), 1, None)
 
     def count_rows(self) -> int:
-        n = -1
-        for n, _ in enumerate(self._records()):  # noqa: B007
-            pass
-        return max(n, 0)
+        """Data rows, counted the way ``_records`` counts them (blank lines are not rows)."""
+        try:
+            with self.path.open(encoding=self.encoding, newline="") as fh:
+                reader = csv.reader(fh, delimiter=self.delimiter, strict=True)
+                records = sum(
+                    1 for values in reader if values and (len(values) > 1 or values[0].strip())
+                )
+        except (csv.Error, UnicodeDecodeError):
+            records = sum(1 for _ in self._records())  # raises the error, with its row number
+        return max(records - 1, 0)
 
 
 def _csv_error(exc: csv.Error) -> str:

@@ -42,7 +42,9 @@ _ALIAS_TO_FIELD = {alias: field for field, names in ALIASES.items() for alias in
 SKU_MAX = 64
 SKU_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")
 PRICE_MAX = Decimal("9999999999.99")
-_PLAIN_PRICE = re.compile(r"\d{1,10}(?:\.\d{1,2})?")
+# ASCII digits only: its matches go to PostgreSQL as typed (``\d`` would let other scripts'
+# digits through, which Python's Decimal reads but PostgreSQL's numeric does not)
+_PLAIN_PRICE = re.compile(r"[0-9]{1,10}(?:\.[0-9]{1,2})?")
 QUANTITY_MAX = 2**62
 STATUSES = {"active": "active", "draft": "draft", "": "active"}
 
@@ -308,10 +310,13 @@ def barcode_ok(code: str) -> bool:
     """EAN-13 or UPC-A (12 digits) with a valid check digit."""
     if len(code) not in (12, 13) or not code.isdigit():
         return False
-    body = code[:-1]
-    # weights 3, 1, 3, 1, … from the rightmost digit of the body
-    total = 3 * sum(map(int, body[::-1][::2])) + sum(map(int, body[::-1][1::2]))
-    return (10 - total % 10) % 10 == int(code[-1])
+    if not code.isascii():
+        return False
+    digits = code.encode()
+    # weights 3, 1, 3, 1, … from the rightmost digit of the body; an ASCII digit is 48 + it
+    threes, ones = digits[-2::-2], digits[-3::-2]
+    total = 3 * (sum(threes) - 48 * len(threes)) + sum(ones) - 48 * len(ones)
+    return (10 - total % 10) % 10 == digits[-1] - 48
 
 
 def parse_price(raw: str) -> Decimal | str:
@@ -426,6 +431,28 @@ class RowValidator:
         self._idx = tuple(cols.get(f, -1) for f in FIELDS)
 
     def validate(self, number: int, values: list[str]) -> CleanProduct | RowError:
+        """The row as a ``CleanProduct`` (typed values), or its ``RowError``."""
+        out = self.check(number, values)
+        if out.__class__ is RowError:
+            return out  # type: ignore[return-value]
+        sku, name, description, price, currency, quantity, barcode, category, brand, status = out
+        return CleanProduct(
+            number,
+            sku,
+            name,
+            description,
+            Decimal(price),
+            currency,
+            int(quantity),
+            barcode,
+            category,
+            brand,
+            status,  # type: ignore[arg-type]
+        )
+
+    def check(self, number: int, values: list[str]) -> tuple[str, ...] | RowError:
+        """The row's clean values as text, in ``FIELDS`` order (what COPY takes), or its
+        ``RowError``. The hot path of an import: no objects beyond the strings."""
         width = self.header.width
         if len(values) != width:
             if len(values) > width and not any(v.strip() for v in values[width:]):
@@ -456,24 +483,25 @@ class RowValidator:
         elif len(name) > 255:
             problems.append("name is longer than 255 characters")
 
-        raw_price = values[i_price].strip()
-        price: Decimal | str
-        if _PLAIN_PRICE.fullmatch(raw_price):
-            price = Decimal(raw_price)
-        else:
-            price = parse_price(values[i_price])
-            if isinstance(price, str):
-                problems.append(price)
+        price = values[i_price].strip()
+        if not _PLAIN_PRICE.fullmatch(price):
+            parsed = parse_price(values[i_price])
+            if isinstance(parsed, str):
+                problems.append(parsed)
+            else:
+                price = str(parsed)
 
-        quantity: int | str = 0
+        quantity = "0"
         if i_qty >= 0:
             raw_qty = values[i_qty].strip()
-            if raw_qty.isdigit() and len(raw_qty) < 18:
-                quantity = int(raw_qty)
+            if raw_qty.isascii() and raw_qty.isdigit() and len(raw_qty) < 18:
+                quantity = raw_qty
             else:
-                quantity = parse_quantity(raw_qty)
-                if isinstance(quantity, str):
-                    problems.append(quantity)
+                parsed_qty = parse_quantity(raw_qty)
+                if isinstance(parsed_qty, str):
+                    problems.append(parsed_qty)
+                else:
+                    quantity = str(parsed_qty)
 
         currency = "USD"
         if i_cur >= 0:
@@ -507,16 +535,4 @@ class RowValidator:
                 problems.append(f"SKU '{sku}' repeats row {earlier}")
         if problems:
             return RowError(number, f"Row {number}: " + "; ".join(problems), values)
-        return CleanProduct(
-            number,
-            sku,
-            name,
-            description,
-            price,
-            currency,
-            quantity,
-            barcode,
-            category,
-            brand,
-            status,  # type: ignore[arg-type]
-        )
+        return (sku, name, description, price, currency, quantity, barcode, category, brand, status)

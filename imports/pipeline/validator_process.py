@@ -49,22 +49,24 @@ def _produce(
     """The child: file → validated batches → ``out``; always ends with an ``_End``."""
     try:
         source = open_source(Path(path), filename)
-        validator = RowValidator(map_header(source.header), total)
-        validate = validator.validate
+        check = RowValidator(map_header(source.header), total).check
         org = str(organization_id)
         chunk, ts = Chunk(0, 0, ProductBatch()), now_text()
-        for row in source.rows():
-            outcome = validate(row.number, row.values)
+        add = chunk.products.add
+        for number, values in source.rows():
+            outcome = check(number, values)
             if outcome.__class__ is RowError:
                 chunk.errors.append(outcome)  # type: ignore[arg-type]
             else:
-                chunk.products.add(org, outcome, ts)  # type: ignore[arg-type]
+                add(org, number, outcome, ts)  # type: ignore[arg-type]
             chunk.rows += 1
-            chunk.last_row = row.number
             if chunk.rows >= batch_size:
+                chunk.last_row = number
                 out.put(chunk)
                 chunk, ts = Chunk(0, 0, ProductBatch()), now_text()
+                add = chunk.products.add
         if chunk.rows:
+            chunk.last_row = number
             out.put(chunk)
         out.put(_End())
     except FileReadError as exc:

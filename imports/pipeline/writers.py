@@ -8,6 +8,11 @@ session temp table and applied with one UPDATE that touches only rows whose valu
 changed. So unchanged rows cost no write, nothing burns sequence values, and created / updated /
 unchanged are exact counts.
 
+A catalogue that is empty when the job starts (a first import) skips the probe: every SKU of
+the file is new, since the validator already refused repeats. Should another writer add one of
+those SKUs meanwhile, the unique index refuses the batch, and it and every later batch take the
+probing path.
+
 Every batch runs in its own transaction (or savepoint, when the job is all-or-nothing). A database
 error on a batch (a constraint only the database knows, or a concurrent import of the same SKU)
 rolls that batch back and replays it row by row, so every failing row gets its own row-numbered
@@ -51,6 +56,7 @@ _COPY_PRODUCTS = f"COPY imports_product ({_LINE_COLUMNS}) FROM STDIN"
 # The organization comes in as an array beside the SKUs, not as a constant: with a constant the
 # planner trusts its statistics for that organization (often "one row" for a catalogue that is
 # growing under us) and scans all its products per batch. As a join key it can only probe.
+_ANY_PRODUCT = "SELECT EXISTS (SELECT 1 FROM imports_product WHERE organization_id = %s)"
 _EXISTING = """
 SELECT s.sku FROM unnest(%s::bigint[], %s::text[]) AS s(organization_id, sku)
 JOIN imports_product p ON p.organization_id = s.organization_id AND p.sku = s.sku
@@ -93,6 +99,9 @@ class ProductWriter:
         self.dry_run = dry_run
         self.atomic = atomic
         self._outer: transaction.Atomic | None = None
+        # every SKU still to come is new: the catalogue was empty at the start and nobody else
+        # has written one of our SKUs since (the unique index tells us if they do)
+        self.all_new = False
 
     def open(self) -> None:
         with connection.cursor() as cur:
@@ -114,6 +123,8 @@ class ProductWriter:
             # consistency, and a lost worker's job ends failed and is retried (upserts are
             # idempotent).
             cur.execute("SET synchronous_commit = off")
+            cur.execute(_ANY_PRODUCT, [self.org])
+            self.all_new = not cur.fetchone()[0]
         if self.atomic:
             self._outer = transaction.atomic()
             self._outer.__enter__()
@@ -138,6 +149,13 @@ class ProductWriter:
             return BatchResult()
         try:
             return self._apply(batch)
+        except psycopg.errors.UniqueViolation:
+            if self.all_new:
+                # another writer added one of our SKUs since the job started: probe from now on
+                self.all_new = False
+                return self.write(batch)
+            if len(batch) == 1:
+                raise
         except _DB_ERRORS:
             if len(batch) == 1:
                 raise
@@ -164,8 +182,10 @@ class ProductWriter:
         try:
             with transaction.atomic(), connection.cursor() as wrapper:
                 cur = wrapper.cursor
-                cur.execute(_EXISTING, [[self.org] * len(batch), batch.skus])
-                existing = {row[0] for row in cur.fetchall()}
+                existing: set[str] = set()
+                if not self.all_new:
+                    cur.execute(_EXISTING, [[self.org] * len(batch), batch.skus])
+                    existing = {row[0] for row in cur.fetchall()}
                 new, old = batch, ProductBatch()
                 if existing:
                     flags = [sku in existing for sku in batch.skus]

@@ -278,3 +278,46 @@ def test_text_with_tabs_newlines_and_backslashes_is_stored_exactly(api, org, run
     assert _post(api, csv_bytes(rows)).status_code == 202
     run_worker()
     assert Product.objects.get(organization=org, sku="SKU-000001").description == "changed\tagain"
+
+
+def test_first_import_skips_the_probe_until_another_writer_adds_one_of_its_skus(org, tmp_path):
+    from decimal import Decimal
+
+    from imports.pipeline.validator_process import ValidatorProcess
+    from imports.pipeline.writers import ProductWriter
+
+    path = tmp_path / "first.csv"
+    path.write_bytes(csv_bytes(product_rows(8)))
+    child = ValidatorProcess(
+        path=path, filename="first.csv", total=8, batch_size=4, organization_id=org.id
+    )
+    child.start()
+    try:
+        first, second = (c.products for c in child.chunks())
+    finally:
+        child.stop()
+
+    writer = ProductWriter(organization_id=org.id, mode="upsert", dry_run=False, atomic=False)
+    try:
+        writer.open()
+        assert writer.all_new  # an empty catalogue: no SKU of the file can exist yet
+        assert writer.write(first).created == 4
+        # meanwhile someone else adds a SKU of the next batch
+        Product.objects.create(
+            organization=org, sku="SKU-000006", name="Other", price=Decimal("1.00")
+        )
+        result = writer.write(second)
+        assert (result.created, result.updated, result.errors) == (3, 1, [])
+        assert not writer.all_new  # from now on every batch probes
+        writer.close(commit=True)
+    finally:
+        connection.close()  # the writer's session settings and temp table go with it
+    assert Product.objects.filter(organization=org).count() == 8
+    assert Product.objects.get(organization=org, sku="SKU-000006").name == "Product 6"
+
+    again = ProductWriter(organization_id=org.id, mode="upsert", dry_run=False, atomic=False)
+    try:
+        again.open()
+        assert not again.all_new  # the catalogue has products: probe from the start
+    finally:
+        connection.close()

@@ -19,7 +19,8 @@ def _write(tmp_path, name, data: bytes):
 
 def _read(tmp_path, data: bytes, name="f.csv"):
     source = open_source(_write(tmp_path, name, data), name)
-    return source.header, [(r.number, r.values) for r in source.rows()], source.count_rows()
+    rows = [(number, values) for number, values in source.rows()]
+    return source.header, rows, source.count_rows()
 
 
 TEXT = "sku,name,price\nA-1,Café crème,3.50\nA-2,Thé,2\n"

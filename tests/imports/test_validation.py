@@ -111,7 +111,7 @@ def test_copy_lines_escape_what_copy_text_needs_and_read_back_exactly():
     tricky = ["A-2", "Tab\there", "two\nlines\r and C:\\dir \\N", "1", "", "", "", "", "", ""]
     batch = ProductBatch()
     for number, values in ((2, plain), (3, tricky)):
-        batch.add("42", validator.validate(number, values), "2026-11-24T09:00:00+00:00")
+        batch.add("42", number, validator.check(number, values), "2026-11-24T09:00:00+00:00")
     assert batch.row_numbers == [2, 3] and batch.skus == ["A-1", "A-2"]
     first, second = batch.lines
     assert first == (
@@ -122,3 +122,15 @@ def test_copy_lines_escape_what_copy_text_needs_and_read_back_exactly():
     assert values_of(first) == plain
     assert values_of(second)[:3] == tricky[:3]
     assert len(batch.subset([1])) == 1 and batch.subset([1]).skus == ["A-2"]
+
+
+def test_clean_values_are_what_postgresql_reads_even_for_other_scripts_digits():
+    validator = RowValidator(map_header(list(FIELDS)), 10)
+    # Arabic-Indic digits: "12.50" and "3"
+    arabic = ["A-1", "Lamp", "", "\u0661\u0662.\u0665\u0660", "EUR", "\u0663", "", "", "", ""]
+    out = validator.check(2, arabic)
+    assert out[3:6] == ("12.50", "EUR", "3")  # Python reads those digits; PostgreSQL would not
+    plain = validator.check(3, ["A-2", "Lamp", "", "007.5", "", "0042", "", "", "", ""])
+    assert plain[3:6] == ("007.5", "USD", "0042")  # plain ASCII goes as typed
+    product = validator.validate(4, ["A-3", "Lamp", "", "7.5", "", "42", "", "", "", ""])
+    assert (str(product.price), product.quantity) == ("7.5", 42)
