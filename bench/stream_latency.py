@@ -267,6 +267,9 @@ async def main() -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--runs", type=int, default=3, help="runs per scenario; medians are reported")
     ap.add_argument(
+        "--worker-nice", type=int, default=0, help="the worker's WORKER_NICE (imports/worker.py)"
+    )
+    ap.add_argument(
         "--per-event", action="store_true", help="print each event's first/median/last latency"
     )
     ap.add_argument(
@@ -294,6 +297,7 @@ async def main() -> None:
         "REALTIME_MAX_STREAMS_PER_USER": "100000",
         "LOG_LEVEL": "WARNING",
         "REALTIME_QUEUE_SIZE": "1000",
+        "WORKER_NICE": str(args.worker_nice),
     }
     daphne = subprocess.Popen(
         [

@@ -95,6 +95,8 @@ RQ_QUEUES = {
     for name in ("high", "default", "low")
 }
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "imports.worker.IntakeWorker"}
+# the CPU priority (nice) of workers; above 0 puts them below the web process (imports/worker.py)
+WORKER_NICE = env.int("WORKER_NICE", default=0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

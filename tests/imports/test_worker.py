@@ -1,0 +1,35 @@
+"""The worker process itself (imports/worker.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import os, django
+django.setup()
+from django.conf import settings
+from redis import Redis
+from imports.worker import IntakeWorker
+IntakeWorker(["default"], connection=Redis.from_url(settings.REDIS_URL))
+print(os.nice(0))
+"""
+
+
+def _niceness_of_a_worker(nice: str) -> int:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "WORKER_NICE": nice}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return int(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_worker_runs_at_the_configured_cpu_priority():
+    ours = os.nice(0)
+    assert _niceness_of_a_worker("7") == max(ours, 7)  # lowered to WORKER_NICE
+    assert _niceness_of_a_worker("0") == ours  # the default leaves it alone, never raises it
