@@ -324,7 +324,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         try:
             self.principal = await authenticate(self.scope)
         except AccessDenied:
-            # 1008 policy violation (realtime.daphne_close_codes lets daphne send it)
+            # 1008 policy violation (realtime.daphne_compat lets daphne send it)
             await self.close(code=1008)
             return
         slot = StreamSlot(self.principal.user_id)

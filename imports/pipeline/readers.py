@@ -114,11 +114,9 @@ class CsvSource(TabularSource):
             record = 0
             try:
                 for values in reader:
-                    if not values or (len(values) == 1 and not values[0].strip()):
-                        record += 1
-                        continue
                     record += 1
-                    yield record, values
+                    if not _blank(values):
+                        yield record, values
             except csv.Error as exc:
                 raise FileReadError(
                     f"Row {record + 1} (line {reader.line_num}): {_csv_error(exc)}"
@@ -139,12 +137,15 @@ class CsvSource(TabularSource):
         try:
             with self.path.open(encoding=self.encoding, newline="") as fh:
                 reader = csv.reader(fh, delimiter=self.delimiter, strict=True)
-                records = sum(
-                    1 for values in reader if values and (len(values) > 1 or values[0].strip())
-                )
+                records = sum(1 for values in reader if not _blank(values))
         except (csv.Error, UnicodeDecodeError):
             records = sum(1 for _ in self._records())  # raises the error, with its row number
         return max(records - 1, 0)
+
+
+def _blank(values: list[str]) -> bool:
+    """A blank line (or one of only spaces) is not a row."""
+    return not values or (len(values) == 1 and not values[0].strip())
 
 
 def _csv_error(exc: csv.Error) -> str:
