@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, repeat
 
 from .validation import FIELDS
 
@@ -91,31 +91,44 @@ def now_text() -> str:
 
 @dataclass
 class ProductBatch:
-    """Clean products on their way to the writer: file rows, SKUs and COPY lines, in step."""
+    """Clean products on their way to the writer: file rows, SKUs and their COPY text, in step.
+
+    The text travels as one string (one line a product): the child pickles it and the parent
+    unpickles it as a single copy, and the writer hands it to COPY as it is."""
 
     row_numbers: list[int] = field(default_factory=list)
     skus: list[str] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-
-    def add(self, org: str, row_number: int, values: Sequence[str], ts: str) -> None:
-        self.row_numbers.append(row_number)
-        self.skus.append(values[0])
-        self.lines.append(line_of(org, values, ts))
+    text: str = ""
 
     @classmethod
-    def of(cls, org: str, numbers: list[int], columns: list[list[str]], ts: str) -> ProductBatch:
+    def of(
+        cls, org: str, numbers: Sequence[int], columns: list[list[str]], ts: str
+    ) -> ProductBatch:
         """The batch of ``check_batch``'s clean ``columns`` at file rows ``numbers``."""
-        return cls(numbers, columns[0], lines_of(org, columns, ts))
+        return cls(list(numbers), columns[0], "".join(lines_of(org, columns, ts)))
+
+    @classmethod
+    def joined(cls, parts: Sequence[ProductBatch]) -> ProductBatch:
+        if len(parts) == 1:
+            return parts[0]
+        return cls(
+            list(chain.from_iterable(p.row_numbers for p in parts)),
+            list(chain.from_iterable(p.skus for p in parts)),
+            "".join(p.text for p in parts),
+        )
+
+    @property
+    def lines(self) -> list[str]:
+        """One COPY line a product (escaping leaves a raw newline only at each line's end)."""
+        return [line + "\n" for line in self.text.split("\n")[:-1]]
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.row_numbers)
 
     def subset(self, indices: list[int]) -> ProductBatch:
+        lines = self.lines
         return ProductBatch(
             [self.row_numbers[i] for i in indices],
             [self.skus[i] for i in indices],
-            [self.lines[i] for i in indices],
+            "".join(lines[i] for i in indices),
         )
-
-    def text(self) -> str:
-        return "".join(self.lines)

@@ -13,7 +13,6 @@ the whole batch (bench: new rows fell from ~105k to ~75k rows/s).
 from __future__ import annotations
 
 import gc
-import itertools
 import multiprocessing
 import queue
 import traceback
@@ -26,6 +25,9 @@ from .copy_text import ProductBatch, now_text
 from .readers import FileReadError, open_source
 from .validation import RowError, RowValidator, map_header
 
+# Rows validated at a time: a run's strings and lists stay in the CPU's cache (measured: 3.3 µs
+# a row at 500, 4.1 at 2,000, 5.0 at 5,000); the writer still gets ``batch_size`` rows a chunk.
+CHECK_ROWS = 500
 # Two batches in flight: one being written, one ready. More buys nothing but memory.
 QUEUE_BATCHES = 2
 _CONTEXT = multiprocessing.get_context("spawn")
@@ -52,22 +54,44 @@ def _produce(
     # Batches keep thousands of rows' lists alive at once, which made the cyclic collector run
     # over and over for nothing (it made validation 40 % slower, measured): nothing here forms
     # a reference cycle, so reference counting frees it all.
+    collecting = gc.isenabled()
     gc.disable()
     try:
         source = open_source(Path(path), filename)
         check_batch = RowValidator(map_header(source.header), total).check_batch
         org = str(organization_id)
-        rows = source.rows()
-        while records := list(itertools.islice(rows, batch_size)):
-            numbers, values = zip(*records, strict=True)
-            checked = check_batch(numbers, values)
-            products = ProductBatch.of(org, checked.numbers, checked.columns, now_text())
-            out.put(Chunk(len(records), numbers[-1], products, checked.errors))
+        pending: list[ProductBatch] = []
+        chunk = Chunk(0, 0, ProductBatch())
+        for numbers, values in source.batches(min(CHECK_ROWS, batch_size)):
+            while values:
+                # exactly ``batch_size`` rows a chunk: split a run that crosses the boundary
+                need = batch_size - chunk.rows
+                head, numbers, head_values, values = (
+                    numbers[:need],
+                    numbers[need:],
+                    values[:need],
+                    values[need:],
+                )
+                checked = check_batch(head, head_values)
+                pending.append(ProductBatch.of(org, checked.numbers, checked.columns, now_text()))
+                chunk.errors.extend(checked.errors)
+                chunk.rows += len(head_values)
+                chunk.last_row = head[-1]
+                if chunk.rows == batch_size:
+                    chunk.products = ProductBatch.joined(pending)
+                    out.put(chunk)
+                    pending, chunk = [], Chunk(0, 0, ProductBatch())
+        if chunk.rows:
+            chunk.products = ProductBatch.joined(pending)
+            out.put(chunk)
         out.put(_End())
     except FileReadError as exc:
         out.put(_End(error=str(exc)))
     except BaseException:
         out.put(_End(crash=traceback.format_exc()))
+    finally:
+        if collecting:
+            gc.enable()
 
 
 class ValidatorProcess:

@@ -161,18 +161,16 @@ class ProductWriter:
                 raise
         # Replay row by row so each failing row is named; the good ones still go in.
         result = BatchResult()
-        for i in range(len(batch)):
-            one = batch.subset([i])
+        for row, sku, line in zip(batch.row_numbers, batch.skus, batch.lines, strict=True):
             try:
-                result.add(self._apply(one))
+                result.add(self._apply(ProductBatch([row], [sku], line)))
             except _DB_ERRORS as exc:
                 reason = str(exc).strip().splitlines()[0]
-                row = one.row_numbers[0]
                 result.errors.append(
                     RowError(
                         row,
                         f"Row {row}: the database refused this row ({reason})",
-                        values_of(one.lines[0]),
+                        values_of(line),
                     )
                 )
         return result
@@ -201,13 +199,13 @@ class ProductWriter:
                     new = ProductBatch()
                 if len(new):
                     with cur.copy(_COPY_PRODUCTS) as copy:
-                        copy.write(new.text())
+                        copy.write(new.text)
                     result.created = len(new)
                 if len(old):
                     if self.atomic:
                         cur.execute(f"TRUNCATE {_STAGE}")  # ON COMMIT empties only at the end
                     with cur.copy(_COPY_STAGE) as copy:
-                        copy.write(old.text())
+                        copy.write(old.text)
                     cur.execute(_UPDATE)
                     result.updated = cur.rowcount
                 result.unchanged = len(old) - result.updated

@@ -20,6 +20,10 @@ def _write(tmp_path, name, data: bytes):
 def _read(tmp_path, data: bytes, name="f.csv"):
     source = open_source(_write(tmp_path, name, data), name)
     rows = [(number, values) for number, values in source.rows()]
+    for size in (1, 2, 3, 500):  # the validator's runs give exactly the same rows
+        runs = list(source.batches(size))
+        assert all(0 < len(values) <= size for _, values in runs)
+        assert [(n, list(v)) for numbers, values in runs for n, v in zip(numbers, values)] == rows
     return source.header, rows, source.count_rows()
 
 
@@ -56,6 +60,37 @@ def test_quoted_fields_may_hold_newlines_and_delimiters(tmp_path):
     assert rows[0] == (2, ["A-1", "Desk, oak", "Line one\nLine two", "10"])
     assert rows[1][0] == 3
     assert count == 2
+
+
+def test_blank_and_space_only_lines_are_not_rows_but_keep_their_numbers(tmp_path):
+    data = b"\n  \nsku,name,price\nA-1,B,1\n\n   \nA-2,C,2\n,\n \t\nA-3,D,3"
+    header, rows, count = _read(tmp_path, data)
+    assert header == ["sku", "name", "price"]
+    assert rows == [
+        (4, ["A-1", "B", "1"]),
+        (7, ["A-2", "C", "2"]),
+        (8, ["", ""]),  # a lone delimiter is a row of empty values, which validation refuses
+        (10, ["A-3", "D", "3"]),
+    ]
+    assert count == 4
+
+
+def test_a_one_column_file_reads_the_same_in_runs(tmp_path):
+    _, rows, count = _read(tmp_path, b"sku\nA-1\n\nA-2\n  \nA-3\n")
+    assert rows == [(2, ["A-1"]), (4, ["A-2"]), (6, ["A-3"])] and count == 3
+
+
+def test_a_file_broken_part_way_fails_in_runs_as_row_by_row(tmp_path):
+    data = b'sku,name,price\nA-1,x,1\nA-2,x,2\nA-3,"never closed,3\nA-4,x,4\n'
+    source = open_source(_write(tmp_path, "f.csv", data), "f.csv")
+    with pytest.raises(FileReadError) as by_row:
+        list(source.rows())
+    runs = source.batches(2)
+    assert list(next(runs)[0]) == [2, 3]  # the rows before the break still come
+    with pytest.raises(FileReadError) as in_runs:
+        list(runs)
+    assert str(in_runs.value) == str(by_row.value)
+    assert "unterminated quote" in str(in_runs.value)
 
 
 def test_unterminated_quote_is_a_file_error(tmp_path):

@@ -109,9 +109,8 @@ def test_copy_lines_escape_what_copy_text_needs_and_read_back_exactly():
     validator = RowValidator(map_header(list(FIELDS)), 10)
     plain = ["A-1", "Anvil", "Heavy", "12.50", "EUR", "3", "", "Tools", "Acme", "draft"]
     tricky = ["A-2", "Tab\there", "two\nlines\r and C:\\dir \\N", "1", "", "", "", "", "", ""]
-    batch = ProductBatch()
-    for number, values in ((2, plain), (3, tricky)):
-        batch.add("42", number, validator.check(number, values), "2026-11-24T09:00:00+00:00")
+    checked = validator.check_batch((2, 3), (plain, tricky))
+    batch = ProductBatch.of("42", checked.numbers, checked.columns, "2026-11-24T09:00:00+00:00")
     assert batch.row_numbers == [2, 3] and batch.skus == ["A-1", "A-2"]
     first, second = batch.lines
     assert first == (

@@ -1,0 +1,46 @@
+"""The validator child's loop, run in-process: runs of rows become chunks of exactly
+``batch_size`` rows, whatever the size of the runs it validates at a time."""
+
+from __future__ import annotations
+
+import pytest
+
+from imports.pipeline import validator_process
+from imports.pipeline.validator_process import Chunk, _End, _produce
+
+
+class _Collect(list):
+    put = list.append
+
+
+@pytest.mark.parametrize("batch_size,check_rows", [(700, 500), (3, 500), (500, 500), (7, 2)])
+def test_chunks_hold_exactly_batch_size_rows_with_errors_and_blank_lines(
+    tmp_path, monkeypatch, batch_size, check_rows
+):
+    monkeypatch.setattr(validator_process, "CHECK_ROWS", check_rows)
+    lines = ["sku,name,price"]
+    for i in range(1, 1204):
+        lines.append(f"S-{i},Item {i},{'oops' if i % 100 == 0 else '1.25'}")
+        if i % 250 == 0:
+            lines.append("")  # a blank line: not a row, but it takes a line number
+    path = tmp_path / "f.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = _Collect()
+    _produce(str(path), "f.csv", 1203, batch_size, 42, out)
+
+    assert isinstance(out[-1], _End) and out[-1].error is None and out[-1].crash is None
+    chunks: list[Chunk] = out[:-1]
+    assert [c.rows for c in chunks[:-1]] == [batch_size] * (len(chunks) - 1)
+    assert 0 < chunks[-1].rows <= batch_size
+    assert sum(c.rows for c in chunks) == 1203
+    numbers = [n for c in chunks for n in c.products.row_numbers]
+    errors = [e.row_number for c in chunks for e in c.errors]
+    assert len(numbers) == 1203 - 12 and len(errors) == 12
+    # file rows: the header is row 1, and each blank line shifts the rows after it by one
+    assert sorted(numbers + errors) == [i + 1 + (i - 1) // 250 for i in range(1, 1204)]
+    for chunk in chunks:  # each chunk ends at its last row, products and errors alike
+        assert chunk.last_row == max(
+            [*chunk.products.row_numbers, *(e.row_number for e in chunk.errors)]
+        )
+        assert len(chunk.products.lines) == len(chunk.products) == len(chunk.products.skus)
+        assert all(line.startswith("42\tS-") for line in chunk.products.lines)
