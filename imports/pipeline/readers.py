@@ -10,7 +10,9 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import functools
 import itertools
+import re
 import zipfile
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
@@ -19,6 +21,23 @@ from typing import NamedTuple
 
 SAMPLE_BYTES = 64 * 1024
 DELIMITERS = ",;\t|"
+# the byte-level row count: its block size, and how far a block may grow to end outside quotes
+COUNT_BLOCK = 4 * 1024 * 1024
+COUNT_BLOCK_MAX = 8 * 1024 * 1024
+# encodings in which a quote, a delimiter, CR and LF are always those single bytes
+_ASCII_BASED = frozenset(("utf-8", "utf-8-sig", "cp1252", "latin-1"))
+
+
+@functools.cache
+def _quoted_field(delimiter: bytes) -> re.Pattern[bytes]:
+    """One whole quoted field, escaped quotes ("") and all, that is a whole field of its
+    record: a delimiter, a line end or the start before its opening quote, and one of those
+    (or the end) after its closing quote."""
+    edge = b"[^" + re.escape(delimiter) + rb"\r\n]"
+    return re.compile(rb'"(?<!' + edge + rb'")[^"]*(?:""[^"]*)*"(?!' + edge + b")")
+
+
+_MORE, _UNSURE = -1, -2
 csv.field_size_limit(10 * 1024 * 1024)
 
 
@@ -165,6 +184,9 @@ class CsvSource(TabularSource):
 
     def count_rows(self) -> int:
         """Data rows, counted the way ``_records`` counts them (blank lines are not rows)."""
+        records = self._count_records_by_bytes()
+        if records is not None:
+            return max(records - 1, 0)
         try:
             with self.path.open(encoding=self.encoding, newline="") as fh:
                 reader = csv.reader(fh, delimiter=self.delimiter, strict=True)
@@ -172,6 +194,72 @@ class CsvSource(TabularSource):
         except (csv.Error, UnicodeDecodeError):
             records = sum(1 for _ in self._records())  # raises the error, with its row number
         return max(records - 1, 0)
+
+    def _count_records_by_bytes(self) -> int | None:
+        """The csv reader's record count from a scan of the bytes, or None when only the
+        reader itself can tell (then it counts, and names any error).
+
+        The csv module takes a second for a million rows; this takes a tenth of it, all at C
+        speed: each block's well-formed quoted fields are replaced by a marker with one
+        ``re.sub``, and what is left holds the record ends. It answers only when that is
+        certain: every quoted field is a whole field (a delimiter, a line end or the start
+        before it; one of those after it), no quote is left, no lone CR ends a line, every
+        record holds a delimiter (so none is blank) and the bytes decode. A block ends after
+        its last LF; one whose quotes do not pair up (a quoted field runs on) grows.
+        """
+        if self.encoding not in _ASCII_BASED:
+            return None
+        delimiter = self.delimiter.encode("ascii")
+        drop = bytes(b for b in range(256) if b not in delimiter + b"\r\n")
+        quoted_field = _quoted_field(delimiter)
+        records = 0
+        with self.path.open("rb") as fh:
+            if self.encoding == "utf-8-sig":
+                fh.read(len(codecs.BOM_UTF8))
+            buffer = b""
+            while True:
+                block = fh.read(COUNT_BLOCK)
+                buffer += block
+                if block:
+                    cut = buffer.rfind(b"\n") + 1
+                    head = buffer[:cut]
+                elif buffer:  # the last line has no line end of its own
+                    cut, head = len(buffer), buffer + b"\n"
+                else:
+                    return records
+                found = self._records_in(head, quoted_field, drop) if cut else _MORE
+                if found == _UNSURE or (found == _MORE and not block):
+                    return None
+                if found == _MORE:
+                    if len(buffer) > COUNT_BLOCK_MAX:
+                        return None
+                    continue
+                records += found
+                buffer = buffer[cut:]
+
+    def _records_in(self, head: bytes, quoted_field: re.Pattern[bytes], drop: bytes) -> int:
+        """Records in ``head`` (whole lines, from a record's start), ``_MORE`` if a quoted
+        field runs past its end, ``_UNSURE`` if only the csv reader can tell."""
+        if head.count(b'"') % 2:
+            return _MORE
+        try:
+            head.decode(self.encoding)
+        except UnicodeDecodeError:
+            return _UNSURE
+        if b'"' in head:
+            outside = quoted_field.sub(b"", head)
+            if b'"' in outside:
+                return _UNSURE  # a quote inside an unquoted field, or text after a closing one
+        else:
+            outside = head
+        ends_of_lines = outside.translate(None, drop)  # delimiters, CRs and LFs, in order
+        if b"\r" in ends_of_lines:
+            ends_of_lines = ends_of_lines.replace(b"\r\n", b"\n")
+            if b"\r" in ends_of_lines:
+                return _UNSURE  # a lone CR ends a record too: leave those files to the reader
+        if ends_of_lines.startswith(b"\n") or b"\n\n" in ends_of_lines:
+            return _UNSURE  # a record without a delimiter: it may be blank
+        return ends_of_lines.count(b"\n")
 
 
 def _blank(values: list[str]) -> bool:

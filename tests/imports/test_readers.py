@@ -156,3 +156,96 @@ def test_missing_required_column_names_what_is_missing_and_found():
 def test_no_recognizable_header():
     with pytest.raises(HeaderError, match="No recognizable header row"):
         map_header(["A-1", "Widget", "9.99"])
+
+
+def _csv_count(source) -> int:
+    """What the csv reader counts, the byte-level count turned off."""
+    records = source._count_records_by_bytes
+    source._count_records_by_bytes = lambda: None
+    try:
+        return source.count_rows()
+    finally:
+        source._count_records_by_bytes = records
+
+
+_PIECES = [
+    "plain",
+    "",
+    " ",
+    '"quoted"',
+    '"with, delimiter"',
+    '"two\nlines"',
+    '"two\r\nlines"',
+    '"esc""aped"',
+    '""',
+    '""""',
+    'x"y',  # a literal quote in an unquoted field
+    'end"',  # and one at its end
+    '"closed"x',  # text after a closing quote: the reader refuses it
+    "café",
+    "tab\there",
+]
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_the_byte_level_row_count_is_the_csv_readers_or_stands_aside(tmp_path, monkeypatch, seed):
+    """On random files (quotes, escaped quotes, line breaks inside and outside fields, CRLF,
+    lone CR, blank lines, a BOM, Windows-1252, no final line end), read in tiny blocks so
+    fields cross block ends: the byte-level count is exactly the csv reader's, or None."""
+    import random
+
+    from imports.pipeline import readers
+
+    rnd = random.Random(seed)
+    block = rnd.choice([1, 5, 16, 64, 4096])
+    monkeypatch.setattr(readers, "COUNT_BLOCK", block)
+    monkeypatch.setattr(readers, "COUNT_BLOCK_MAX", 2 * block + 256)
+    # a third of the files use only what the byte-level count can vouch for; a third also
+    # have a few lone CRs or blank lines; a third a few quotes the reader takes as text or
+    # refuses
+    kind = seed % 3
+    end = rnd.choice(["\n", "\r\n"])
+    odd_end = rnd.choice(["\r", "\n\n", "\n \n", "\r\n\r\n"])
+    odd = 0.1 if kind else 0.0
+
+    def cell():
+        return rnd.choice(_PIECES[10:] if kind == 2 and rnd.random() < odd else _PIECES[:10])
+
+    lines = ["sku,name,price"]
+    for _ in range(rnd.randrange(1, 60)):
+        lines.append(",".join(cell() for _ in range(3)))
+    text = "".join(line + (odd_end if kind == 1 and rnd.random() < odd else end) for line in lines)
+    if rnd.random() < 0.3:
+        text = text.rstrip("\r\n")
+    clean = kind == 0
+    encoding = rnd.choice(["utf-8", "utf-8-sig", "cp1252"])
+    path = _write(tmp_path, "f.csv", text.encode(encoding))
+    try:
+        source = open_source(path, "f.csv")
+    except FileReadError:
+        return
+    try:
+        expected = _csv_count(source)
+    except FileReadError:
+        expected = None  # a broken file: the reader names the error, so the bytes must not count
+    fast = source._count_records_by_bytes()
+    if fast is not None:
+        assert expected is not None and fast - 1 == expected
+    if clean and "\r" not in text.replace("\r\n", ""):
+        assert fast is not None  # well-formed files take the fast path
+
+
+def test_row_count_finds_bad_bytes_past_the_sample_the_encoding_came_from(tmp_path):
+    rows = b"".join(b"A-%d,Widget,1\n" % i for i in range(10_000))  # past the 64 KiB sample
+    path = _write(tmp_path, "f.csv", b"sku,name,price\n" + rows + b"B-1,Bad \xff byte,1\n")
+    source = open_source(path, "f.csv")
+    assert source.encoding == "utf-8"
+    assert source._count_records_by_bytes() is None
+    with pytest.raises(FileReadError, match="File is not valid utf-8 text near line"):
+        source.count_rows()
+
+
+def test_row_count_stands_aside_for_blank_lines_and_still_counts_them_out(tmp_path):
+    source = open_source(_write(tmp_path, "f.csv", b"sku,name,price\nA,B,1\n\nC,D,2\n"), "f.csv")
+    assert source._count_records_by_bytes() is None
+    assert source.count_rows() == 2
