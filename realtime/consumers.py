@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -23,7 +24,7 @@ from imports.models import ImportJob
 from imports.selectors import import_status_summary
 from imports.serializers import job_snapshot
 
-from . import events, log
+from . import daphne_compat, events, log
 from .access import (
     AccessDenied,
     Principal,
@@ -125,6 +126,9 @@ class SSEEndpoint:
         retry = f"retry: {settings.REALTIME['RETRY_MS']}\n\n".encode()
         await send({"type": "http.response.body", "body": PADDING + retry, "more_body": True})
         metrics.inc("streams_opened", "sse")
+        write_chunk = daphne_compat.chunk_writer(send)
+        if write_chunk is not None:
+            stream.direct = self._direct_writer(stream, write_chunk)
         gone = asyncio.Event()
 
         async def watch_disconnect() -> None:
@@ -160,7 +164,7 @@ class SSEEndpoint:
         next_beat = clock() + beat
         while not gone.is_set():
             item = await stream.next_until(next_beat)
-            if gone.is_set():
+            if gone.is_set() or stream.ended:
                 return
             if item is None:
                 if clock() >= next_beat:
@@ -188,6 +192,25 @@ class SSEEndpoint:
                 # any of them closes (a thousand closes first put the last send 300 ms late).
                 await asyncio.sleep(0)
                 return
+
+    def _direct_writer(
+        self, stream: ClientStream, write_chunk: Callable[[bytes], bool]
+    ) -> Callable[[Outgoing], bool]:
+        """Write one event now (``ClientStream.direct``); the pump closes after a terminal."""
+        close_on_terminal = self.close_on_terminal
+
+        def direct(item: Outgoing) -> bool:
+            try:
+                if not write_chunk(item.sse_chunk()):
+                    return False  # queued instead: the pump sends it the usual way
+            except Exception:
+                return False  # queued instead: the pump's own send reports what is wrong
+            metrics.delivered((item,))
+            if close_on_terminal and item.terminal:
+                stream.end()
+            return True
+
+        return direct
 
     async def _send_reset_and_close(self, stream: ClientStream, send: Any) -> None:
         for topic in list(stream.topics):
@@ -333,6 +356,19 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             return
         self.slot = slot
         metrics.inc("streams_opened", "websocket")
+        write_frame = daphne_compat.frame_writer(self.base_send)
+        if write_frame is not None:
+
+            def direct(item: Outgoing) -> bool:
+                try:
+                    if not write_frame(item.ws_frame()):
+                        return False  # queued instead: the sender sends it the usual way
+                except Exception:
+                    return False  # queued instead: the sender's own send reports it
+                metrics.delivered((item,))
+                return True
+
+            self.stream.direct = direct
         self.sender = asyncio.create_task(self._send_loop())
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:

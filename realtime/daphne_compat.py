@@ -21,13 +21,22 @@
 
 Installed only in a process where daphne is already loaded, so importing the application
 elsewhere never pulls in Twisted.
+
+``chunk_writer`` and ``frame_writer`` let the streams write an event's bytes, built once per
+process, to every idle connection in the hub's one pass over them: no task woken and no
+message framed or encoded per connection. daphne's own ``send`` is a coroutine that never
+waits (it hands the message straight to the Twisted protocol), so this changes when the bytes
+are written, not what is written or in which order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 # 1001 going away, 1008 policy violation, 1011 internal error, 1012 service restart,
 # 1013 try again later
@@ -71,6 +80,103 @@ def install() -> bool:
     Server.kill_all_applications = kill_all_applications
     Server._intake_compat = True
     return True
+
+
+def _daphne_connection(send: Any) -> tuple[dict[Any, Any], Any] | None:
+    """daphne's connection table and the protocol behind ``send``, if ``send`` is daphne's
+    own (``partial(server.handle_reply, protocol)``)."""
+    server_module = sys.modules.get("daphne.server")
+    if server_module is None or not isinstance(send, functools.partial) or len(send.args) != 1:
+        return None
+    if getattr(send.func, "__func__", None) is not server_module.Server.handle_reply:
+        return None
+    return send.func.__self__.connections, send.args[0]
+
+
+def chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
+    """For a streaming HTTP response on daphne: write one ready-made chunk of the body
+    (``b"<size hex>\\r\\n" + data + b"\\r\\n"``, built once per process for every client)
+    straight to the connection's TCP transport; False when the response is not a plain open
+    chunked one on TCP (the caller then goes through ``send``). This is ``Request.write`` less
+    the per-client encoding."""
+    found = _daphne_connection(send)
+    if found is None:
+        return None
+    from twisted.internet import tcp
+
+    connections, request = found
+
+    def write(chunk: bytes) -> bool:
+        details = connections.get(request)
+        if details is None or details.get("disconnected"):
+            return False
+        if request.finished or request._disconnected or not request.chunked:
+            return False
+        transport = getattr(request.channel, "transport", None)
+        if type(transport) is not tcp.Server:
+            return False
+        transport.write(chunk)
+        return True
+
+    return write
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A whole, unmasked WebSocket text frame (what a server sends) holding ``payload``."""
+    n = len(payload)
+    if n <= 125:
+        head = bytes((0x81, n))
+    elif n <= 0xFFFF:
+        head = b"\x81\x7e" + n.to_bytes(2, "big")
+    else:
+        head = b"\x81\x7f" + n.to_bytes(8, "big")
+    return head + payload
+
+
+def frame_writer(send: Any) -> Callable[[bytes], bool] | None:
+    """For an open WebSocket on daphne: write one ready-made text frame (``text_frame``,
+    built once per process for every client) straight to the TCP transport, counted as
+    autobahn counts its frames; False whenever autobahn would do more than frame and write
+    (compression, fragmentation, queued or logged writes, a limit, a socket not open): the
+    caller then goes through ``send``. This is ``sendMessage`` less the per-client framing."""
+    found = _daphne_connection(send)
+    if found is None:
+        return None
+    from twisted.internet import tcp
+
+    connections, protocol = found
+
+    def write(frame: bytes) -> bool:
+        payload_len = len(frame) - (2 if frame[1] <= 125 else 4 if frame[1] == 126 else 10)
+        details = connections.get(protocol)
+        if details is None or details.get("disconnected"):
+            return False
+        p = protocol
+        if (
+            p.state != p.STATE_OPEN
+            or p._perMessageCompress is not None
+            or p.send_queue
+            or p.trackedTimings
+            or p.logOctets
+            or p.logFrames
+            or p.factory.maskServerFrames
+            or 0 < p.autoFragmentSize < payload_len
+            or 0 < p.maxMessagePayloadSize < payload_len
+        ):
+            return False
+        transport = p.transport
+        if type(transport) is not tcp.Server:
+            return False
+        transport.write(frame)
+        stats = p.trafficStats
+        stats.outgoingWebSocketMessages += 1
+        stats.outgoingWebSocketFrames += 1
+        stats.outgoingOctetsAppLevel += payload_len
+        stats.outgoingOctetsWebSocketLevel += payload_len
+        stats.outgoingOctetsWireLevel += len(frame)
+        return True
+
+    return write
 
 
 def write_through(conn, data: bytes, buffered_write) -> None:

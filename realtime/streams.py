@@ -37,6 +37,8 @@ class Outgoing:
     sent_at: float | None = None
     job_id: str | None = None
     frame: bytes | None = None  # the SSE frame, shared by every connection of the process
+    chunk: bytes | None = None  # the same as a chunk of a chunked HTTP body
+    ws: bytes | None = None  # the envelope as a WebSocket text frame
     final: bool = False  # a snapshot or reset that shows a job that has already ended
 
     def sse(self) -> bytes:
@@ -44,6 +46,21 @@ class Outgoing:
             head = f"id: {self.id}\n" if self.id else ""
             self.frame = f"{head}event: {self.type}\ndata: {self.data}\n\n".encode()
         return self.frame
+
+    def sse_chunk(self) -> bytes:
+        """The SSE frame as one chunk of a chunked HTTP body, also built once per process."""
+        if self.chunk is None:
+            frame = self.sse()
+            self.chunk = b"%x\r\n%b\r\n" % (len(frame), frame)
+        return self.chunk
+
+    def ws_frame(self) -> bytes:
+        """The envelope as a whole WebSocket text frame, built once per process."""
+        if self.ws is None:
+            from .daphne_compat import text_frame
+
+            self.ws = text_frame(self.data.encode())
+        return self.ws
 
     @property
     def terminal(self) -> bool:
@@ -99,6 +116,11 @@ class ClientStream:
     _buffers: dict[str, list[Outgoing]] = field(default_factory=dict)
     _waiter: asyncio.Future[None] | None = None  # set while the sender waits in next()
     _timer: asyncio.TimerHandle | None = None
+    # Writes an event at once, in the caller's turn of the loop, or returns False. Used while
+    # the sender is idle and nothing is queued (a client that keeps up): the hub's one pass
+    # over the listeners then reaches every such client, with no task woken per connection.
+    direct: Callable[[Outgoing], bool] | None = None
+    ended: bool = False  # the stream has sent its last event; nothing more goes out
 
     # ------------------------------------------------------------------ intake
 
@@ -120,8 +142,17 @@ class ClientStream:
         self.enqueue(item)
 
     def enqueue(self, item: Outgoing) -> None:
+        if self.ended:
+            return
         if self.overflowed:
             metrics.inc("events_dropped", item.type)
+            return
+        if (
+            self.direct is not None
+            and self._waiter is not None  # the sender is parked: no write of its in flight
+            and not self.queue  # and nothing is waiting to go before this
+            and self.direct(item)
+        ):
             return
         ckey = (item.topic, item.type)
         coalescable = item.type in events.COALESCABLE_EVENT_TYPES
@@ -142,6 +173,11 @@ class ClientStream:
         self.queue[self._seq] = item
         if coalescable:
             self._coalesce[ckey] = self._seq
+        self.wake()
+
+    def end(self) -> None:
+        """Send nothing more (the stream's last event is out); the sender closes it."""
+        self.ended = True
         self.wake()
 
     def wake(self) -> None:
@@ -214,6 +250,7 @@ class ClientStream:
             await get_hub().unsubscribe(topic, self._listener)
 
     async def close(self) -> None:
+        self.direct = None
         self.stop_timer()
         for topic in list(self.topics):
             await self.unsubscribe(topic)
@@ -234,7 +271,7 @@ class ClientStream:
         waits: ``asyncio.wait_for`` on an Event created a task and a timer per wait, and with a
         thousand connections that was most of the fan-out's cost.
         """
-        if not self.queue and not self.overflowed:
+        if not self.queue and not self.overflowed and not self.ended:
             loop = asyncio.get_running_loop()
             timer = self._timer
             if timer is None or timer.when() != deadline:

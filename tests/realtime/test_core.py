@@ -165,3 +165,61 @@ def test_write_through_sends_at_once_and_buffers_only_the_rest():
     tls.TLS = True
     write_through(tls, b"secret", buffer)
     assert tls.buffered == [b"secret"]
+
+
+def test_an_idle_sender_gets_events_written_at_once_and_a_busy_one_queued():
+    """``direct`` writes while the sender is parked with nothing queued (the client keeps
+    up); otherwise, or when the writer declines, events queue and keep their order."""
+
+    async def scenario():
+        written, accept = [], [True]
+        stream = ClientStream()
+
+        def direct(event):
+            if accept[0]:
+                written.append(event.id)
+            return accept[0]
+
+        stream.direct = direct
+        stream.offer(item("job.stage", 1))  # the sender is not waiting yet: queued
+        assert written == [] and len(stream.queue) == 1
+        assert (await stream.next(1)).id == "1-0"
+
+        waiting = asyncio.create_task(stream.next(5))
+        await asyncio.sleep(0)  # parked in next()
+        stream.offer(item("job.stage", 2))
+        stream.offer(item("job.progress", 3))
+        assert written == ["2-0", "3-0"] and not stream.queue
+
+        accept[0] = False  # e.g. the socket has bytes waiting: the writer declines
+        stream.offer(item("job.stage", 4))
+        accept[0] = True
+        stream.offer(item("job.stage", 5))  # behind a queued event: queued too, in order
+        assert written == ["2-0", "3-0"]
+        assert (await waiting).id == "4-0" and stream.next_nowait().id == "5-0"
+
+        waiting = asyncio.create_task(stream.next(5))
+        await asyncio.sleep(0)
+        stream.end()  # the last event is out: the sender is woken, nothing more is written
+        assert await waiting is None
+        stream.offer(item("job.stage", 6))
+        assert written == ["2-0", "3-0"] and not stream.queue
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("size", [0, 5, 125, 126, 65535, 65536])
+def test_websocket_text_frames_are_whole_unmasked_frames(size):
+    from realtime.daphne_compat import text_frame
+
+    payload = b"x" * size
+    frame = text_frame(payload)
+    assert frame[0] == 0x81  # FIN, text
+    assert not frame[1] & 0x80  # a server does not mask
+    length = frame[1]
+    offset = 2
+    if length == 126:
+        length, offset = int.from_bytes(frame[2:4], "big"), 4
+    elif length == 127:
+        length, offset = int.from_bytes(frame[2:10], "big"), 10
+    assert length == size and frame[offset:] == payload
