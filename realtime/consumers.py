@@ -43,6 +43,16 @@ logger = logging.getLogger(__name__)
 PADDING = b":" + b" " * 2048 + b"\n\n"  # pushes the stream through buffering proxies at once
 
 
+# Past this many bytes that a client's socket has not taken yet, its stream stops writing and
+# lets events wait in its bounded queue (checked again every UNSENT_POLL_SECONDS).
+UNSENT_LIMIT = 64 * 1024
+UNSENT_POLL_SECONDS = 0.05
+
+
+def _nothing_unsent() -> int:
+    return 0
+
+
 class HttpError(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -129,6 +139,7 @@ class SSEEndpoint:
         write_chunk = daphne_compat.chunk_writer(send)
         if write_chunk is not None:
             stream.direct = self._direct_writer(stream, write_chunk)
+        unsent = daphne_compat.unsent_bytes(send) or _nothing_unsent
         gone = asyncio.Event()
 
         async def watch_disconnect() -> None:
@@ -142,7 +153,7 @@ class SSEEndpoint:
         watcher = asyncio.create_task(watch_disconnect())
         try:
             await start()
-            await self._pump(stream, send, gone, slot)
+            await self._pump(stream, send, gone, slot, unsent)
         except StreamClosed:
             await self._send_reset_and_close(stream, send)
         except Exception:
@@ -157,12 +168,22 @@ class SSEEndpoint:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _pump(
-        self, stream: ClientStream, send: Any, gone: asyncio.Event, slot: StreamSlot
+        self,
+        stream: ClientStream,
+        send: Any,
+        gone: asyncio.Event,
+        slot: StreamSlot,
+        unsent: Callable[[], int],
     ) -> None:
         beat = heartbeat_seconds()
         clock = asyncio.get_running_loop().time
         next_beat = clock() + beat
         while not gone.is_set():
+            # a client that reads slowly: let its events wait in the stream's queue (where
+            # progress coalesces, and too many stage events end in a reset), not in Twisted's
+            # buffer, which has no limit
+            while unsent() > UNSENT_LIMIT and not (gone.is_set() or stream.overflowed):
+                await asyncio.sleep(UNSENT_POLL_SECONDS)
             item = await stream.next_until(next_beat)
             if gone.is_set() or stream.ended:
                 return
@@ -356,6 +377,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             return
         self.slot = slot
         metrics.inc("streams_opened", "websocket")
+        self.unsent = daphne_compat.unsent_bytes(self.base_send) or _nothing_unsent
         write_frame = daphne_compat.frame_writer(self.base_send)
         if write_frame is not None:
 
@@ -407,6 +429,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         next_beat = clock() + beat
         try:
             while True:
+                while self.unsent() > UNSENT_LIMIT and not self.stream.overflowed:
+                    await asyncio.sleep(UNSENT_POLL_SECONDS)  # a slow reader: see SSE's pump
                 item: Outgoing | None = await self.stream.next_until(next_beat)
                 if item is None:
                     if clock() >= next_beat:

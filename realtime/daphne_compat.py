@@ -93,6 +93,37 @@ def _daphne_connection(send: Any) -> tuple[dict[Any, Any], Any] | None:
     return send.func.__self__.connections, send.args[0]
 
 
+def _tcp_transport(protocol: Any) -> Any:
+    """The Twisted TCP connection under a daphne protocol (an HTTP request's channel's, or a
+    WebSocket's own), or None for anything else (TLS, a closed channel)."""
+    from daphne.http_protocol import WebRequest
+    from twisted.internet import tcp
+
+    owner = protocol.channel if isinstance(protocol, WebRequest) else protocol
+    transport = getattr(owner, "transport", None)
+    return transport if type(transport) is tcp.Server else None
+
+
+def _unsent(conn: Any) -> int:
+    return len(conn.dataBuffer) - conn.offset + conn._tempDataLen
+
+
+def unsent_bytes(send: Any) -> Callable[[], int] | None:
+    """How many bytes of the connection behind daphne's ``send`` Twisted holds because the
+    socket did not take them yet: a client that reads slowly. Twisted buffers without limit,
+    so a stream checks this before it writes more (and queues, coalesces or resets instead)."""
+    found = _daphne_connection(send)
+    if found is None:
+        return None
+    protocol = found[1]
+
+    def unsent() -> int:
+        conn = _tcp_transport(protocol)
+        return 0 if conn is None else _unsent(conn)
+
+    return unsent
+
+
 def chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
     """For a streaming HTTP response on daphne: write one ready-made chunk of the body
     (``b"<size hex>\\r\\n" + data + b"\\r\\n"``, built once per process for every client)
@@ -102,8 +133,6 @@ def chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
     found = _daphne_connection(send)
     if found is None:
         return None
-    from twisted.internet import tcp
-
     connections, request = found
 
     def write(chunk: bytes) -> bool:
@@ -112,9 +141,9 @@ def chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
             return False
         if request.finished or request._disconnected or not request.chunked:
             return False
-        transport = getattr(request.channel, "transport", None)
-        if type(transport) is not tcp.Server:
-            return False
+        transport = _tcp_transport(request)
+        if transport is None or _unsent(transport):
+            return False  # not plain TCP, or the client is behind: the stream queues it
         transport.write(chunk)
         return True
 
@@ -142,8 +171,6 @@ def frame_writer(send: Any) -> Callable[[bytes], bool] | None:
     found = _daphne_connection(send)
     if found is None:
         return None
-    from twisted.internet import tcp
-
     connections, protocol = found
 
     def write(frame: bytes) -> bool:
@@ -164,9 +191,9 @@ def frame_writer(send: Any) -> Callable[[bytes], bool] | None:
             or 0 < p.maxMessagePayloadSize < payload_len
         ):
             return False
-        transport = p.transport
-        if type(transport) is not tcp.Server:
-            return False
+        transport = _tcp_transport(p)
+        if transport is None or _unsent(transport):
+            return False  # not plain TCP, or the client is behind: the stream queues it
         transport.write(frame)
         stats = p.trafficStats
         stats.outgoingWebSocketMessages += 1

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -296,6 +297,53 @@ def test_websocket_clients_are_told_the_server_restarts(api, operator, daphne_en
         assert redis_client().zcard(f"intake:streams:user:{operator.pk}") == 0
     finally:
         server.stop()
+
+
+def test_a_client_that_stops_reading_gets_a_reset_not_an_endless_server_buffer(
+    api, operator, daphne_env
+):
+    """Backpressure end to end: a reader that stops reading fills its socket; then its events
+    wait in its bounded queue (Twisted would buffer without limit) and, past the queue, the
+    stream is reset and closed. Everything it was sent arrives in order, then the reset."""
+    import socket
+
+    from realtime.publish import publish_now
+    from tests.fixtures.services import Daphne
+
+    job_id = _upload(api)
+    topic = job_topic(job_id)
+    server = Daphne({**daphne_env, "REALTIME_QUEUE_SIZE": "20"})
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            token = Token.objects.get(user=operator).key
+            sock.sendall(
+                f"GET /api/v1/jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Token {token}\r\nConnection: close\r\n\r\n".encode()
+            )
+            time.sleep(1.0)  # subscribed (its snapshot is on the way)
+            padding = "x" * 20_000
+            published = 1200
+            for n in range(published):  # 24 MB of stage events, never coalesced, not read yet
+                publish_now("job.stage", topics=[topic], body={"n": n, "pad": padding})
+            time.sleep(2.0)
+            data = b""
+            sock.settimeout(5)
+            deadline = time.monotonic() + 30
+            with contextlib.suppress(TimeoutError):
+                while time.monotonic() < deadline:
+                    chunk = sock.recv(1 << 20)
+                    if not chunk:
+                        break  # the server closed the stream
+                    data += chunk
+    finally:
+        server.stop()
+    seen = [int(n) for n in re.findall(rb'"n": ?(\d+)', data)]
+    assert b"event: reset" in data and b"too_slow" in data
+    assert data.rfind(b"event: reset") > data.rfind(b"event: job.stage")
+    assert seen == list(range(len(seen)))  # in order, none skipped, up to the reset
+    assert 0 < len(seen) < published  # the rest was never buffered for this client
 
 
 def test_a_large_response_read_slowly_arrives_whole_and_in_order(live):
