@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ class Hub:
         self.listeners: dict[str, set[Listener]] = {}
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._syncs: dict[str, asyncio.Future[None]] = {}
 
     async def _ensure_started(self) -> None:
         if self.channel is None:
@@ -46,6 +48,29 @@ class Hub:
             self.listeners.setdefault(topic, set()).add(listener)
             if first:
                 await self.layer.group_add(events.group_name(topic), self.channel)
+                await self._joined(topic)
+
+    async def _joined(self, topic: str) -> None:
+        """Return once the layer really delivers ``topic``'s events to this hub.
+
+        The pub/sub layer's ``group_add`` only *sends* SUBSCRIBE: Redis may still run a
+        subscriber's log read (on another connection) before it, and an event published in
+        between would be in neither the replay nor the live feed. So the hub sends itself a
+        marker through the group until one comes back; whatever is published after that is
+        delivered, and the caller reads the log only then. Once per topic and process.
+        """
+        token = uuid.uuid4().hex
+        arrived = self._syncs[token] = asyncio.get_running_loop().create_future()
+        marker = {"type": "realtime.sync", "topic": topic, "sync": token}
+        try:
+            for attempt in range(1, 21):
+                await self.layer.group_send(events.group_name(topic), marker)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(arrived), 0.05 * attempt)
+                    return
+            log.warning("realtime hub: no confirmation of the subscription to %s", topic)
+        finally:
+            self._syncs.pop(token, None)
 
     async def unsubscribe(self, topic: str, listener: Listener) -> None:
         async with self._lock:
@@ -72,6 +97,11 @@ class Hub:
             self.dispatch(message)
 
     def dispatch(self, message: dict[str, Any]) -> None:
+        if "sync" in message:  # a hub's subscription marker (this one's, or another process's)
+            arrived = self._syncs.get(message["sync"])
+            if arrived is not None and not arrived.done():
+                arrived.set_result(None)
+            return
         topic = message.get("topic")
         for listener in list(self.listeners.get(topic, ())):
             try:

@@ -223,3 +223,44 @@ def test_websocket_text_frames_are_whole_unmasked_frames(size):
     elif length == 127:
         length, offset = int.from_bytes(frame[2:10], "big"), 10
     assert length == size and frame[offset:] == payload
+
+
+def test_the_hub_returns_from_subscribe_only_once_events_reach_it():
+    """The pub/sub layer's group_add only sends SUBSCRIBE: here it takes effect 300 ms late.
+    Hub.subscribe still returns only when the topic's events are delivered, so an event
+    published right after it (the moment a subscriber reads the log) is not lost."""
+    from realtime.hub import Hub
+
+    topic = "job:00000000-0000-0000-0000-0000000000aa"
+
+    async def scenario():
+        hub = Hub()
+        real_group_add = hub.layer.group_add
+
+        async def late_group_add(group, channel):
+            async def later():
+                await asyncio.sleep(0.3)
+                await real_group_add(group, channel)
+
+            asyncio.get_running_loop().create_task(later())
+
+        hub.layer.group_add = late_group_add
+        got = []
+        try:
+            await hub.subscribe(topic, lambda message: got.append(message["id"]))
+            published = await asyncio.to_thread(
+                publish_now, "job.stage", topics=[topic], body={"n": 1}
+            )
+            for _ in range(100):
+                if got:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            hub.layer.group_add = real_group_add
+            await hub.unsubscribe(topic, got.append)
+            if hub._task is not None:
+                hub._task.cancel()
+        return got, published[0]["id"]
+
+    got, published = asyncio.run(scenario())
+    assert got == [published]
