@@ -96,12 +96,20 @@ def _daphne_connection(send: Any) -> tuple[dict[Any, Any], Any] | None:
 def _tcp_transport(protocol: Any) -> Any:
     """The Twisted TCP connection under a daphne protocol (an HTTP request's channel's, or a
     WebSocket's own), or None for anything else (TLS, a closed channel)."""
+    web_request, tcp_server = _classes()
+    owner = protocol.channel if isinstance(protocol, web_request) else protocol
+    transport = getattr(owner, "transport", None)
+    return transport if type(transport) is tcp_server else None
+
+
+@functools.cache
+def _classes() -> tuple[type, type]:
+    """daphne's HTTP request and Twisted's TCP server connection classes (imported late: this
+    module is imported where daphne is not)."""
     from daphne.http_protocol import WebRequest
     from twisted.internet import tcp
 
-    owner = protocol.channel if isinstance(protocol, WebRequest) else protocol
-    transport = getattr(owner, "transport", None)
-    return transport if type(transport) is tcp.Server else None
+    return WebRequest, tcp.Server
 
 
 def _unsent(conn: Any) -> int:
@@ -125,27 +133,23 @@ def unsent_bytes(send: Any) -> Callable[[], int] | None:
 
 
 def chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
-    """For a streaming HTTP response on daphne: write one ready-made chunk of the body
-    (``b"<size hex>\\r\\n" + data + b"\\r\\n"``, built once per process for every client)
-    straight to the connection's TCP transport; False when the response is not a plain open
-    chunked one on TCP (the caller then goes through ``send``). This is ``Request.write`` less
-    the per-client encoding."""
+    """For a streaming HTTP response on daphne over plain TCP: write one ready-made chunk of
+    the body (``b"<size hex>\\r\\n" + data + b"\\r\\n"``, built once per process for every
+    client) straight to the socket; False when the response is over or the client is behind
+    (the caller then queues it for its sender). This is ``Request.write`` less the per-client
+    encoding and Twisted's layers."""
     found = _daphne_connection(send)
     if found is None:
         return None
-    connections, request = found
+    request = found[1]
+    transport = _tcp_transport(request)
+    if transport is None:
+        return None
 
     def write(chunk: bytes) -> bool:
-        details = connections.get(request)
-        if details is None or details.get("disconnected"):
-            return False
         if request.finished or request._disconnected or not request.chunked:
             return False
-        transport = _tcp_transport(request)
-        if transport is None or _unsent(transport):
-            return False  # not plain TCP, or the client is behind: the stream queues it
-        transport.write(chunk)
-        return True
+        return _send_ready(transport, chunk)
 
     return write
 
@@ -163,22 +167,22 @@ def text_frame(payload: bytes) -> bytes:
 
 
 def frame_writer(send: Any) -> Callable[[bytes], bool] | None:
-    """For an open WebSocket on daphne: write one ready-made text frame (``text_frame``,
-    built once per process for every client) straight to the TCP transport, counted as
-    autobahn counts its frames; False whenever autobahn would do more than frame and write
-    (compression, fragmentation, queued or logged writes, a limit, a socket not open): the
-    caller then goes through ``send``. This is ``sendMessage`` less the per-client framing."""
+    """For an open WebSocket on daphne over plain TCP: write one ready-made text frame
+    (``text_frame``, built once per process for every client) straight to the socket, counted
+    as autobahn counts its frames; False whenever autobahn would do more than frame and write
+    (compression, fragmentation, queued or logged writes, a limit, a socket not open) or the
+    client is behind: the caller then queues it for its sender. This is ``sendMessage`` less
+    the per-client framing and Twisted's layers."""
     found = _daphne_connection(send)
     if found is None:
         return None
-    connections, protocol = found
+    p = found[1]
+    transport = _tcp_transport(p)
+    if transport is None:
+        return None
 
     def write(frame: bytes) -> bool:
         payload_len = len(frame) - (2 if frame[1] <= 125 else 4 if frame[1] == 126 else 10)
-        details = connections.get(protocol)
-        if details is None or details.get("disconnected"):
-            return False
-        p = protocol
         if (
             p.state != p.STATE_OPEN
             or p._perMessageCompress is not None
@@ -189,12 +193,9 @@ def frame_writer(send: Any) -> Callable[[bytes], bool] | None:
             or p.factory.maskServerFrames
             or 0 < p.autoFragmentSize < payload_len
             or 0 < p.maxMessagePayloadSize < payload_len
+            or not _send_ready(transport, frame)
         ):
             return False
-        transport = _tcp_transport(p)
-        if transport is None or _unsent(transport):
-            return False  # not plain TCP, or the client is behind: the stream queues it
-        transport.write(frame)
         stats = p.trafficStats
         stats.outgoingWebSocketMessages += 1
         stats.outgoingWebSocketFrames += 1
@@ -204,6 +205,29 @@ def frame_writer(send: Any) -> Callable[[bytes], bool] | None:
         return True
 
     return write
+
+
+def _send_ready(conn: Any, data: bytes) -> bool:
+    """Send ``data`` on a TCP connection that has nothing waiting unsent: as much as the
+    socket takes now, the rest through Twisted's buffer. False (nothing written) when bytes
+    are already waiting, or the connection is closing or lost."""
+    if (
+        conn._tempDataLen
+        or conn.offset != len(conn.dataBuffer)
+        or not conn.connected
+        or conn.disconnecting
+        or conn._writeDisconnected
+    ):
+        return False
+    try:
+        sent = conn.socket.send(data)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        return False  # lost: Twisted finds out on its own, and the stream's sender with it
+    if sent != len(data):
+        (_buffered_write or type(conn).write)(conn, data[sent:])
+    return True
 
 
 def write_through(conn, data: bytes, buffered_write) -> None:
@@ -226,10 +250,14 @@ def write_through(conn, data: bytes, buffered_write) -> None:
     buffered_write(conn, data)
 
 
+_buffered_write: Callable[[Any, bytes], None] | None = None  # Twisted's own, once replaced
+
+
 def install_write_through() -> None:
+    global _buffered_write
     from twisted.internet import tcp
 
-    buffered_write = tcp.Connection.write
+    buffered_write = _buffered_write = tcp.Connection.write
     buffered_write_sequence = tcp.Connection.writeSequence
 
     def write(self, data: bytes) -> None:

@@ -39,6 +39,7 @@ class Outgoing:
     frame: bytes | None = None  # the SSE frame, shared by every connection of the process
     chunk: bytes | None = None  # the same as a chunk of a chunked HTTP body
     ws: bytes | None = None  # the envelope as a WebSocket text frame
+    key: tuple[int, int] | None = None  # the id as a cursor (log.cursor_key)
     final: bool = False  # a snapshot or reset that shows a job that has already ended
 
     def sse(self) -> bytes:
@@ -135,7 +136,9 @@ class ClientStream:
             buffer.append(item)
             return
         if item.id is not None:
-            key = log.cursor_key(item.id)
+            key = item.key
+            if key is None:
+                key = item.key = log.cursor_key(item.id)  # once per process, not per client
             if key <= self.cursors.get(item.topic, (-1, -1)):
                 return  # already replayed or sent
             self.cursors[item.topic] = key
