@@ -126,6 +126,9 @@ class ProductBatch:
         return len(self.row_numbers)
 
     def subset(self, indices: list[int]) -> ProductBatch:
+        """The products at ``indices`` (distinct, in order)."""
+        if len(indices) == len(self):  # all of it (every SKU new, or every one known)
+            return self
         lines = self.lines
         return ProductBatch(
             [self.row_numbers[i] for i in indices],
