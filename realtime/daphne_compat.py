@@ -1,5 +1,5 @@
-"""Three changes to daphne 4.2 (and the Twisted under it) that the streams need, installed by
-``config.asgi``.
+"""Changes to daphne 4.2 (and the Twisted and autobahn under it) that the streams need,
+installed by ``config.asgi``.
 
 - Close codes. daphne closes through autobahn's ``sendClose``, which accepts only 1000 and
   3000-4999 from application code and raises on anything else, so ``websocket.close`` with
@@ -10,6 +10,8 @@
   connection that has not sent a request yet has no application, and the ``KeyError`` it
   raised ended the loop before anything was cancelled: open WebSockets were cut (1006)
   instead of being closed, and their streams were never cleaned up.
+- Close handshake. A WebSocket the server closes gets ``CLOSE_HANDSHAKE_SECONDS`` (autobahn:
+  1 s) to answer, so a client closed for reading too slowly can still read its reset.
 - Writes. Twisted's TCP transport never writes at once: it buffers, registers the socket for
   writability (an ``epoll_ctl``), sends on the next loop turn and unregisters (another). With
   a thousand streams that is three syscalls and a loop turn per event per client, and no client
@@ -41,6 +43,11 @@ from typing import Any
 # 1001 going away, 1008 policy violation, 1011 internal error, 1012 service restart,
 # 1013 try again later
 SERVER_CLOSE_CODES = frozenset({1001, 1008, 1011, 1012, 1013})
+# How long a WebSocket the server closes may take to answer the close. The close frame queues
+# behind whatever the client has not read yet, and the client closed for reading too slowly
+# (reset, 4408) needs time to read its way to it: autobahn's default of 1 s then cut the
+# connection with a TCP reset, which threw away the very reset event it was sent.
+CLOSE_HANDSHAKE_SECONDS = 10.0
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +56,7 @@ def install() -> bool:
     if "daphne.server" not in sys.modules:
         return False
     from daphne.server import Server
-    from daphne.ws_protocol import WebSocketProtocol
+    from daphne.ws_protocol import WebSocketFactory, WebSocketProtocol
     from twisted.internet import defer
 
     if getattr(Server, "_intake_compat", False):
@@ -75,7 +82,14 @@ def install() -> bool:
         waiting.addErrback(lambda _: None)
         return waiting
 
+    factory_init = WebSocketFactory.__init__
+
+    def factory_with_close_time(self, *args, **kwargs):
+        factory_init(self, *args, **kwargs)
+        self.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_SECONDS)
+
     install_write_through()
+    WebSocketFactory.__init__ = factory_with_close_time
     WebSocketProtocol.serverClose = serverClose
     Server.kill_all_applications = kill_all_applications
     Server._intake_compat = True

@@ -346,6 +346,85 @@ def test_a_client_that_stops_reading_gets_a_reset_not_an_endless_server_buffer(
     assert 0 < len(seen) < published  # the rest was never buffered for this client
 
 
+def _ws_frames(data: bytes):
+    """(opcode, payload) for each whole frame a server sent (unmasked)."""
+    frames, i = [], 0
+    while i + 2 <= len(data):
+        opcode, length, i = data[i] & 0x0F, data[i + 1] & 0x7F, i + 2
+        if length == 126:
+            length, i = int.from_bytes(data[i : i + 2], "big"), i + 2
+        elif length == 127:
+            length, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        if i + length > len(data):
+            break
+        frames.append((opcode, data[i : i + length]))
+        i += length
+    return frames
+
+
+def test_a_websocket_that_stops_reading_gets_a_reset_and_4408(api, operator, daphne_env):
+    """The same backpressure on the WebSocket: a reader that stops reading gets every event
+    it was sent, in order, then ``reset`` and a 4408 close, not an endless server buffer."""
+    import base64
+    import socket
+
+    from realtime.publish import publish_now
+    from tests.fixtures.services import Daphne
+
+    job_id = _upload(api)
+    topic = job_topic(job_id)
+    server = Daphne({**daphne_env, "REALTIME_QUEUE_SIZE": "20"})
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            token = Token.objects.get(user=operator).key
+            key = base64.b64encode(os.urandom(16)).decode()
+            sock.sendall(
+                f"GET /ws/v1/stream/ HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{server.port}\r\n"
+                f"Authorization: Token {token}\r\n\r\n".encode()
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(1)
+            assert b" 101 " in head, head
+            payload = json.dumps({"action": "subscribe", "topics": [topic]}).encode()
+            mask = os.urandom(4)
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            sock.sendall(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+            time.sleep(1.0)  # subscribed (its snapshot is on the way)
+            padding = "x" * 20_000
+            published = 1200
+            for n in range(published):  # 24 MB of stage events, never coalesced, not read yet
+                publish_now("job.stage", topics=[topic], body={"n": n, "pad": padding})
+            # read at once: after its close frame the server waits only a second for the
+            # client's reply, then drops the connection, and what was unread goes with it
+            data = b""
+            sock.settimeout(5)
+            deadline = time.monotonic() + 30
+            with contextlib.suppress(TimeoutError):
+                while time.monotonic() < deadline:
+                    chunk = sock.recv(1 << 20)
+                    if not chunk:
+                        break
+                    data += chunk
+                    if any(op == 8 for op, _ in _ws_frames(data[-64:])):
+                        break
+    finally:
+        server.stop()
+    frames = _ws_frames(data)
+    texts = [json.loads(body) for op, body in frames if op == 1]
+    closes = [body for op, body in frames if op == 8]
+    seen = [t["n"] for t in texts if t.get("type") == "job.stage"]
+    assert texts[0]["type"] == "snapshot"
+    assert texts[-1] == {"type": "reset", "reason": "too_slow"}
+    assert closes and int.from_bytes(closes[0][:2], "big") == 4408
+    assert seen == list(range(len(seen)))  # in order, none skipped, up to the reset
+    assert 0 < len(seen) < published  # the rest was never buffered for this client
+
+
 def test_a_large_response_read_slowly_arrives_whole_and_in_order(live):
     """daphne writes straight to the socket when nothing is buffered (realtime.daphne_compat):
     a body of many writes, read late and slowly, still arrives byte for byte. (The partial
