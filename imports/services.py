@@ -211,7 +211,13 @@ def _drop_from_queue(job: ImportJob) -> None:
 
 
 def import_job_retry(*, job: ImportJob) -> ImportJob:
-    """Run a failed or cancelled job again, as a new attempt of the same job."""
+    """Run a failed or cancelled job again, as a new attempt of the same job.
+
+    The new attempt goes on after the last batch the earlier ones committed
+    (``checkpoint_row``), keeping those batches' counts and row errors: importing them again
+    would refuse every one of their rows in ``create`` mode and count them ``unchanged`` in
+    the others. An all-or-nothing job or a dry run committed nothing, so it starts over.
+    """
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().get(pk=job.pk)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
@@ -220,11 +226,16 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
             )
         if not job.file:
             raise InvalidState("The job's file is no longer stored; upload it again.")
-        ImportRowError.objects.filter(job=job).delete()
+        resume_after = 0 if job.atomic or job.dry_run else job.checkpoint_row
+        ImportRowError.objects.filter(job=job, row_number__gt=resume_after).delete()
         job.attempt += 1
-        for name in ImportJob.COUNTERS:
-            setattr(job, name, 0)
-        job.errors, job.warnings, job.stages = [], [], []
+        if resume_after:
+            job.errors = [e for e in job.errors if e["row"] <= resume_after]
+        else:
+            for name in ImportJob.COUNTERS:
+                setattr(job, name, 0)
+            job.errors = []
+        job.warnings, job.stages = [], []
         job.error_message = ""
         job.started_at = job.finished_at = job.heartbeat_at = job.cancel_requested_at = None
         job.save()

@@ -91,6 +91,11 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
         return
 
     reporter.stage("validating" if job.dry_run else "importing", total_rows=total)
+    if job.checkpoint_row:
+        reporter.warn(
+            f"Attempt {job.attempt} goes on after row {job.checkpoint_row}: the rows up to it "
+            "were imported by an earlier attempt."
+        )
     validator = ValidatorProcess(
         path=Path(job.file.path),
         filename=job.original_filename,
@@ -123,6 +128,10 @@ def _pipeline(
 ) -> None:
     writer.start()
     state = {"submitted": 0, "received": 0, "cancelled": False}
+    # A retry goes on after the batches an earlier attempt committed. The validator still
+    # reads those rows (so a later row's SKU is still checked against theirs); their chunks,
+    # the same ones as then (same file, same batch size), are neither written nor counted.
+    resume_after = job.checkpoint_row
 
     def drain(*, wait: bool) -> None:
         """Report what the writer has finished; with ``wait``, everything submitted so far."""
@@ -154,6 +163,8 @@ def _pipeline(
 
     try:
         for chunk in validator.chunks():
+            if chunk.last_row <= resume_after:
+                continue
             submit(chunk)
             if state["cancelled"]:
                 break

@@ -264,15 +264,11 @@ def test_cancel_a_queued_job_then_retry_it(api, org, run_worker):
     assert api.post(f"/api/v1/products/import/{job_id}/retry").status_code == 409
 
 
-def test_a_running_job_stops_at_its_next_batch_when_cancelled(api, org, settings):
-    settings.IMPORT_BATCH_SIZE = 10
-    job = services.import_job_create(
-        organization=org, user=None, upload=upload(csv_bytes(product_rows(50)))
-    )
+def _run_cancelled_in_its_first_batch(job: ImportJob) -> ImportJob:
+    """Run ``job`` in this process; its cancel arrives while the first batch is written."""
     original = jobs.ProgressReporter.advance
 
     def advance(self, rows, **kw):
-        # the cancel arrives while the first batch is being written
         services.import_job_cancel(job=ImportJob.objects.get(pk=job.pk))
         return original(self, rows, **kw)
 
@@ -282,10 +278,50 @@ def test_a_running_job_stops_at_its_next_batch_when_cancelled(api, org, settings
     finally:
         jobs.ProgressReporter.advance = original
     job.refresh_from_db()
+    return job
+
+
+def test_a_running_job_stops_at_its_next_batch_when_cancelled(api, org, settings):
+    settings.IMPORT_BATCH_SIZE = 10
+    job = services.import_job_create(
+        organization=org, user=None, upload=upload(csv_bytes(product_rows(50)))
+    )
+    job = _run_cancelled_in_its_first_batch(job)
     assert job.status == JobStatus.CANCELLED
     assert job.processed_rows < 50
     assert Product.objects.count() == job.created_rows
     assert multiprocessing.active_children() == []  # the validator process was stopped
+
+
+def test_a_retry_goes_on_after_the_batches_already_committed(api, org, settings, run_worker):
+    """A create-mode job cancelled after some batches: its retry imports the rest, keeps the
+    counts and row errors of what was committed, and refuses none of its own rows."""
+    settings.IMPORT_BATCH_SIZE = 10
+    rows = list(product_rows(50))
+    rows[3][3] = "-1"  # a bad price in the first batch: one row error, kept across attempts
+    job = services.import_job_create(
+        organization=org, user=None, upload=upload(csv_bytes(rows)), mode="create"
+    )
+    job = _run_cancelled_in_its_first_batch(job)
+    assert job.status == JobStatus.CANCELLED and 0 < job.processed_rows < 50
+    committed, checkpoint = job.processed_rows, job.checkpoint_row
+    assert Product.objects.count() == job.created_rows == committed - 1
+
+    resp = api.post(f"/api/v1/products/import/{job.id}/retry")
+    assert resp.status_code == 202 and resp.json()["attempt"] == 2
+    assert resp.json()["processed_rows"] == committed  # what was committed stays counted
+    run_worker()
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert (job.processed_rows, job.created_rows, job.failed_rows) == (50, 49, 1)
+    assert Product.objects.count() == 49
+    assert [e["row"] for e in job.errors] == [5]  # once, not again by the second attempt
+    assert ImportRowError.objects.filter(job=job).count() == 1
+    assert not any("already exists" in e["message"] for e in job.errors)
+    assert job.warnings == [
+        f"Attempt 2 goes on after row {checkpoint}: the rows up to it were imported by an "
+        "earlier attempt."
+    ]
 
 
 def test_retry_clears_the_previous_attempts_errors(api, org, run_worker):
