@@ -226,7 +226,7 @@ class SSEEndpoint:
                     return False  # queued instead: the pump sends it the usual way
             except Exception:
                 return False  # queued instead: the pump's own send reports what is wrong
-            metrics.delivered((item,))
+            metrics.delivered_one(item)
             if close_on_terminal and item.terminal:
                 stream.end()
             return True
@@ -387,7 +387,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                         return False  # queued instead: the sender sends it the usual way
                 except Exception:
                     return False  # queued instead: the sender's own send reports it
-                metrics.delivered((item,))
+                metrics.delivered_one(item)
                 return True
 
             self.stream.direct = direct
@@ -444,7 +444,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                         next_beat = clock() + beat
                     continue
                 await self.send(text_data=item.data)
-                metrics.delivered((item,))
+                metrics.delivered_one(item)
         except StreamClosed:
             metrics.inc("resets", "too_slow")
             await self.send(text_data=json.dumps({"type": "reset", "reason": "too_slow"}))

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from bisect import bisect_left
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -44,7 +44,12 @@ class Metrics:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: defaultdict[str, float] = defaultdict(float)
-        self._sent: deque[tuple[Sequence[Delivered], float]] = deque()
+        # Per event (by identity) sent since the last flush: the event and when each of its
+        # deliveries went out. A delivery appends one float to a list: nothing the garbage
+        # collector tracks, where a tuple per delivery (a thousand per fan-out, kept until the
+        # flush) set off young collections in the middle of fan-outs and full ones after.
+        self._sent: dict[int, tuple[Delivered, list[float]]] = {}
+        self._unflushed = 0
         self._flush_scheduled = False
         self._last_flush = time.monotonic()
 
@@ -53,30 +58,49 @@ class Metrics:
             self._counts[f"{name}|{label}"] += n
         self.maybe_flush()
 
-    def delivered(self, items: Sequence[Delivered]) -> None:
-        """Note events sent to one client, to count them and their publish-to-send latency.
+    def delivered_one(self, item: Delivered) -> None:
+        """Note one event sent to one client, to count it and its publish-to-send latency.
 
-        Called for every write to every connection, in the middle of a fan-out: it only
-        appends (atomic under the GIL, no lock) and the counting is done when the counts are
-        flushed, outside the fan-out.
+        Called for every write to every connection, in the middle of a fan-out: it only notes
+        the time (under the GIL, no lock); the counting is done at the flush, after the fan-out.
         """
-        self._sent.append((items, time.time()))
-        if len(self._sent) >= 20_000:
-            self.flush()
+        entry = self._sent.get(id(item))
+        if entry is None:
+            self._sent[id(item)] = (item, [time.time()])  # holds the item: its id stays its own
+        else:
+            entry[1].append(time.time())
+        self._unflushed += 1
+        if self._unflushed >= 20_000:
+            self._unflushed = 0
+            self.flush_soon()
 
-    def _count_sent(self, counts: defaultdict[str, float], hist: list[int]) -> None:
-        sent = self._sent
-        while sent:
-            items, now = sent.popleft()
-            for item in items:
-                counts["events_delivered|" + item.type] += 1
-                if item.sent_at:
+    def delivered(self, items: Sequence[Delivered]) -> None:
+        """Note events sent to one client in one write."""
+        for item in items:
+            self.delivered_one(item)
+
+    def _count_sent(
+        self, sent: dict[int, tuple[Delivered, list[float]]], counts: defaultdict[str, float]
+    ) -> list[int]:
+        hist = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket; the last is over the top
+        # a copy taken at once (under the GIL): the loop's thread may still add to ``sent`` while
+        # a /metrics view flushes from another thread
+        for item, appended in list(sent.values()):
+            times = appended[:]
+            counts["events_delivered|" + item.type] += len(times)
+            if item.sent_at:
+                for now in times:
                     seconds = max(now - item.sent_at, 0.0)
                     hist[bisect_left(LATENCY_BUCKETS, seconds)] += 1
                     counts["latency_sum|"] += seconds
+        return hist
 
     def maybe_flush(self) -> None:
-        if time.monotonic() - self._last_flush < FLUSH_SECONDS or self._flush_scheduled:
+        if time.monotonic() - self._last_flush >= FLUSH_SECONDS:
+            self.flush_soon()
+
+    def flush_soon(self) -> None:
+        if self._flush_scheduled:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -94,9 +118,9 @@ class Metrics:
     def flush(self) -> None:
         with self._lock:
             counts, self._counts = self._counts, defaultdict(float)
-            hist = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket; the last is over the top
-            self._count_sent(counts, hist)
+            sent, self._sent, self._unflushed = self._sent, {}, 0
             self._last_flush = time.monotonic()
+        hist = self._count_sent(sent, counts)
         if any(hist):
             cumulative = 0
             for bound, n in zip(LATENCY_BUCKETS, hist, strict=False):

@@ -119,6 +119,87 @@ def test_latency_histogram_is_cumulative_and_counts_every_delivery():
     assert 63.0 < raw["latency_sum|"] < 63.1
 
 
+def test_a_delivery_is_noted_without_an_object_per_delivery():
+    """A fan-out notes a thousand deliveries of one event: one record for the event, one float
+    per delivery (nothing the garbage collector tracks), every one counted at the flush."""
+    import time
+
+    from realtime.metrics import KEY, Metrics
+    from realtime.redis import client
+
+    client().delete(KEY)
+    m = Metrics()
+    item = Outgoing(topic="job:x", type="job.progress", id=None, data="{}", sent_at=time.time())
+    for _ in range(1000):
+        m.delivered_one(item)
+    assert len(m._sent) == 1
+    m.flush()
+    assert not m._sent
+    raw = {k.decode(): float(v) for k, v in client().hgetall(KEY).items()}
+    assert raw["events_delivered|job.progress"] == 1000
+    assert raw["latency_count|"] == 1000
+
+
+def test_a_flush_from_another_thread_while_the_loop_delivers():
+    """/metrics flushes from a view's thread while the loop's thread notes deliveries: no
+    error, and every delivery noted before the last flush is counted once."""
+    import sys
+    import threading
+    import time
+
+    from realtime.metrics import KEY, Metrics
+    from realtime.redis import client
+
+    client().delete(KEY)
+    m = Metrics()
+    m.flush_soon = lambda: None  # only the other thread flushes here
+    items = [
+        Outgoing(topic="job:x", type="job.progress", id=None, data="{}", sent_at=time.time())
+        for _ in range(20_000)
+    ]
+    done, failures = threading.Event(), []
+
+    def flusher():
+        while not done.is_set():
+            try:
+                m.flush()
+            except Exception as exc:  # what a /metrics request would have turned into a 500
+                failures.append(exc)
+                return
+
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython will
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    try:
+        for item in items:
+            m.delivered_one(item)
+            m.delivered_one(item)
+    finally:
+        done.set()
+        thread.join()
+        sys.setswitchinterval(switch)
+    m.flush()
+    assert failures == []
+    raw = {k.decode(): float(v) for k, v in client().hgetall(KEY).items()}
+    assert 0.99 * 40_000 <= raw["events_delivered|job.progress"] <= 40_000
+
+
+def test_daphne_processes_freeze_the_loaded_app_out_of_collections():
+    import gc
+
+    from realtime import daphne_compat
+
+    before = gc.get_threshold()
+    try:
+        daphne_compat.tune_gc()
+        assert gc.get_freeze_count() > 1000  # Django and the app, never walked again
+        assert gc.get_threshold() == (daphne_compat.GC_YOUNG_THRESHOLD, *before[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
 class FakeConnection:
     TLS = False
     connected = True
