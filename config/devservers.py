@@ -197,6 +197,9 @@ class PrivateRedis:
                 "--logfile",
                 str(self.dir / "redis.log"),
             ],
+            # its own session: a Ctrl-C in the terminal reaches the whole foreground process
+            # group, and Redis must outlive the worker's warm shutdown, which still needs it
+            start_new_session=True,
         )
         wait_for_port(port)
         return f"redis://127.0.0.1:{port}/0"
@@ -244,19 +247,26 @@ def run() -> int:
         _manage(env, "bootstrap_demo")
         _manage(env, "schedule_maintenance")
         env.setdefault("DEBUG", "true")
+        port = env.get("INTAKE_PORT", "8000")
+        # Each in a session of its own, so that a Ctrl-C reaches only this process, which
+        # then stops them in order: one SIGINT each (a second one would turn the worker's
+        # warm shutdown, which lets a running job finish its batch, into a cold one), and the
+        # private servers only once both are gone.
         procs = [
             subprocess.Popen(
-                [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", "8000", "config.asgi:application"],
+                [PY, "-m", "daphne", "-b", "127.0.0.1", "-p", port, "config.asgi:application"],
                 cwd=ROOT,
                 env=env,
+                start_new_session=True,
             ),
             subprocess.Popen(
                 [PY, "manage.py", "rqworker", "high", "default", "low", "--with-scheduler"],
                 cwd=ROOT,
                 env=env,
+                start_new_session=True,
             ),
         ]
-        print("intake: serving on http://127.0.0.1:8000/ (Ctrl-C stops everything)", flush=True)
+        print(f"intake: serving on http://127.0.0.1:{port}/ (Ctrl-C stops everything)", flush=True)
         try:
             while all(p.poll() is None for p in procs):
                 time.sleep(0.5)
@@ -270,7 +280,7 @@ def run() -> int:
                 try:
                     p.wait(15)
                 except subprocess.TimeoutExpired:
-                    p.kill()
+                    os.killpg(p.pid, signal.SIGKILL)  # with the worker's work horse
         return 0
 
 

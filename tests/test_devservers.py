@@ -1,0 +1,60 @@
+"""The README's run command: `python -m config.devservers run` (what `make run` runs)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import psutil
+
+from config.devservers import free_port, wait_for_port
+from tests.fixtures.services import ROOT
+from tests.fixtures.services import testing_database_url as database_url
+
+
+def test_ctrl_c_stops_web_worker_and_private_redis_in_order(transactional_db, tmp_path):
+    """Ctrl-C reaches the terminal's whole foreground process group. The worker's warm
+    shutdown still needs Redis, so the private Redis must not stop with everything else:
+    only once daphne and the worker are gone. Nothing is left running, nothing fails."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url(),  # the test database; Redis: a private one
+        "INTAKE_PORT": str(port),
+        "MEDIA_ROOT": str(tmp_path / "media"),
+    }
+    env.pop("REDIS_URL", None)
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "config.devservers", "run"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a process group of its own, as a terminal gives it
+        )
+        try:
+            wait_for_port(port, timeout=90)
+            assert httpx.get(f"http://127.0.0.1:{port}/admin/login/").status_code == 200
+            deadline = time.monotonic() + 30
+            while b"Listening on high" not in log.read_bytes():
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+            started = psutil.Process(run.pid).children(recursive=True)
+            assert any(p.name().startswith("redis-server") for p in started)
+            os.killpg(run.pid, signal.SIGINT)  # Ctrl-C
+            assert run.wait(60) == 0
+        finally:
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert "warm shut down requested" in output
+    assert "Traceback" not in output and "Connection refused" not in output, output[-3000:]
+    assert "Cold shut down" not in output
+    _, alive = psutil.wait_procs(started, timeout=10)
+    assert alive == [], [p.name() for p in alive]
