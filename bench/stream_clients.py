@@ -1,24 +1,39 @@
 """The benchmark's clients, run as separate processes so the measuring side is not the bottleneck.
 
-    python bench/stream_clients.py KIND PORT JOB_ID TOKEN N
+    python bench/stream_clients.py KIND PORT JOB_ID TOKEN N [SCHED]
 
 KIND is ``sse`` (Intake's job stream), ``ws`` (Intake's WebSocket) or ``naive`` (the usual
 consumer per connection). The process opens N connections, prints ``ready`` once every one has
 its starting state, and when every client has the job's terminal event (or after the timeout)
-prints one JSON line: per client, the (type, id, ts, received-at) of each event. No Django here:
-a light process per share of the clients.
+prints one JSON line: per client, the (type, id, ts, arrived, read) of each event. No Django
+here: a light process per share of the clients.
+
+``arrived`` is when the event's bytes reached the client's socket: the kernel's receive
+timestamp (``SO_TIMESTAMP``), taken inside daphne's own ``send()`` on loopback. ``read`` is when
+this process's code got to it. The two differ by the time the client waited for a core: the
+clients stand in for machines elsewhere but share the server's two cores, so ``read`` also
+counts every other client of this process parsed first.
+
+SCHED ``batch`` (the default) runs the process under Linux's ``SCHED_BATCH`` policy: it gets
+its fair share of the CPU but never preempts a running process when its sockets wake it. The
+clients stand in for machines elsewhere; sharing the server's two cores, each byte daphne
+wrote woke a client that took the core from daphne in the middle of its fan-out, and the
+last client of a fan-out waited for all the others' processing as well as daphne's. ``normal``
+measures them as ordinary processes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
+import os
 import re
+import socket
+import struct
 import sys
 import time
-
-import websockets
 
 TERMINAL = frozenset({"job.completed", "job.failed", "job.cancelled"})
 # The envelope's own fields lead it (realtime.events.envelope): read those three off the front
@@ -45,17 +60,85 @@ def head(payload: str | bytes) -> dict:
 
 class Client:
     def __init__(self) -> None:
-        self.events: list[tuple[str | None, str | None, str | None, float]] = []
+        self.events: list[tuple[str | None, str | None, str | None, float, float]] = []
         self.connected = asyncio.Event()
         self.done = asyncio.Event()
 
-    def got(self, data: dict, received: float) -> None:
+    def got(self, data: dict, arrived: float) -> None:
         kind = data.get("type")
         if kind == "snapshot":
             self.connected.set()  # subscribed: the stream has sent its starting state
-        self.events.append((kind, data.get("id"), data.get("ts"), received))
+        self.events.append((kind, data.get("id"), data.get("ts"), arrived, time.time()))
         if kind in TERMINAL:
             self.done.set()
+
+
+_TIMEVAL = struct.Struct("@ll")
+# Linux's SO_TIMESTAMP (asm-generic/socket.h), which Python's socket module does not name:
+# each read's ancillary data then carries the segment's arrival time as a struct timeval.
+SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)
+
+
+class TimestampedConnection:
+    """A client socket read with ``recvmsg`` to get the kernel's receive timestamp of what it
+    reads (of the newest segment, when one read takes several: never earlier than the truth),
+    feeding a protocol's ``data_received(data, arrived)``. Stands in for asyncio's transport,
+    which does not hand out ancillary data: ``write`` (small writes only) and ``close``."""
+
+    def __init__(self, sock: socket.socket, protocol) -> None:
+        self.sock = sock
+        self.protocol = protocol
+        self.loop = asyncio.get_running_loop()
+        self.closed = False
+        protocol.connection_made(self)
+        self.loop.add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(1 << 18, socket.CMSG_SPACE(_TIMEVAL.size))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not data:
+            self._lost(None)
+            return
+        arrived = None
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMP:
+                seconds, micros = _TIMEVAL.unpack(value[: _TIMEVAL.size])
+                arrived = seconds + micros / 1e6
+        self.protocol.data_received(data, arrived if arrived is not None else time.time())
+
+    def write(self, data: bytes) -> None:
+        if self.sock.send(data) != len(data):  # a request or a subscribe frame: a few hundred bytes
+            raise ConnectionError("the socket took only part of a small write")
+
+    def close(self) -> None:
+        self._lost(None)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        self.protocol.connection_lost(exc)
+
+
+async def open_connection(protocol_factory, port: int):
+    """Like ``loop.create_connection`` to 127.0.0.1:``port``, with receive timestamps."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    except BaseException:
+        sock.close()
+        raise
+    protocol = protocol_factory()
+    return TimestampedConnection(sock, protocol), protocol
 
 
 class SSEProtocol(asyncio.Protocol):
@@ -74,8 +157,7 @@ class SSEProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport.write(self.request)  # type: ignore[attr-defined]
 
-    def data_received(self, data: bytes) -> None:
-        received = time.time()
+    def data_received(self, data: bytes, received: float) -> None:
         *lines, self.buffer = (self.buffer + data).split(b"\n")
         for line in lines:
             if line.startswith(b"data:"):
@@ -92,9 +174,8 @@ async def sse_client(port: int, job_id: str, token: str, c: Client) -> None:
         f"GET /api/v1/jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Token {token}\r\nAccept: text/event-stream\r\n\r\n"
     ).encode()
-    loop = asyncio.get_running_loop()
     transport, proto = await connect_with_retry(
-        lambda: loop.create_connection(lambda: SSEProtocol(c, request), "127.0.0.1", port)
+        lambda: open_connection(lambda: SSEProtocol(c, request), port)
     )
     try:
         ended = [asyncio.ensure_future(c.done.wait()), asyncio.ensure_future(proto.closed.wait())]
@@ -103,30 +184,104 @@ async def sse_client(port: int, job_id: str, token: str, c: Client) -> None:
         transport.close()
 
 
+class WSProtocol(asyncio.Protocol):
+    """A WebSocket client straight off the socket, like ``SSEProtocol``: the handshake, one
+    masked subscribe frame, then the server's (unmasked) frames, timestamped on arrival.
+    Lighter than a ``websockets`` connection and its task: the clients share the server's
+    cores, and whatever they spend shows up as server latency."""
+
+    def __init__(self, client: Client, request: bytes, subscribe: bytes | None) -> None:
+        self.client = client
+        self.request = request
+        self.subscribe = subscribe
+        self.buffer = b""
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes, received: float) -> None:
+        buf = self.buffer + data
+        if not self.opened.done():
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buffer = buf
+                return
+            if b" 101 " not in buf[:end]:
+                self.opened.set_exception(
+                    ConnectionRefusedError(buf[:end].decode(errors="replace"))
+                )
+                self.transport.close()
+                return
+            self.opened.set_result(None)
+            buf = buf[end + 4 :]
+            if self.subscribe is not None:
+                self.transport.write(_masked_text_frame(self.subscribe))  # type: ignore[attr-defined]
+        i = 0
+        while len(buf) - i >= 2:
+            length, header = buf[i + 1] & 0x7F, 2
+            if length == 126:
+                length, header = int.from_bytes(buf[i + 2 : i + 4], "big"), 4
+            elif length == 127:
+                length, header = int.from_bytes(buf[i + 2 : i + 10], "big"), 10
+            if len(buf) - i < header + length:
+                break
+            opcode = buf[i] & 0x0F
+            payload = buf[i + header : i + header + length]
+            i += header + length
+            if opcode == 1:
+                message = head(payload)
+                if "type" in message:
+                    self.client.got(message, received)
+            elif opcode == 8:
+                self.transport.close()
+        self.buffer = buf[i:]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionResetError("closed during handshake"))
+        self.closed.set()
+
+
+def _masked_text_frame(payload: bytes) -> bytes:
+    mask = os.urandom(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    n = len(payload)
+    size = bytes((0x80 | n,)) if n < 126 else bytes((0x80 | 126,)) + n.to_bytes(2, "big")
+    return b"\x81" + size + mask + body
+
+
 async def ws_client(port: int, job_id: str, token: str, c: Client, naive: bool) -> None:
-    url = (
-        f"ws://127.0.0.1:{port}/ws/naive/{job_id}/"
-        if naive
-        else f"ws://127.0.0.1:{port}/ws/v1/stream/"
-    )
-    ws = await connect_with_retry(
-        lambda: websockets.connect(
-            url,
-            additional_headers={"Authorization": f"Token {token}"},
-            max_queue=None,
-            open_timeout=60,
+    path = f"/ws/naive/{job_id}/" if naive else "/ws/v1/stream/"
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"Authorization: Token {token}\r\n\r\n"
+    ).encode()
+    subscribe = None if naive else json.dumps({"action": "subscribe", "topics": [f"job:{job_id}"]})
+
+    async def connect():
+        transport, proto = await open_connection(
+            lambda: WSProtocol(c, request, subscribe.encode() if subscribe else None), port
         )
-    )
+        try:
+            await asyncio.wait_for(proto.opened, 60)
+        except BaseException:
+            transport.close()
+            raise
+        return transport, proto
+
+    transport, proto = await connect_with_retry(connect)
     try:
         if naive:
             c.connected.set()  # the consumer joins its group before it accepts
-        else:
-            await ws.send(json.dumps({"action": "subscribe", "topics": [f"job:{job_id}"]}))
-        while not c.done.is_set():
-            message = await ws.recv()
-            c.got(head(message), time.time())
+        ended = [asyncio.ensure_future(c.done.wait()), asyncio.ensure_future(proto.closed.wait())]
+        await asyncio.wait(ended, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await ws.close()
+        transport.close()
 
 
 async def connect_with_retry(connect, attempts: int = 5):
@@ -135,7 +290,7 @@ async def connect_with_retry(connect, attempts: int = 5):
     for attempt in range(attempts):
         try:
             return await connect()
-        except (OSError, websockets.InvalidHandshake, TimeoutError):
+        except (OSError, TimeoutError):
             if attempt == attempts - 1:
                 raise
             await asyncio.sleep(0.2 * (attempt + 1))
@@ -162,4 +317,6 @@ async def main(kind: str, port: int, job_id: str, token: str, n: int) -> None:
 
 if __name__ == "__main__":
     kind, port, job_id, token, n = sys.argv[1:6]
+    if (sys.argv[6] if len(sys.argv) > 6 else "batch") == "batch":
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     asyncio.run(main(kind, int(port), job_id, token, int(n)))
