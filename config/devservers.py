@@ -316,6 +316,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _terminate)
+    # A script's background job starts with SIGINT ignored, and Python then leaves it ignored:
+    # Ctrl-C (or `kill -INT`) would do nothing, here and in daphne, which inherits it. A
+    # handler of our own also gives the children SIGINT's default back when they start.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not argv or argv[0] not in {"run", "test", "exec"}:
         print(__doc__)
         return 2

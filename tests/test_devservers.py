@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,16 +11,28 @@ import time
 
 import httpx
 import psutil
+import pytest
 
 from config.devservers import free_port, wait_for_port
 from tests.fixtures.services import ROOT
 from tests.fixtures.services import testing_database_url as database_url
 
 
-def test_ctrl_c_stops_web_worker_and_private_redis_in_order(transactional_db, tmp_path):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    ("how", "sig"),
+    [("Ctrl-C to the process group", signal.SIGINT), ("kill, to the parent", signal.SIGTERM)],
+)
+def test_a_stop_signal_stops_web_worker_and_private_redis_in_order(
+    transactional_db, tmp_path, how, sig
+):
     """Ctrl-C reaches the terminal's whole foreground process group. The worker's warm
     shutdown still needs Redis, so the private Redis must not stop with everything else:
-    only once daphne and the worker are gone. Nothing is left running, nothing fails."""
+    only once daphne and the worker are gone. Nothing is left running, nothing fails. The
+    command starts with SIGINT ignored, as a script's background job does: it still stops."""
     port = free_port()
     env = {
         **os.environ,
@@ -37,6 +50,7 @@ def test_ctrl_c_stops_web_worker_and_private_redis_in_order(transactional_db, tm
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # a process group of its own, as a terminal gives it
+            preexec_fn=_ignore_sigint,
         )
         try:
             wait_for_port(port, timeout=90)
@@ -47,10 +61,22 @@ def test_ctrl_c_stops_web_worker_and_private_redis_in_order(transactional_db, tm
                 time.sleep(0.2)
             started = psutil.Process(run.pid).children(recursive=True)
             assert any(p.name().startswith("redis-server") for p in started)
-            os.killpg(run.pid, signal.SIGINT)  # Ctrl-C
-            assert run.wait(60) == 0
+            if sig == signal.SIGINT:
+                os.killpg(run.pid, sig)
+            else:
+                run.send_signal(sig)
+            try:
+                assert run.wait(60) == 0
+            except subprocess.TimeoutExpired:
+                left = [
+                    (p.pid, p.name(), p.status()) for p in psutil.Process(run.pid).children(True)
+                ]
+                pytest.fail(f"still running after 60 s: {left}\n{log.read_text()[-3000:]}")
         finally:
-            if run.poll() is None:
+            if run.poll() is None:  # failed: leave nothing running (each child has a session)
+                for p in [*psutil.Process(run.pid).children(recursive=True)]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        p.kill()
                 os.killpg(run.pid, signal.SIGKILL)
     output = log.read_text()
     assert "warm shut down requested" in output
