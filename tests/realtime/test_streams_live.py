@@ -299,51 +299,75 @@ def test_websocket_clients_are_told_the_server_restarts(api, operator, daphne_en
         server.stop()
 
 
+FLOOD = 1200  # stage events of 20 kB each (24 MB), never coalesced
+
+
+def _flood_then_read(sock, topic: str, *, pause: float = 0.0, until=None) -> bytes:
+    """Publish ``FLOOD`` big stage events to ``topic`` while the client on ``sock`` reads
+    nothing, wait ``pause`` seconds, then read what the server sent: until it closes, ``until``
+    (given the bytes so far) says enough, or 30 s."""
+    from realtime.publish import publish_now
+
+    padding = "x" * 20_000
+    for n in range(FLOOD):
+        publish_now("job.stage", topics=[topic], body={"n": n, "pad": padding})
+    time.sleep(pause)
+    data = b""
+    sock.settimeout(5)
+    deadline = time.monotonic() + 30
+    with contextlib.suppress(TimeoutError):
+        while time.monotonic() < deadline:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break  # the server closed the stream
+            data += chunk
+            if until is not None and until(data):
+                break
+    return data
+
+
+@contextlib.contextmanager
+def _unread_stream(api, operator, daphne_env, request):
+    """A daphne of its own that queues at most 20 events per stream, a job, and a client socket
+    with a small receive buffer that has sent ``request(job_id, port, token)`` and read
+    nothing yet. Yields the socket and the job's topic."""
+    import socket
+
+    from tests.fixtures.services import Daphne
+
+    job_id = _upload(api)
+    server = Daphne({**daphne_env, "REALTIME_QUEUE_SIZE": "20"})
+    server.start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sock.sendall(request(job_id, server.port, Token.objects.get(user=operator).key))
+            yield sock, job_topic(job_id)
+    finally:
+        server.stop()
+
+
 def test_a_client_that_stops_reading_gets_a_reset_not_an_endless_server_buffer(
     api, operator, daphne_env
 ):
     """Backpressure end to end: a reader that stops reading fills its socket; then its events
     wait in its bounded queue (Twisted would buffer without limit) and, past the queue, the
     stream is reset and closed. Everything it was sent arrives in order, then the reset."""
-    import socket
 
-    from realtime.publish import publish_now
-    from tests.fixtures.services import Daphne
+    def request(job_id, port, token):
+        return (
+            f"GET /api/v1/jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Token {token}\r\nConnection: close\r\n\r\n".encode()
+        )
 
-    job_id = _upload(api)
-    topic = job_topic(job_id)
-    server = Daphne({**daphne_env, "REALTIME_QUEUE_SIZE": "20"})
-    server.start()
-    try:
-        with socket.create_connection(("127.0.0.1", server.port)) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-            token = Token.objects.get(user=operator).key
-            sock.sendall(
-                f"GET /api/v1/jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                f"Authorization: Token {token}\r\nConnection: close\r\n\r\n".encode()
-            )
-            time.sleep(1.0)  # subscribed (its snapshot is on the way)
-            padding = "x" * 20_000
-            published = 1200
-            for n in range(published):  # 24 MB of stage events, never coalesced, not read yet
-                publish_now("job.stage", topics=[topic], body={"n": n, "pad": padding})
-            time.sleep(2.0)
-            data = b""
-            sock.settimeout(5)
-            deadline = time.monotonic() + 30
-            with contextlib.suppress(TimeoutError):
-                while time.monotonic() < deadline:
-                    chunk = sock.recv(1 << 20)
-                    if not chunk:
-                        break  # the server closed the stream
-                    data += chunk
-    finally:
-        server.stop()
+    with _unread_stream(api, operator, daphne_env, request) as (sock, topic):
+        time.sleep(1.0)  # subscribed (its snapshot is on the way)
+        data = _flood_then_read(sock, topic, pause=2.0)
     seen = [int(n) for n in re.findall(rb'"n": ?(\d+)', data)]
     assert b"event: reset" in data and b"too_slow" in data
     assert data.rfind(b"event: reset") > data.rfind(b"event: job.stage")
     assert seen == list(range(len(seen)))  # in order, none skipped, up to the reset
-    assert 0 < len(seen) < published  # the rest was never buffered for this client
+    assert 0 < len(seen) < FLOOD  # the rest was never buffered for this client
 
 
 def _ws_frames(data: bytes):
@@ -366,54 +390,30 @@ def test_a_websocket_that_stops_reading_gets_a_reset_and_4408(api, operator, dap
     """The same backpressure on the WebSocket: a reader that stops reading gets every event
     it was sent, in order, then ``reset`` and a 4408 close, not an endless server buffer."""
     import base64
-    import socket
 
-    from realtime.publish import publish_now
-    from tests.fixtures.services import Daphne
+    def request(job_id, port, token):
+        key = base64.b64encode(os.urandom(16)).decode()
+        return (
+            f"GET /ws/v1/stream/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{port}\r\n"
+            f"Authorization: Token {token}\r\n\r\n".encode()
+        )
 
-    job_id = _upload(api)
-    topic = job_topic(job_id)
-    server = Daphne({**daphne_env, "REALTIME_QUEUE_SIZE": "20"})
-    server.start()
-    try:
-        with socket.create_connection(("127.0.0.1", server.port)) as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-            token = Token.objects.get(user=operator).key
-            key = base64.b64encode(os.urandom(16)).decode()
-            sock.sendall(
-                f"GET /ws/v1/stream/ HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                f"Sec-WebSocket-Version: 13\r\nOrigin: http://127.0.0.1:{server.port}\r\n"
-                f"Authorization: Token {token}\r\n\r\n".encode()
-            )
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += sock.recv(1)
-            assert b" 101 " in head, head
-            payload = json.dumps({"action": "subscribe", "topics": [topic]}).encode()
-            mask = os.urandom(4)
-            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            sock.sendall(bytes((0x81, 0x80 | len(payload))) + mask + masked)
-            time.sleep(1.0)  # subscribed (its snapshot is on the way)
-            padding = "x" * 20_000
-            published = 1200
-            for n in range(published):  # 24 MB of stage events, never coalesced, not read yet
-                publish_now("job.stage", topics=[topic], body={"n": n, "pad": padding})
-            # read at once: after its close frame the server waits only a second for the
-            # client's reply, then drops the connection, and what was unread goes with it
-            data = b""
-            sock.settimeout(5)
-            deadline = time.monotonic() + 30
-            with contextlib.suppress(TimeoutError):
-                while time.monotonic() < deadline:
-                    chunk = sock.recv(1 << 20)
-                    if not chunk:
-                        break
-                    data += chunk
-                    if any(op == 8 for op, _ in _ws_frames(data[-64:])):
-                        break
-    finally:
-        server.stop()
+    with _unread_stream(api, operator, daphne_env, request) as (sock, topic):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert b" 101 " in head, head
+        payload = json.dumps({"action": "subscribe", "topics": [topic]}).encode()
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        sock.sendall(bytes((0x81, 0x80 | len(payload))) + mask + masked)
+        time.sleep(1.0)  # subscribed (its snapshot is on the way)
+        # read at once, up to the close frame: what follows it is the server's business
+        data = _flood_then_read(
+            sock, topic, until=lambda d: any(op == 8 for op, _ in _ws_frames(d[-64:]))
+        )
     frames = _ws_frames(data)
     texts = [json.loads(body) for op, body in frames if op == 1]
     closes = [body for op, body in frames if op == 8]
@@ -422,7 +422,7 @@ def test_a_websocket_that_stops_reading_gets_a_reset_and_4408(api, operator, dap
     assert texts[-1] == {"type": "reset", "reason": "too_slow"}
     assert closes and int.from_bytes(closes[0][:2], "big") == 4408
     assert seen == list(range(len(seen)))  # in order, none skipped, up to the reset
-    assert 0 < len(seen) < published  # the rest was never buffered for this client
+    assert 0 < len(seen) < FLOOD  # the rest was never buffered for this client
 
 
 def test_a_large_response_read_slowly_arrives_whole_and_in_order(live):
