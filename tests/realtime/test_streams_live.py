@@ -183,12 +183,15 @@ def test_heartbeats_arrive_and_a_disconnect_frees_the_stream_slot(live, api, ope
         assert src.response.headers["cache-control"] == "no-cache"
         assert src.response.headers["x-accel-buffering"] == "no"
         started = time.monotonic()
+        seen = []
         for sse in src.iter_sse():
+            seen.append((sse.event, sse.data[:200]))
             if sse.event == "heartbeat":
                 assert abs(json.loads(sse.data)["timestamp"] / 1000 - time.time()) < 5
                 break
+        assert seen[-1][0] == "heartbeat", seen
         assert time.monotonic() - started < 3
-        assert redis_client().zcard(key) == 1
+        assert redis_client().zcard(key) == 1, (seen, redis_client().keys("intake:streams:*"))
     deadline = time.monotonic() + 1.5  # within one heartbeat (1 s in these tests)
     while redis_client().zcard(key) and time.monotonic() < deadline:
         time.sleep(0.05)
