@@ -86,12 +86,13 @@ async def measure(socks: list[socket.socket], rounds: int, size: int) -> dict[st
     for sock in socks:
         conn, stream = TcpConnection(sock), ClientStream()
 
-        def direct(item: Outgoing, conn=conn, stream=stream) -> bool:
-            if not daphne_compat._send_ready(conn, item.sse_chunk()):
+        def direct(items: list[Outgoing], conn=conn, stream=stream) -> bool:
+            if not daphne_compat._send_ready(conn, b"".join(i.sse_chunk() for i in items)):
                 return False
-            metrics.delivered_one(item)
-            if item.terminal:
-                stream.end()
+            for item in items:
+                metrics.delivered_one(item)
+                if item.terminal:
+                    stream.end()
             return True
 
         stream.direct = direct
@@ -112,7 +113,7 @@ async def measure(socks: list[socket.socket], rounds: int, size: int) -> dict[st
             "sent_at": time.time(),
             "job_id": None,
         }
-        results["stream's direct path"].append(timed(ClientStream._listener, streams, message))
+        results["stream's direct path"].append(timed(ClientStream._listener, streams, [message]))
         await asyncio.sleep(0.1)
     for p in parked:
         p.cancel()

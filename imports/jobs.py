@@ -25,11 +25,17 @@ Runner = Callable[[ImportJob, ProgressReporter], None]
 RUNNERS: dict[str, Runner] = {
     JobKind.PRODUCT_IMPORT: run_product_import,
 }
+# The stage a kind's runner starts in: entered (and announced) with the job's start.
+FIRST_STAGES: dict[str, str] = {
+    JobKind.PRODUCT_IMPORT: "reading",
+}
 
 
-def register_runner(kind: str, runner: Runner) -> None:
+def register_runner(kind: str, runner: Runner, *, first_stage: str | None = None) -> None:
     """Later apps (enrichment, purchase orders) plug their runners in here."""
     RUNNERS[kind] = runner
+    if first_stage:
+        FIRST_STAGES[kind] = first_stage
 
 
 def run_job(job_id: str) -> None:
@@ -44,7 +50,7 @@ def run_job(job_id: str) -> None:
             log.info("job %s is %s, not queued: skipped", job_id, job.status)
             return
         reporter = ProgressReporter(job)
-        reporter.started()
+        reporter.started(first_stage=FIRST_STAGES.get(job.kind) if job.kind in RUNNERS else None)
     runner = RUNNERS.get(job.kind)
     if runner is None:
         reporter.failed(f"No worker can run jobs of kind '{job.kind}' yet.")

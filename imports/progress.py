@@ -16,22 +16,26 @@ from django.db import transaction
 from django.utils import timezone
 
 from realtime.events import job_topic, org_topic
-from realtime.publish import publish
+from realtime.publish import Event, publish_together
 
 from .models import ImportJob, ImportRowError, JobStatus
 from .pipeline.validation import RowError
 from .serializers import job_snapshot
 
 
-def publish_job_event(job: ImportJob, event_type: str, **extra: Any) -> None:
-    """Announce ``job``'s current state on its own topic and its organization's feed."""
-    terminal = event_type in ("job.completed", "job.failed", "job.cancelled")
-    publish(
+def job_event(job: ImportJob, event_type: str, **extra: Any) -> Event:
+    """``job``'s current state as an event on its own topic and its organization's feed."""
+    return Event(
         event_type,
         topics=[job_topic(job.id), org_topic(job.organization_id)],
         body={"job": job_snapshot(job), **extra},
-        terminal=terminal,
+        terminal=event_type in ("job.completed", "job.failed", "job.cancelled"),
     )
+
+
+def publish_job_event(job: ImportJob, event_type: str, **extra: Any) -> None:
+    """Announce ``job``'s current state on its own topic and its organization's feed."""
+    publish_together([job_event(job, event_type, **extra)])
 
 
 class JobCancelled(Exception):
@@ -47,14 +51,20 @@ class ProgressReporter:
 
     # lifecycle -----------------------------------------------------------------------------
 
-    def started(self) -> None:
+    def started(self, *, first_stage: str | None = None) -> None:
+        """The job runs; with ``first_stage``, it is also in that stage, and both events go
+        out together (a runner's first step follows its start at once)."""
         job = self.job
         now = timezone.now()
         job.status = JobStatus.PROCESSING
         job.started_at = job.heartbeat_at = now
         job.enter_stage("started")
+        announced = [job_event(job, "job.started")]
+        if first_stage:
+            job.enter_stage(first_stage)
+            announced.append(job_event(job, "job.stage"))
         self._save("status", "stage", "stages", "started_at", "heartbeat_at")
-        publish_job_event(job, "job.started")
+        publish_together(announced)
 
     def stage(self, name: str, *, total_rows: int | None = None) -> None:
         self.job.enter_stage(name)

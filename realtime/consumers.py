@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -216,19 +216,23 @@ class SSEEndpoint:
 
     def _direct_writer(
         self, stream: ClientStream, write_chunk: Callable[[bytes], bool]
-    ) -> Callable[[Outgoing], bool]:
-        """Write one event now (``ClientStream.direct``); the pump closes after a terminal."""
+    ) -> Callable[[Sequence[Outgoing]], bool]:
+        """Write events now (``ClientStream.direct``); the pump closes after a terminal."""
         close_on_terminal = self.close_on_terminal
 
-        def direct(item: Outgoing) -> bool:
+        def direct(items: Sequence[Outgoing]) -> bool:
+            data = (
+                items[0].sse_chunk() if len(items) == 1 else b"".join(i.sse_chunk() for i in items)
+            )
             try:
-                if not write_chunk(item.sse_chunk()):
+                if not write_chunk(data):
                     return False  # queued instead: the pump sends it the usual way
             except Exception:
                 return False  # queued instead: the pump's own send reports what is wrong
-            metrics.delivered_one(item)
-            if close_on_terminal and item.terminal:
-                stream.end()
+            for item in items:
+                metrics.delivered_one(item)
+                if close_on_terminal and item.terminal:
+                    stream.end()
             return True
 
         return direct
@@ -381,13 +385,14 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         write_frame = daphne_compat.frame_writer(self.base_send)
         if write_frame is not None:
 
-            def direct(item: Outgoing) -> bool:
+            def direct(items: Sequence[Outgoing]) -> bool:
                 try:
-                    if not write_frame(item.ws_frame()):
+                    if not write_frame(*(i.ws_frame() for i in items)):
                         return False  # queued instead: the sender sends it the usual way
                 except Exception:
                     return False  # queued instead: the sender's own send reports it
-                metrics.delivered_one(item)
+                for item in items:
+                    metrics.delivered_one(item)
                 return True
 
             self.stream.direct = direct

@@ -211,8 +211,8 @@ def text_frame(payload: bytes) -> bytes:
     return head + payload
 
 
-def frame_writer(send: Any) -> Callable[[bytes], bool] | None:
-    """For an open WebSocket on daphne over plain TCP: write one ready-made text frame
+def frame_writer(send: Any) -> Callable[..., bool] | None:
+    """For an open WebSocket on daphne over plain TCP: write ready-made text frames
     (``text_frame``, built once per process for every client) straight to the socket, counted
     as autobahn counts its frames; False whenever autobahn would do more than frame and write
     (compression, fragmentation, queued or logged writes, a limit, a socket not open) or the
@@ -223,8 +223,11 @@ def frame_writer(send: Any) -> Callable[[bytes], bool] | None:
         return None
     p, transport = found
 
-    def write(frame: bytes) -> bool:
-        payload_len = len(frame) - (2 if frame[1] <= 125 else 4 if frame[1] == 126 else 10)
+    def write(*frames: bytes) -> bool:
+        # several frames (events that arrived together) go out in one socket write
+        sizes = [len(f) - (2 if f[1] <= 125 else 4 if f[1] == 126 else 10) for f in frames]
+        largest = max(sizes)
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
         if (
             p.state != p.STATE_OPEN
             or p._perMessageCompress is not None
@@ -233,17 +236,17 @@ def frame_writer(send: Any) -> Callable[[bytes], bool] | None:
             or p.logOctets
             or p.logFrames
             or p.factory.maskServerFrames
-            or 0 < p.autoFragmentSize < payload_len
-            or 0 < p.maxMessagePayloadSize < payload_len
-            or not _send_ready(transport, frame)
+            or 0 < p.autoFragmentSize < largest
+            or 0 < p.maxMessagePayloadSize < largest
+            or not _send_ready(transport, data)
         ):
             return False
         stats = p.trafficStats
-        stats.outgoingWebSocketMessages += 1
-        stats.outgoingWebSocketFrames += 1
-        stats.outgoingOctetsAppLevel += payload_len
-        stats.outgoingOctetsWebSocketLevel += payload_len
-        stats.outgoingOctetsWireLevel += len(frame)
+        stats.outgoingWebSocketMessages += len(frames)
+        stats.outgoingWebSocketFrames += len(frames)
+        stats.outgoingOctetsAppLevel += sum(sizes)
+        stats.outgoingOctetsWebSocketLevel += sum(sizes)
+        stats.outgoingOctetsWireLevel += len(data)
         return True
 
     return write

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -39,14 +40,29 @@ def publish(
     terminal: bool = False,
 ) -> None:
     """Publish one event to each of ``topics`` once the current transaction commits."""
-    topics = list(topics)
+    publish_together([Event(event_type, list(topics), body, terminal)])
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    topics: list[str]
+    body: dict[str, Any]
+    terminal: bool = False
+
+
+def publish_together(batch: Sequence[Event]) -> None:
+    """Publish several events, in order, once the current transaction commits, in one Redis
+    round trip each for the log and the fan-out.
+
+    Events published back to back (a job's start and its first stage) then reach daphne in
+    one read, and its hub hands them to each client in one write: one pass over a thousand
+    connections instead of two, where the second event waited for the whole first pass.
+    """
     ts = events.now_iso()
     sent_at = time.time()
-    transaction.on_commit(
-        lambda: publish_now(
-            event_type, topics=topics, body=body, ts=ts, sent_at=sent_at, terminal=terminal
-        )
-    )
+    batch = list(batch)
+    transaction.on_commit(lambda: _publish_now(batch, ts=ts, sent_at=sent_at))
 
 
 def publish_now(
@@ -59,36 +75,50 @@ def publish_now(
     terminal: bool = False,
 ) -> list[dict[str, Any]]:
     """Append to the log, then fan out. Returns the envelopes as clients will see them."""
+    return _publish_now([Event(event_type, topics, body, terminal)], ts=ts, sent_at=sent_at)
+
+
+def _publish_now(
+    batch: list[Event], *, ts: str | None = None, sent_at: float | None = None
+) -> list[dict[str, Any]]:
     ts = ts or events.now_iso()
-    stored = events.dumps({"type": event_type, "ts": ts, **body})
     r = client()
     pipe = r.pipeline(transaction=False)
-    for topic in topics:
-        pipe.xadd(
-            stream_key(topic), {STREAM_FIELD: stored}, maxlen=maxlen_for(topic), approximate=True
-        )
-    ids = [i.decode() for i in pipe.execute()]
+    for event in batch:
+        stored = events.dumps({"type": event.type, "ts": ts, **event.body})
+        for topic in event.topics:
+            pipe.xadd(
+                stream_key(topic),
+                {STREAM_FIELD: stored},
+                maxlen=maxlen_for(topic),
+                approximate=True,
+            )
+    ids = iter([i.decode() for i in pipe.execute()])
 
     prefix, serializer = _layer_wire()
     ttl = settings.REALTIME["JOB_LOG_TTL_SECONDS"]
     pipe = r.pipeline(transaction=False)
     out = []
-    for topic, event_id in zip(topics, ids, strict=True):
-        env = events.envelope(event_id, event_type, topic, ts, body)
-        out.append(env)
-        message = {
-            "type": "realtime.event",
-            "topic": topic,
-            "id": event_id,
-            "event_type": event_type,
-            "sent_at": sent_at or time.time(),
-            "json": events.dumps(env),
-            "job_id": str((body.get("job") or {}).get("id") or "") or None,
-        }
-        pipe.publish(f"{prefix}__group__{events.group_name(topic)}", serializer.serialize(message))
-        if terminal and not topic.startswith("org:"):
-            # job and bom topics live until the job ended plus the TTL
-            pipe.expire(stream_key(topic), ttl)
+    for event in batch:
+        body = event.body
+        for topic in event.topics:
+            event_id = next(ids)
+            env = events.envelope(event_id, event.type, topic, ts, body)
+            out.append(env)
+            message = {
+                "type": "realtime.event",
+                "topic": topic,
+                "id": event_id,
+                "event_type": event.type,
+                "sent_at": sent_at or time.time(),
+                "json": events.dumps(env),
+                "job_id": str((body.get("job") or {}).get("id") or "") or None,
+            }
+            group = f"{prefix}__group__{events.group_name(topic)}"
+            pipe.publish(group, serializer.serialize(message))
+            if event.terminal and not topic.startswith("org:"):
+                # job and bom topics live until the job ended plus the TTL
+                pipe.expire(stream_key(topic), ttl)
+        metrics.inc("events_published", event.type, len(event.topics))
     pipe.execute()
-    metrics.inc("events_published", event_type, len(topics))
     return out

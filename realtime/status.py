@@ -29,7 +29,7 @@ class StatusFeed:
         self.task: asyncio.Task[None] | None = None
         self.computations = 0  # for tests and metrics: how often the database was asked
 
-    def _on_event(self, message: dict[str, Any]) -> None:
+    def _on_event(self, messages: list[dict[str, Any]]) -> None:
         self.dirty.set()
 
     async def join(self, stream: ClientStream) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,29 +120,53 @@ class ClientStream:
     # Writes an event at once, in the caller's turn of the loop, or returns False. Used while
     # the sender is idle and nothing is queued (a client that keeps up): the hub's one pass
     # over the listeners then reaches every such client, with no task woken per connection.
-    direct: Callable[[Outgoing], bool] | None = None
+    direct: Callable[[Sequence[Outgoing]], bool] | None = None
     ended: bool = False  # the stream has sent its last event; nothing more goes out
 
     # ------------------------------------------------------------------ intake
 
-    def _listener(self, message: dict[str, Any]) -> None:
-        self.offer(outgoing_from_message(message))
+    def _listener(self, messages: Sequence[dict[str, Any]]) -> None:
+        """The hub's events for one of this stream's topics: usually one, more when several
+        arrived together (they then go out in one write)."""
+        if len(messages) == 1:
+            self.offer(outgoing_from_message(messages[0]))
+            return
+        admitted = [i for i in map(outgoing_from_message, messages) if self._admit(i)]
+        if len(admitted) > 1 and self._idle() and self.direct(admitted):  # type: ignore[misc]
+            return
+        for item in admitted:
+            self.enqueue(item)
 
     def offer(self, item: Outgoing) -> None:
+        if self._admit(item):
+            self.enqueue(item)
+
+    def _admit(self, item: Outgoing) -> bool:
+        """Whether ``item`` is for this stream and new to it (buffered while it subscribes)."""
         if self.job_filter is not None and item.job_id not in self.job_filter:
-            return
+            return False
         buffer = self._buffers.get(item.topic)
         if buffer is not None:
             buffer.append(item)
-            return
+            return False
         if item.id is not None:
             key = item.key
             if key is None:
                 key = item.key = log.cursor_key(item.id)  # once per process, not per client
             if key <= self.cursors.get(item.topic, (-1, -1)):
-                return  # already replayed or sent
+                return False  # already replayed or sent
             self.cursors[item.topic] = key
-        self.enqueue(item)
+        return True
+
+    def _idle(self) -> bool:
+        """Whether an event may be written at once, by ``direct``."""
+        return (
+            self.direct is not None
+            and self._waiter is not None  # the sender is parked: no write of its in flight
+            and not self.queue  # and nothing is waiting to go before this
+            and not self.ended
+            and not self.overflowed
+        )
 
     def enqueue(self, item: Outgoing) -> None:
         if self.ended:
@@ -150,12 +174,7 @@ class ClientStream:
         if self.overflowed:
             metrics.inc("events_dropped", item.type)
             return
-        if (
-            self.direct is not None
-            and self._waiter is not None  # the sender is parked: no write of its in flight
-            and not self.queue  # and nothing is waiting to go before this
-            and self.direct(item)
-        ):
+        if self._idle() and self.direct((item,)):  # type: ignore[misc]
             return
         ckey = (item.topic, item.type)
         coalescable = item.type in events.COALESCABLE_EVENT_TYPES

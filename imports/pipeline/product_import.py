@@ -72,7 +72,7 @@ class WriterThread(threading.Thread):
 
 
 def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
-    reporter.stage("reading")
+    # in the "reading" stage from the start (jobs.FIRST_STAGES)
     try:
         source = open_source(Path(job.file.path), job.original_filename)
         header = map_header(source.header)

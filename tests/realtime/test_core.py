@@ -256,9 +256,9 @@ def test_an_idle_sender_gets_events_written_at_once_and_a_busy_one_queued():
         written, accept = [], [True]
         stream = ClientStream()
 
-        def direct(event):
+        def direct(events):
             if accept[0]:
-                written.append(event.id)
+                written.extend(e.id for e in events)
             return accept[0]
 
         stream.direct = direct
@@ -328,7 +328,7 @@ def test_the_hub_returns_from_subscribe_only_once_events_reach_it():
         hub.layer.group_add = late_group_add
         got = []
         try:
-            await hub.subscribe(topic, lambda message: got.append(message["id"]))
+            await hub.subscribe(topic, lambda messages: got.extend(m["id"] for m in messages))
             published = await asyncio.to_thread(
                 publish_now, "job.stage", topics=[topic], body={"n": 1}
             )
@@ -345,3 +345,61 @@ def test_the_hub_returns_from_subscribe_only_once_events_reach_it():
 
     got, published = asyncio.run(scenario())
     assert got == [published]
+
+
+def _message(topic, event_id, event_type):
+    return {"topic": topic, "id": event_id, "event_type": event_type, "json": "{}"}
+
+
+def test_events_that_arrive_together_reach_each_client_in_one_write():
+    """A job's start and its first stage are published together and read together: the hub
+    hands them over together and an idle client gets both in one write, not one pass over
+    every connection each. One it already has is left out; a busy client queues them."""
+    from realtime.hub import Hub
+    from realtime.log import cursor_key
+
+    async def scenario():
+        hub = Hub()
+        idle, busy, writes = ClientStream(), ClientStream(), []
+        idle.direct = busy.direct = lambda items: writes.append([i.id for i in items]) or True
+        idle.cursors["job:x"] = cursor_key("1-0")  # it has event 1 already (a replay)
+        hub.listeners["job:x"] = {idle._listener, busy._listener}
+        parked = asyncio.create_task(idle.next(5))
+        await asyncio.sleep(0)  # the idle stream's sender waits: the direct path
+        hub.dispatch(
+            _message("job:x", "1-0", "job.stage"),
+            _message("job:x", "2-0", "job.started"),
+            _message("org:y", "2-1", "job.started"),  # a topic nobody here follows
+            _message("job:x", "3-0", "job.stage"),
+        )
+        assert writes == [["2-0", "3-0"]]
+        assert [i.id for i in drain(busy)] == ["1-0", "2-0", "3-0"]
+        parked.cancel()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_starts_in_its_first_stage_with_both_events_published_together(org, monkeypatch):
+    """``started(first_stage=...)`` records both stages and publishes ``job.started`` and
+    ``job.stage`` in one batch (one Redis round trip for the log, one for the fan-out)."""
+    from imports import progress
+    from imports.models import ImportJob
+    from realtime.events import job_topic
+
+    batches = []
+    real = progress.publish_together
+    monkeypatch.setattr(
+        progress, "publish_together", lambda b: (batches.append([e.type for e in b]), real(b))
+    )
+    job = ImportJob.objects.create(organization=org, kind="product_import")
+    progress.ProgressReporter(job).started(first_stage="reading")
+    job.refresh_from_db()
+    assert job.status == "processing" and job.stage == "reading"
+    assert [s["stage"] for s in job.stages] == ["started", "reading"]
+    assert batches == [["job.started", "job.stage"]]
+    logged = read_after(job_topic(job.id), None).events
+    assert [(e["type"], e["job"]["stage"]) for e in logged] == [
+        ("job.started", "started"),
+        ("job.stage", "reading"),
+    ]
