@@ -2,7 +2,7 @@
 
     python -m config.devservers exec -- .venv/bin/python bench/stream_latency.py
     (options: --clients 1,100,1000 --kinds sse,ws,naive --runs 3 --client-procs 2
-     --rows 150000 --batch-size 500 --worker-nice 0 --client-sched batch --per-event)
+     --rows 150000 --batch-size 500 --worker-nice 10 --client-sched batch --per-event)
 
 One daphne process serves every client; a real rqworker imports a real file and publishes at its
 normal rate (progress throttled to 4/s, every stage and terminal event). The clients run in
@@ -282,7 +282,10 @@ async def main() -> None:
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--runs", type=int, default=3, help="runs per scenario; medians are reported")
     ap.add_argument(
-        "--worker-nice", type=int, default=0, help="the worker's WORKER_NICE (imports/worker.py)"
+        "--worker-nice",
+        type=int,
+        default=None,
+        help="the worker's WORKER_NICE (imports/worker.py); by default the setting's default",
     )
     ap.add_argument(
         "--per-event", action="store_true", help="print each event's first/median/last latency"
@@ -297,7 +300,11 @@ async def main() -> None:
         help="the client processes' scheduling policy (bench/stream_clients.py)",
     )
     args = ap.parse_args()
-    print(f"# command: {' '.join(sys.argv)}")
+    if args.worker_nice is None:
+        from django.conf import settings
+
+        args.worker_nice = settings.WORKER_NICE
+    print(f"# command: {' '.join(sys.argv)} (worker nice {args.worker_nice})")
     print(
         f"# machine: {platform.platform()}, {os.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"

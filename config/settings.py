@@ -95,8 +95,9 @@ RQ_QUEUES = {
     for name in ("high", "default", "low")
 }
 RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "imports.worker.IntakeWorker"}
-# the CPU priority (nice) of workers; above 0 puts them below the web process (imports/worker.py)
-WORKER_NICE = env.int("WORKER_NICE", default=0)
+# the CPU priority (nice) of workers: below the web process, whose streams are latency work
+# (imports/worker.py); 0 leaves them at the priority they were started with
+WORKER_NICE = env.int("WORKER_NICE", default=10)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

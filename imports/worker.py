@@ -13,12 +13,13 @@ from rq.worker import Worker
 class IntakeWorker(Worker):
     """RQ's forking worker, at a lower CPU priority, with its objects frozen before each fork.
 
-    Priority: an import is throughput work and a stream is latency work. Where both share a
-    machine, ``WORKER_NICE`` (e.g. 10) runs the worker and the processes it starts below
-    daphne, so a fan-out gets the CPU first. Measured on 2 cores: at 1,000 SSE clients p99
-    120-155 -> 89-96 ms and the final state on every client 98-134 -> 73-77 ms, but an import
-    on its own 7 % slower (PostgreSQL's backends keep their priority and win the CPU from the
-    validator), so the default is 0: a deployment that shares a box opts in.
+    Priority: an import is throughput work and a stream is latency work. ``WORKER_NICE``
+    (default 10) runs the worker and the processes it starts below daphne, so where both
+    share a machine a fan-out gets the CPU first; where nothing competes, nice changes
+    nothing. Measured on 2 shared cores, side by side (bench/RESULTS.md): at 1,000 clients p99
+    53 -> 39 ms (SSE) and 54 -> 39 ms (WebSocket), and a 1M-row import's throughput the same
+    (medians 169k and 167k rows/s over four interleaved pairs). ``WORKER_NICE=0`` leaves the
+    worker at the priority it was started with.
 
     Freezing: a work horse shares its parent's memory copy-on-write, but the horse's garbage
     collector writes to every tracked object it scans, copying the page it sits on. Frozen

@@ -20,8 +20,10 @@ print(os.nice(0))
 """
 
 
-def _niceness_of_a_worker(nice: str) -> int:
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "WORKER_NICE": nice}
+def _niceness_of_a_worker(nice: str | None) -> int:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "WORKER_NICE": nice or ""}
+    if nice is None:
+        del env["WORKER_NICE"]
     proc = subprocess.run(
         [sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True
     )
@@ -32,4 +34,5 @@ def _niceness_of_a_worker(nice: str) -> int:
 def test_a_worker_runs_at_the_configured_cpu_priority():
     ours = os.nice(0)
     assert _niceness_of_a_worker("7") == max(ours, 7)  # lowered to WORKER_NICE
-    assert _niceness_of_a_worker("0") == ours  # the default leaves it alone, never raises it
+    assert _niceness_of_a_worker("0") == ours  # 0 leaves it alone, never raises it
+    assert _niceness_of_a_worker(None) == max(ours, 10)  # by default: below daphne
