@@ -36,6 +36,8 @@ def register_runner(kind: str, runner: Runner, *, first_stage: str | None = None
     RUNNERS[kind] = runner
     if first_stage:
         FIRST_STAGES[kind] = first_stage
+    else:
+        FIRST_STAGES.pop(kind, None)
 
 
 def run_job(job_id: str) -> None:
@@ -50,7 +52,7 @@ def run_job(job_id: str) -> None:
             log.info("job %s is %s, not queued: skipped", job_id, job.status)
             return
         reporter = ProgressReporter(job)
-        reporter.started(first_stage=FIRST_STAGES.get(job.kind) if job.kind in RUNNERS else None)
+        reporter.started(first_stage=FIRST_STAGES.get(job.kind))
     runner = RUNNERS.get(job.kind)
     if runner is None:
         reporter.failed(f"No worker can run jobs of kind '{job.kind}' yet.")
