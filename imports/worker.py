@@ -17,9 +17,9 @@ class IntakeWorker(Worker):
     (default 10) runs the worker and the processes it starts below daphne, so where both
     share a machine a fan-out gets the CPU first; where nothing competes, nice changes
     nothing. Measured on 2 shared cores, side by side (bench/RESULTS.md): at 1,000 clients p99
-    53 -> 39 ms (SSE) and 54 -> 39 ms (WebSocket), and a 1M-row import's throughput the same
-    (medians 169k and 167k rows/s over four interleaved pairs). ``WORKER_NICE=0`` leaves the
-    worker at the priority it was started with.
+    50.5 -> 41 ms (SSE) and 53.5 -> 45 ms (WebSocket), medians of 12 runs, and an import's
+    throughput the same (medians 169k and 167k rows/s over four interleaved pairs).
+    ``WORKER_NICE=0`` leaves the worker at the priority it was started with.
 
     Freezing: a work horse shares its parent's memory copy-on-write, but the horse's garbage
     collector writes to every tracked object it scans, copying the page it sits on. Frozen
