@@ -226,7 +226,9 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
             )
         if not job.file:
             raise InvalidState("The job's file is no longer stored; upload it again.")
-        resume_after = 0 if job.atomic or job.dry_run else job.checkpoint_row
+        # only batches that stay committed advance it: never an all-or-nothing job's or a
+        # dry run's (the pipeline's rule), so those start over
+        resume_after = job.checkpoint_row
         ImportRowError.objects.filter(job=job, row_number__gt=resume_after).delete()
         job.attempt += 1
         if resume_after:

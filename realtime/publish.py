@@ -32,6 +32,16 @@ def _layer_wire() -> tuple[str, Any]:
     return conf.get("prefix", "asgi"), registry.get_serializer("msgpack")
 
 
+@dataclass(frozen=True)
+class Event:
+    """One event for ``publish_together``: its type, topics and body."""
+
+    type: str
+    topics: list[str]
+    body: dict[str, Any]
+    terminal: bool = False
+
+
 def publish(
     event_type: str,
     *,
@@ -41,14 +51,6 @@ def publish(
 ) -> None:
     """Publish one event to each of ``topics`` once the current transaction commits."""
     publish_together([Event(event_type, list(topics), body, terminal)])
-
-
-@dataclass(frozen=True)
-class Event:
-    type: str
-    topics: list[str]
-    body: dict[str, Any]
-    terminal: bool = False
 
 
 def publish_together(batch: Sequence[Event]) -> None:
@@ -119,6 +121,7 @@ def _publish_now(
             if event.terminal and not topic.startswith("org:"):
                 # job and bom topics live until the job ended plus the TTL
                 pipe.expire(stream_key(topic), ttl)
-        metrics.inc("events_published", event.type, len(event.topics))
     pipe.execute()
+    for event in batch:
+        metrics.inc("events_published", event.type, len(event.topics))
     return out

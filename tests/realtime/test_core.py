@@ -403,3 +403,25 @@ def test_a_job_starts_in_its_first_stage_with_both_events_published_together(org
         ("job.started", "started"),
         ("job.stage", "reading"),
     ]
+
+
+def test_the_hub_takes_what_the_pub_sub_layer_has_already_read():
+    """``Hub._ready`` reads the Pub/Sub layer's own per-channel queue: with the real layer and
+    real Redis, messages already read come out at once, in order, and nothing waits."""
+    from realtime.hub import Hub
+
+    async def scenario():
+        hub = Hub()
+        hub.channel = await hub.layer.new_channel(prefix="hub.")
+        for n in (1, 2, 3):
+            await hub.layer.send(hub.channel, _message("job:x", f"{n}-0", "job.progress"))
+        queue = hub.layer._get_layer().channels[hub.channel]
+        for _ in range(200):  # until the layer's reader has all three
+            if queue.qsize() == 3:
+                break
+            await asyncio.sleep(0.01)
+        first = await hub.layer.receive(hub.channel)
+        assert [first["id"], *(m["id"] for m in hub._ready())] == ["1-0", "2-0", "3-0"]
+        assert hub._ready() == []
+
+    asyncio.run(scenario())
