@@ -215,9 +215,10 @@ class SSEEndpoint:
                 return
 
     def _direct_writer(
-        self, stream: ClientStream, write_chunk: Callable[[bytes], bool]
+        self, stream: ClientStream, write_chunk: Callable[..., bool]
     ) -> Callable[[Sequence[Outgoing]], bool]:
-        """Write events now (``ClientStream.direct``); the pump closes after a terminal."""
+        """Write events now (``ClientStream.direct``). A stream that closes after its terminal
+        event ends the response's body in the same write; the pump then closes it."""
         close_on_terminal = self.close_on_terminal
 
         def direct(items: Sequence[Outgoing]) -> bool:
@@ -225,7 +226,7 @@ class SSEEndpoint:
                 items[0].sse_chunk() if len(items) == 1 else b"".join(i.sse_chunk() for i in items)
             )
             try:
-                if not write_chunk(data):
+                if not write_chunk(data, close_on_terminal and items[-1].terminal):
                     return False  # queued instead: the pump sends it the usual way
             except Exception:
                 return False  # queued instead: the pump's own send reports what is wrong

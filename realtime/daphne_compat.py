@@ -176,12 +176,19 @@ def _protocol_over_tcp(send: Any) -> tuple[Any, Any] | None:
     return None if transport is None else (found[1], transport)
 
 
-def chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
+LAST_CHUNK = b"0\r\n\r\n"  # the end of a chunked HTTP body
+
+
+def chunk_writer(send: Any) -> Callable[..., bool] | None:
     """For a streaming HTTP response on daphne over plain TCP: write one ready-made chunk of
     the body (``b"<size hex>\\r\\n" + data + b"\\r\\n"``, built once per process for every
     client) straight to the socket; False when the response is over or the client is behind
     (the caller then queues it for its sender). This is ``Request.write`` less the per-client
-    encoding and Twisted's layers."""
+    encoding and Twisted's layers.
+
+    ``write(chunk, last=True)`` ends the body in the same write: a stream that closes after
+    its terminal event gives the client both at once, in one ``send()`` instead of two, and
+    the response's own end (``more_body: False``) then writes nothing more."""
     found = _protocol_over_tcp(send)
     if found is None:
         return None
@@ -191,10 +198,15 @@ def chunk_writer(send: Any) -> Callable[[bytes], bool] | None:
     # turns it off for WebSockets; daphne leaves it on for HTTP.
     transport.setTcpNoDelay(True)
 
-    def write(chunk: bytes) -> bool:
+    def write(chunk: bytes, last: bool = False) -> bool:
         if request.finished or request._disconnected or not request.chunked:
             return False
-        return _send_ready(transport, chunk)
+        if not last:
+            return _send_ready(transport, chunk)
+        if not _send_ready(transport, chunk + LAST_CHUNK):
+            return False
+        request.chunked = 0  # the body's end is out: Request.finish() must not write it again
+        return True
 
     return write
 

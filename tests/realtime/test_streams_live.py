@@ -172,6 +172,55 @@ def test_sse_and_websocket_see_the_same_events_in_the_same_order(live, api, oper
     assert from_sse[-1][0] == "job.completed"
 
 
+def _segments_received(sock) -> int:
+    """TCP segments that arrived on ``sock`` so far (Linux's ``tcp_info.tcpi_segs_in``)."""
+    import socket
+    import struct
+
+    return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 140)[
+        0
+    ]
+
+
+def test_a_streams_terminal_event_and_the_end_of_its_body_arrive_in_one_write(live, api, operator):
+    """A client that keeps up gets its job's terminal event and the end of the response in
+    one write (one TCP segment), not a second write for the body's end once the stream
+    closes."""
+    import socket
+
+    from realtime.publish import publish_now
+
+    job_id = _upload(api)
+    token = Token.objects.get_or_create(user=operator)[0].key
+    with socket.create_connection(("127.0.0.1", live.port)) as sock:
+        sock.settimeout(10)
+        sock.sendall(
+            f"GET /api/v1/jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Token {token}\r\n\r\n".encode()
+        )
+        data = b""
+        while b"event: snapshot" not in data:
+            data += sock.recv(1 << 16)
+        time.sleep(0.5)  # its snapshot is out; the stream waits for events
+        before = _segments_received(sock)
+        publish_now(
+            "job.completed",
+            topics=[job_topic(job_id)],
+            body={"job": {"id": job_id, "status": "completed"}},
+            terminal=True,
+        )
+        data = b""
+        while not data.endswith(b"0\r\n\r\n"):
+            read = sock.recv(1 << 16)
+            assert read, data
+            data += read
+        time.sleep(0.3)  # anything the server still sends after the body's end
+        segments = _segments_received(sock) - before
+    assert b"event: job.completed" in data
+    assert data.count(b"0\r\n\r\n") == 1, data
+    assert segments == 1, (segments, data)
+
+
 def test_heartbeats_arrive_and_a_disconnect_frees_the_stream_slot(live, api, operator):
     job_id = _upload(api)
     url = f"{live.url}/api/v1/jobs/{job_id}/events"
