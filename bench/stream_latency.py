@@ -295,7 +295,7 @@ async def main() -> None:
     )
     ap.add_argument(
         "--client-sched",
-        choices=("batch", "normal"),
+        choices=("batch", "idle", "normal"),
         default="batch",
         help="the client processes' scheduling policy (bench/stream_clients.py)",
     )
