@@ -10,16 +10,18 @@ here: a light process per share of the clients.
 
 ``arrived`` is when the event's bytes reached the client's socket: the kernel's receive
 timestamp (``SO_TIMESTAMP``), taken inside daphne's own ``send()`` on loopback. ``read`` is when
-this process's code got to it. The two differ by the time the client waited for a core: the
-clients stand in for machines elsewhere but share the server's two cores, so ``read`` also
-counts every other client of this process parsed first.
+this process's code read it. The two differ by the time the client waited for a core: the
+clients stand in for machines elsewhere but share the server's two cores.
 
-SCHED ``batch`` (the default) runs the process under Linux's ``SCHED_BATCH`` policy: it gets
-its fair share of the CPU but never preempts a running process when its sockets wake it. The
-clients stand in for machines elsewhere; sharing the server's two cores, each byte daphne
-wrote woke a client that took the core from daphne in the middle of its fan-out, and the
-last client of a fan-out waited for all the others' processing as well as daphne's. ``normal``
-measures them as ordinary processes.
+SCHED ``idle`` (the default) runs the process under Linux's ``SCHED_IDLE`` policy: it gets only
+CPU that nothing else wants, as clients on other machines would take none of the server's. On
+two shared cores the clients otherwise took the core from daphne in the middle of its
+fan-outs (``perf sched``: most of the times daphne was preempted during a run, more CPU than
+the worker's import took meanwhile). A client that reads late can only make the measured
+arrival later, never earlier (``TimestampedConnection``), so this cannot flatter a figure;
+``read`` then counts the wait for an idle core. ``batch`` (``SCHED_BATCH``: a fair share, but
+no preempting a running process when its sockets wake it; the default until the sixth
+session) and ``normal`` measure them as ordinary processes.
 """
 
 from __future__ import annotations
@@ -370,7 +372,7 @@ async def main(kind: str, port: int, job_id: str, token: str, n: int) -> None:
 if __name__ == "__main__":
     kind, port, job_id, token, n = sys.argv[1:6]
     policy = {"batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE}.get(
-        sys.argv[6] if len(sys.argv) > 6 else "batch"
+        sys.argv[6] if len(sys.argv) > 6 else "idle"
     )
     if policy is not None:
         os.sched_setscheduler(0, policy, os.sched_param(0))

@@ -2,12 +2,12 @@
 
     python -m config.devservers exec -- .venv/bin/python bench/stream_latency.py
     (options: --clients 1,100,1000 --kinds sse,ws,naive --runs 3 --client-procs 2
-     --rows 150000 --batch-size 500 --worker-nice 10 --client-sched batch --per-event)
+     --rows 150000 --batch-size 500 --worker-nice 10 --client-sched idle --per-event)
 
 One daphne process serves every client; a real rqworker imports a real file and publishes at its
 normal rate (progress throttled to 4/s, every stage and terminal event). The clients run in
-``--client-procs`` separate processes (``bench/stream_clients.py``, under ``SCHED_BATCH`` unless
-``--client-sched normal``), so that the side that measures is not what limits the figures. For
+``--client-procs`` separate processes (``bench/stream_clients.py``, under ``SCHED_IDLE`` unless
+``--client-sched batch|normal``), so that the side that measures is not what limits the figures. For
 each transport and client count, as the median of ``--runs`` runs, it prints publish-to-receive
 latency (p50/p99/max, from the envelope's publisher timestamp to the event's arrival at the
 client's socket, the kernel's receive timestamp), progress events coalesced, stage/terminal
@@ -134,7 +134,7 @@ async def scenario(
     env: dict,
     procs: int,
     per_event_lines: bool = False,
-    client_sched: str = "batch",
+    client_sched: str = "idle",
 ) -> dict:
     with path.open("rb") as fh:
         f = File(fh, name=path.name)
@@ -295,8 +295,8 @@ async def main() -> None:
     )
     ap.add_argument(
         "--client-sched",
-        choices=("batch", "idle", "normal"),
-        default="batch",
+        choices=("idle", "batch", "normal"),
+        default="idle",
         help="the client processes' scheduling policy (bench/stream_clients.py)",
     )
     args = ap.parse_args()
@@ -304,7 +304,10 @@ async def main() -> None:
         from django.conf import settings
 
         args.worker_nice = settings.WORKER_NICE
-    print(f"# command: {' '.join(sys.argv)} (worker nice {args.worker_nice})")
+    print(
+        f"# command: {' '.join(sys.argv)} (worker nice {args.worker_nice}, "
+        f"clients {args.client_sched})"
+    )
     print(
         f"# machine: {platform.platform()}, {os.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
