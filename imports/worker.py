@@ -9,6 +9,8 @@ from typing import Any
 from django.conf import settings
 from rq.worker import Worker
 
+from realtime import publish
+
 
 class IntakeWorker(Worker):
     """RQ's forking worker, at a lower CPU priority, with its objects frozen before each fork.
@@ -21,6 +23,9 @@ class IntakeWorker(Worker):
     throughput the same (medians 169k and 167k rows/s over four interleaved pairs).
     ``WORKER_NICE=0`` leaves the worker at the priority it was started with.
 
+    A job's first events go out from a fresh work horse: ``realtime.publish.warm_up`` loads
+    what publishing needs in the worker, once, so that each horse inherits it.
+
     Freezing: a work horse shares its parent's memory copy-on-write, but the horse's garbage
     collector writes to every tracked object it scans, copying the page it sits on. Frozen
     objects are left alone, so more of Django and the app stay shared between worker and horse.
@@ -31,6 +36,7 @@ class IntakeWorker(Worker):
         lower_by = settings.WORKER_NICE - os.nice(0)
         if lower_by > 0:
             os.nice(lower_by)
+        publish.warm_up()
 
     def fork_work_horse(self, job: Any, queue: Any) -> None:
         gc.collect()

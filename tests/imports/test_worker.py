@@ -36,3 +36,23 @@ def test_a_worker_runs_at_the_configured_cpu_priority():
     assert _niceness_of_a_worker("7") == max(ours, 7)  # lowered to WORKER_NICE
     assert _niceness_of_a_worker("0") == ours  # 0 leaves it alone, never raises it
     assert _niceness_of_a_worker(None) == max(ours, 10)  # by default: below daphne
+
+
+def test_a_worker_loads_what_publishing_needs_before_it_forks_work_horses():
+    probe = """
+import sys, django
+django.setup()
+from django.conf import settings
+from redis import Redis
+from realtime import publish
+assert "channels_redis.serializers" not in sys.modules
+from imports.worker import IntakeWorker
+IntakeWorker(["default"], connection=Redis.from_url(settings.REDIS_URL))
+print(publish._layer_wire.cache_info().currsize, "channels_redis.serializers" in sys.modules)
+"""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-2:] == ["1", "True"]
