@@ -388,7 +388,12 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
 
             def direct(items: Sequence[Outgoing]) -> bool:
                 try:
-                    if not write_frame(*(i.ws_frame() for i in items)):
+                    frames = (
+                        (items[0].ws_frame(),)
+                        if len(items) == 1
+                        else tuple(i.ws_frame() for i in items)
+                    )
+                    if not write_frame(*frames):
                         return False  # queued instead: the sender sends it the usual way
                 except Exception:
                     return False  # queued instead: the sender's own send reports it

@@ -237,9 +237,13 @@ def frame_writer(send: Any) -> Callable[..., bool] | None:
 
     def write(*frames: bytes) -> bool:
         # several frames (events that arrived together) go out in one socket write
-        sizes = [len(f) - (2 if f[1] <= 125 else 4 if f[1] == 126 else 10) for f in frames]
-        largest = max(sizes)
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        if len(frames) == 1:
+            data = frames[0]
+            payload = largest = len(data) - (2 if data[1] <= 125 else 4 if data[1] == 126 else 10)
+        else:
+            data = b"".join(frames)
+            sizes = [len(f) - (2 if f[1] <= 125 else 4 if f[1] == 126 else 10) for f in frames]
+            largest, payload = max(sizes), sum(sizes)
         if (
             p.state != p.STATE_OPEN
             or p._perMessageCompress is not None
@@ -256,8 +260,8 @@ def frame_writer(send: Any) -> Callable[..., bool] | None:
         stats = p.trafficStats
         stats.outgoingWebSocketMessages += len(frames)
         stats.outgoingWebSocketFrames += len(frames)
-        stats.outgoingOctetsAppLevel += sum(sizes)
-        stats.outgoingOctetsWebSocketLevel += sum(sizes)
+        stats.outgoingOctetsAppLevel += payload
+        stats.outgoingOctetsWebSocketLevel += payload
         stats.outgoingOctetsWireLevel += len(data)
         return True
 
