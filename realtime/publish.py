@@ -9,11 +9,13 @@ one long-lived sync Redis connection; no event loop, no ``async_to_sync``.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.db import transaction
 
@@ -21,6 +23,8 @@ from . import events
 from .log import STREAM_FIELD, maxlen_for, stream_key
 from .metrics import metrics
 from .redis import client
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -38,7 +42,10 @@ def warm_up() -> None:
     once before it forks work horses; they inherit all of it but the connection (redis-py
     opens a new one in a child), so a job's first events are not a few milliseconds late."""
     _layer_wire()
-    client().ping()
+    try:
+        client().ping()
+    except redis.RedisError:  # not reachable yet: the first publish connects, as before
+        log.warning("realtime: Redis did not answer the warm-up ping", exc_info=True)
 
 
 @dataclass(frozen=True)

@@ -56,3 +56,15 @@ print(publish._layer_wire.cache_info().currsize, "channels_redis.serializers" in
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[-2:] == ["1", "True"]
+
+
+def test_the_warm_up_does_not_stop_a_worker_when_redis_does_not_answer(monkeypatch, caplog):
+    from redis import Redis
+
+    from config.devservers import free_port
+    from realtime import publish
+
+    dead = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    monkeypatch.setattr(publish, "client", lambda: dead)
+    publish.warm_up()
+    assert "did not answer the warm-up ping" in caplog.text
