@@ -173,13 +173,13 @@ def test_sse_and_websocket_see_the_same_events_in_the_same_order(live, api, oper
 
 
 def _segments_received(sock) -> int:
-    """TCP segments that arrived on ``sock`` so far (Linux's ``tcp_info.tcpi_segs_in``)."""
+    """TCP segments that arrived on ``sock`` so far: Linux's ``tcp_info.tcpi_segs_in``, the
+    32-bit field at byte 140 of ``struct tcp_info``."""
     import socket
     import struct
 
-    return struct.unpack_from("I", sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256), 140)[
-        0
-    ]
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("I", info, 140)[0]
 
 
 def test_a_streams_terminal_event_and_the_end_of_its_body_arrive_in_one_write(live, api, operator):
@@ -199,9 +199,9 @@ def test_a_streams_terminal_event_and_the_end_of_its_body_arrive_in_one_write(li
             f"Authorization: Token {token}\r\n\r\n".encode()
         )
         data = b""
-        while b"event: snapshot" not in data:
+        while b"event: heartbeat" not in data:  # the next is a second away (these tests' period)
             data += sock.recv(1 << 16)
-        time.sleep(0.5)  # its snapshot is out; the stream waits for events
+        assert b"event: snapshot" in data
         before = _segments_received(sock)
         publish_now(
             "job.completed",
@@ -214,7 +214,7 @@ def test_a_streams_terminal_event_and_the_end_of_its_body_arrive_in_one_write(li
             read = sock.recv(1 << 16)
             assert read, data
             data += read
-        time.sleep(0.3)  # anything the server still sends after the body's end
+        time.sleep(0.3)  # anything the server would still send after the body's end
         segments = _segments_received(sock) - before
     assert b"event: job.completed" in data
     assert data.count(b"0\r\n\r\n") == 1, data
@@ -233,7 +233,11 @@ def test_heartbeats_arrive_and_a_disconnect_frees_the_stream_slot(live, api, ope
         assert src.response.headers["x-accel-buffering"] == "no"
         started = time.monotonic()
         seen = []
-        for sse in src.iter_sse():
+        # Hold the iterator: a generator dropped after ``break`` is finalized at once, and
+        # httpx then closes the response, so the server saw a disconnect (and freed the
+        # slot) before the assertion below could see the slot taken, now and then.
+        events = src.iter_sse()
+        for sse in events:
             seen.append((sse.event, sse.data[:200]))
             if sse.event == "heartbeat":
                 assert abs(json.loads(sse.data)["timestamp"] / 1000 - time.time()) < 5
