@@ -223,6 +223,11 @@ def text_frame(payload: bytes) -> bytes:
     return head + payload
 
 
+def _payload_size(frame: bytes) -> int:
+    """The payload length of a whole, unmasked frame made by ``text_frame``."""
+    return len(frame) - (2 if frame[1] <= 125 else 4 if frame[1] == 126 else 10)
+
+
 def frame_writer(send: Any) -> Callable[..., bool] | None:
     """For an open WebSocket on daphne over plain TCP: write ready-made text frames
     (``text_frame``, built once per process for every client) straight to the socket, counted
@@ -239,10 +244,10 @@ def frame_writer(send: Any) -> Callable[..., bool] | None:
         # several frames (events that arrived together) go out in one socket write
         if len(frames) == 1:
             data = frames[0]
-            payload = largest = len(data) - (2 if data[1] <= 125 else 4 if data[1] == 126 else 10)
+            payload = largest = _payload_size(data)
         else:
             data = b"".join(frames)
-            sizes = [len(f) - (2 if f[1] <= 125 else 4 if f[1] == 126 else 10) for f in frames]
+            sizes = [_payload_size(f) for f in frames]
             largest, payload = max(sizes), sum(sizes)
         if (
             p.state != p.STATE_OPEN
