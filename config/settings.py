@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django_rq",
     "channels",
     "imports",
+    "enrichment",
     "realtime",
 ]
 

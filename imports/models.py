@@ -110,8 +110,10 @@ class Product(models.Model):
 
 class JobKind(models.TextChoices):
     PRODUCT_IMPORT = "product_import", "Product import"
+    COMPONENT_IMPORT = "component_import", "Component import"
     BOM_ENRICHMENT = "bom_enrichment", "BOM enrichment"
     PURCHASE_ORDER = "purchase_order", "Purchase order"
+    EXPORT = "export", "Export"
 
 
 class JobStatus(models.TextChoices):
