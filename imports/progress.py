@@ -8,7 +8,7 @@ seconds; stage changes and terminal events are always published.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
@@ -23,13 +23,23 @@ from .pipeline.validation import RowError
 from .serializers import job_snapshot
 
 
-def job_event(job: ImportJob, event_type: str, **extra: Any) -> Event:
-    """``job``'s current state as an event on its own topic and its organization's feed."""
+def job_event(
+    job: ImportJob,
+    event_type: str,
+    *,
+    topics: Sequence[str] = (),
+    terminal: bool | None = None,
+    **extra: Any,
+) -> Event:
+    """``job``'s current state as an event on its own topic, its organization's feed and any
+    further ``topics`` (an enrichment run's ``bom:<id>``)."""
+    if terminal is None:
+        terminal = event_type in ("job.completed", "job.failed", "job.cancelled")
     return Event(
         event_type,
-        topics=[job_topic(job.id), org_topic(job.organization_id)],
+        topics=[job_topic(job.id), org_topic(job.organization_id), *topics],
         body={"job": job_snapshot(job), **extra},
-        terminal=event_type in ("job.completed", "job.failed", "job.cancelled"),
+        terminal=terminal,
     )
 
 
@@ -75,6 +85,28 @@ class ProgressReporter:
         self.job.heartbeat_at = timezone.now()
         self._save(*fields)
         publish_job_event(self.job, "job.stage")
+
+    def announce(
+        self,
+        event_type: str,
+        *,
+        topics: Sequence[str] = (),
+        terminal: bool = False,
+        throttled: bool = False,
+        **extra: Any,
+    ) -> bool:
+        """Publish a kind's own event (``enrichment.progress``, ``workflow.stage``) with the job's
+        snapshot and ``extra`` fields. A ``throttled`` one (progress) shares the job's progress
+        rate limit and may be skipped; returns whether it went out."""
+        if throttled:
+            now = time.monotonic()
+            if now - self._last_publish < self.min_interval:
+                return False
+            self._last_publish = now
+        publish_together(
+            [job_event(self.job, event_type, topics=topics, terminal=terminal, **extra)]
+        )
+        return True
 
     def warn(self, message: str) -> None:
         self.job.warnings = [*self.job.warnings, message]
