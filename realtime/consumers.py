@@ -20,11 +20,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from imports.models import ImportJob
-from imports.selectors import import_status_summary
-from imports.serializers import job_snapshot
-
-from . import daphne_compat, events, log
+from . import daphne_compat, events, log, topics
 from .access import (
     AccessDenied,
     Principal,
@@ -61,20 +57,13 @@ class HttpError(Exception):
 
 
 async def snapshot(topic: str) -> dict[str, Any] | None:
-    """The current state behind a topic (sent as ``snapshot`` or ``reset``)."""
-    kind, _, ident = topic.partition(":")
-    if kind == "job":
-        job = await database_sync_to_async(ImportJob.objects.filter(pk=ident).first)()
-        return {"job": await database_sync_to_async(job_snapshot)(job)} if job else None
-    if kind == "org":
-        from imports.models import Organization
-
-        org = await database_sync_to_async(Organization.objects.filter(pk=ident).first)()
-        if org is None:
-            return None
-        summary = await database_sync_to_async(import_status_summary)(organization=org)
-        return {"status": summary}
-    return None
+    """The current state behind a topic (sent as ``snapshot`` or ``reset``), as the topic's
+    registered kind builds it."""
+    found = topics.parse(topic)
+    if found is None:
+        return None
+    kind, ident = found
+    return await database_sync_to_async(kind.snapshot)(ident)
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
@@ -252,26 +241,40 @@ class SSEEndpoint:
         raise NotImplementedError
 
 
-class JobEventsSSE(SSEEndpoint):
-    """``GET /api/v1/jobs/{id}/events``: one job, its current snapshot first, closes at the end."""
+class TopicEventsSSE(SSEEndpoint):
+    """``GET /api/v1/realtime/topics/{topic}/events``: one topic of any registered kind, its
+    current snapshot first; closes after the kind's terminal event (or at once when the
+    snapshot shows it has ended)."""
 
     close_on_terminal = True
+    not_found = "No such topic."
+
+    def topic(self, scope: dict[str, Any]) -> str:
+        return scope["url_route"]["kwargs"]["topic"]
 
     async def plan(self, scope, principal, stream):
-        job_id = scope["url_route"]["kwargs"]["job_id"]
-        topic = events.job_topic(job_id)
+        topic = self.topic(scope)
         if not await topic_allowed(principal, topic):
-            raise HttpError(404, "No such job.")
+            raise HttpError(404, self.not_found)
         cursor = request_cursor(scope)
         if cursor:
             last = await database_sync_to_async(log.last_event)(topic)
-            if last and last["type"] in events.TERMINAL_EVENT_TYPES and last["id"] == cursor:
+            if last and last["id"] == cursor and last["type"] in topics.terminal_events_of(topic):
                 raise HttpError(204, "")  # the client has the end: stop EventSource retrying
 
         async def start() -> None:
             await stream.subscribe(topic, cursor, snapshot, initial=True)
 
         return start
+
+
+class JobEventsSSE(TopicEventsSSE):
+    """``GET /api/v1/jobs/{id}/events``: the stream of ``job:<id>``."""
+
+    not_found = "No such job."
+
+    def topic(self, scope: dict[str, Any]) -> str:
+        return events.job_topic(scope["url_route"]["kwargs"]["job_id"])
 
 
 class ActivitySSE(SSEEndpoint):
@@ -331,6 +334,8 @@ def status_key(params: dict[str, str], principal: Principal) -> tuple[int, float
     limit = _bounded(params.get("limit"), name="limit", default=5, low=0, high=50)
     if limit != int(limit):
         raise HttpError(400, "limit must be a whole number from 0 to 50.")
+    if topics.summary_provider() is None:
+        raise HttpError(404, "This server has no status summary.")
     return (principal.organization_id, interval, int(limit))
 
 
