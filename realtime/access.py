@@ -25,11 +25,15 @@ from django.contrib.auth.models import AnonymousUser
 from django.core import signing
 from django.http.cookie import parse_cookie
 
+from . import events
 from . import topics as registry
 from .redis import async_client
 
 TOKEN_SALT = "intake.realtime.stream-token"
 MAX_TOKEN_TTL = 600
+# topics per stream token, per subscription and per connection: each is a hub subscription and
+# an authorization query, so a client may not ask for thousands
+MAX_TOPICS = 100
 
 
 class AccessDenied(Exception):
@@ -164,6 +168,13 @@ class SessionUserMiddleware:
 
 
 # ---------------------------------------------------------------------- topics
+
+
+def covers_organization(principal: Principal) -> bool:
+    """Whether ``principal`` may read its organization as a whole (the feed, the summary): a
+    stream token scoped to some jobs may not."""
+    scope = principal.topics
+    return scope is None or events.org_topic(principal.organization_id) in scope
 
 
 def topic_allowed_sync(principal: Principal, topic: str) -> bool:

@@ -22,10 +22,12 @@ from django.conf import settings
 
 from . import daphne_compat, events, log, topics
 from .access import (
+    MAX_TOPICS,
     AccessDenied,
     Principal,
     StreamSlot,
     authenticate,
+    covers_organization,
     heartbeat_seconds,
     query,
     topic_allowed,
@@ -288,17 +290,25 @@ class ActivitySSE(SSEEndpoint):
     async def plan(self, scope, principal, stream):
         params = query(scope)
         topic = events.org_topic(principal.organization_id)
-        wanted = [t.strip() for t in params.get("topics", "").split(",") if t.strip()]
+        wanted = list(dict.fromkeys(t.strip() for t in params.get("topics", "").split(",")))
+        wanted = [t for t in wanted if t]
+        if len(wanted) > MAX_TOPICS:
+            raise HttpError(400, f"At most {MAX_TOPICS} topics per stream (got {len(wanted)}).")
         if wanted:
+            # narrowed to some jobs: a stream token for those jobs is enough
             for t in wanted:
                 if not t.startswith("job:") or not await topic_allowed(principal, t):
                     raise HttpError(404, f"No such topic: {t}")
             stream.job_filter = {t.partition(":")[2] for t in wanted}
+        elif not covers_organization(principal):
+            raise HttpError(403, not_covered(principal, "feed"))
         elif not await topic_allowed(principal, topic):
             raise HttpError(404, "No such topic.")
         cursor = request_cursor(scope)
         summary_key = None
         if params.get("summary", "").lower() in ("1", "true", "yes"):
+            if not covers_organization(principal):
+                raise HttpError(403, not_covered(principal, "summary"))
             summary_key = status_key(params, principal)
 
             async def stop() -> None:
@@ -312,6 +322,14 @@ class ActivitySSE(SSEEndpoint):
                 await status_feed(summary_key).join(stream)
 
         return start
+
+
+def not_covered(principal: Principal, what: str) -> str:
+    org = events.org_topic(principal.organization_id)
+    return (
+        f"This stream token does not cover the organization's {what}; "
+        f"ask for a token with the topic '{org}'."
+    )
 
 
 def _bounded(raw: str | None, *, name: str, default: float, low: float, high: float) -> float:
@@ -343,6 +361,8 @@ class StatusSSE(SSEEndpoint):
     """``GET /api/v1/products/import/stream``: import-status summaries, shared per org."""
 
     async def plan(self, scope, principal, stream):
+        if not covers_organization(principal):
+            raise HttpError(403, not_covered(principal, "summary"))
         key = status_key(query(scope), principal)
 
         async def start() -> None:
@@ -427,6 +447,18 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         if content["action"] == "unsubscribe":
             for topic in topics:
                 await self.stream.unsubscribe(topic)
+            return
+        topics = list(dict.fromkeys(topics))
+        new = [t for t in topics if t not in self.stream.topics]
+        if len(topics) > MAX_TOPICS or len(self.stream.topics) + len(new) > MAX_TOPICS:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "detail": f"At most {MAX_TOPICS} topics per subscription and per "
+                    f"connection (asked for {len(topics)}, following {len(self.stream.topics)}); "
+                    "unsubscribe from some first.",
+                }
+            )
             return
         cursors = content.get("last_event_id")
         for topic in topics:
