@@ -145,6 +145,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # the SSE endpoints and the WebSocket are ASGI routes: realtime.openapi describes them
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "realtime.openapi.add_stream_paths",
+    ],
 }
 
 # Uploads: the limit is enforced by the API (413) before a job is created.
