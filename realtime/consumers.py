@@ -173,8 +173,11 @@ class SSEEndpoint:
             # a client that reads slowly: let its events wait in the stream's queue (where
             # progress coalesces, and too many stage events end in a reset), not in Twisted's
             # buffer, which has no limit
-            while unsent() > UNSENT_LIMIT and not (gone.is_set() or stream.overflowed):
-                await asyncio.sleep(UNSENT_POLL_SECONDS)
+            if unsent() > UNSENT_LIMIT:
+                stream.backed_up = True  # only now may its progress events coalesce
+                while unsent() > UNSENT_LIMIT and not (gone.is_set() or stream.overflowed):
+                    await asyncio.sleep(UNSENT_POLL_SECONDS)
+                stream.backed_up = False
             item = await stream.next_until(next_beat)
             if gone.is_set() or stream.ended:
                 return
@@ -477,8 +480,11 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         next_beat = clock() + beat
         try:
             while True:
-                while self.unsent() > UNSENT_LIMIT and not self.stream.overflowed:
-                    await asyncio.sleep(UNSENT_POLL_SECONDS)  # a slow reader: see SSE's pump
+                if self.unsent() > UNSENT_LIMIT:  # a slow reader: see SSE's pump
+                    self.stream.backed_up = True
+                    while self.unsent() > UNSENT_LIMIT and not self.stream.overflowed:
+                        await asyncio.sleep(UNSENT_POLL_SECONDS)
+                    self.stream.backed_up = False
                 item: Outgoing | None = await self.stream.next_until(next_beat)
                 if item is None:
                     if clock() >= next_beat:

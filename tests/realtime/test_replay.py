@@ -1,0 +1,72 @@
+"""What a client that was away gets: every event after its cursor, exactly once."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from httpx_sse import connect_sse
+from rest_framework.authtoken.models import Token
+from websockets.sync.client import connect as ws_connect
+
+from realtime.events import job_topic
+from realtime.publish import publish_now
+from tests.fixtures.files import csv_bytes, product_rows, upload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _job(api):
+    resp = api.post(
+        "/api/v1/products/import", {"file": upload(csv_bytes(product_rows(5)))}, format="multipart"
+    )
+    assert resp.status_code == 202, resp.content
+    return resp.json()["id"]
+
+
+def _auth(user):
+    return {"Authorization": f"Token {Token.objects.get_or_create(user=user)[0].key}"}
+
+
+def test_a_resume_after_missing_two_progress_events_gets_both(live, api, operator):
+    job_id = _job(api)
+    topic = job_topic(job_id)
+    body = {"job": {"id": job_id, "status": "processing"}}
+    seen = publish_now("job.stage", topics=[topic], body=body)[0]["id"]
+    missed = [
+        publish_now("job.progress", topics=[topic], body={**body, "n": n})[0]["id"] for n in (1, 2)
+    ]
+    last = publish_now(
+        "job.completed", topics=[topic], body={"job": {**body["job"], "status": "completed"}}
+    )[0]["id"]
+
+    received = []
+    with (
+        httpx.Client(timeout=10) as http,
+        connect_sse(
+            http,
+            "GET",
+            f"{live.url}/api/v1/jobs/{job_id}/events",
+            headers={**_auth(operator), "Last-Event-ID": seen},
+        ) as source,
+    ):
+        for sse in source.iter_sse():
+            if sse.data and sse.event != "heartbeat":
+                received.append((sse.event, sse.id))
+    assert received == [
+        ("job.progress", missed[0]),
+        ("job.progress", missed[1]),
+        ("job.completed", last),
+    ]
+
+    with ws_connect(
+        f"ws://127.0.0.1:{live.port}/ws/v1/stream/", additional_headers=_auth(operator)
+    ) as ws:
+        ws.send(json.dumps({"action": "subscribe", "topics": [topic], "last_event_id": seen}))
+        got = []
+        while len(got) < 3:
+            message = json.loads(ws.recv(timeout=10))
+            if message["type"] != "heartbeat":
+                got.append(message)
+    assert [(e["type"], e["id"]) for e in got] == received
