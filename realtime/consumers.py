@@ -392,6 +392,33 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                     await send({"type": "websocket.close", "code": 1012})
                 await self.disconnect(1012)
             raise
+        finally:
+            # however the consumer ended (an error included), its stream slot, subscriptions
+            # and sender go with it: a slot left behind counts against the user until it expires
+            if getattr(self, "slot", None) is not None:
+                await self.disconnect(1011)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """A frame from the client: JSON text, or an error message back (the stream stays)."""
+        if text_data is None:
+            await self.send_json(
+                {"type": "error", "detail": "Send JSON text frames; binary frames are not read."}
+            )
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "detail": "That frame is not JSON; send "
+                    '{"action": "subscribe", "topics": ["job:<id>"]}.',
+                }
+            )
+            return
+        await self.receive_json(content)
 
     async def connect(self) -> None:
         self.stream = ClientStream(max_queue=settings.REALTIME["QUEUE_SIZE"])
@@ -469,8 +496,16 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 await self.close(code=4404)
                 return
             cursor = cursors.get(topic) if isinstance(cursors, dict) else cursors
-            if cursor and not log.valid_cursor(str(cursor)):
-                await self.send_json({"type": "error", "detail": f"Bad last_event_id {cursor}."})
+            if cursor is not None and not isinstance(cursor, str):
+                cursor = str(cursor)  # a bare number is a (partial) id; anything else is not
+            if cursor and not log.valid_cursor(cursor):
+                await self.send_json(
+                    {
+                        "type": "error",
+                        "detail": f"Bad last_event_id {cursor[:80]!r} for {topic}: "
+                        "expected an event id (<ms>-<seq>).",
+                    }
+                )
                 continue
             await self.stream.subscribe(topic, cursor, snapshot, initial=not cursor)
 
@@ -510,10 +545,11 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=1011)
 
     async def disconnect(self, code: int) -> None:
-        if self.sender is not None:
+        if getattr(self, "sender", None) is not None:
             self.sender.cancel()
-        await self.stream.close()
-        if self.slot is not None:
+        if getattr(self, "stream", None) is not None:
+            await self.stream.close()
+        if getattr(self, "slot", None) is not None:
             await self.slot.release()
             metrics.inc("streams_closed", "websocket")
             self.slot = None
