@@ -31,6 +31,7 @@ HELP = {
     "events_dropped": ("counter", "Events not delivered to a client that was reset"),
     "replays": ("counter", "Stream (re)connections that replayed the log"),
     "resets": ("counter", "Reset events sent (cursor too old, or client too slow)"),
+    "hub_resyncs": ("counter", "Replays of missed events after a Pub/Sub reconnect, per process"),
     "worker_lost_jobs": ("counter", "Jobs failed because their worker was lost"),
 }
 

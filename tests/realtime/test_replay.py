@@ -70,3 +70,48 @@ def test_a_resume_after_missing_two_progress_events_gets_both(live, api, operato
             if message["type"] != "heartbeat":
                 got.append(message)
     assert [(e["type"], e["id"]) for e in got] == received
+
+
+def test_events_published_while_the_hubs_pub_sub_reconnects_still_arrive(live, api, operator):
+    """Redis Pub/Sub drops what is published while a subscriber reconnects; the hub replays it
+    from the log, so a follower still gets every event and the terminal one."""
+    import threading
+
+    from realtime.redis import client as redis_client
+
+    job_id = _job(api)
+    topic = job_topic(job_id)
+    body = {"job": {"id": job_id, "status": "processing"}}
+    received = []
+    subscribed = threading.Event()
+
+    def follow():
+        with (
+            httpx.Client(timeout=20) as http,
+            connect_sse(
+                http, "GET", f"{live.url}/api/v1/jobs/{job_id}/events", headers=_auth(operator)
+            ) as source,
+        ):
+            for sse in source.iter_sse():
+                if sse.event == "snapshot":
+                    subscribed.set()
+                elif sse.data and sse.event != "heartbeat":
+                    received.append((sse.event, sse.id))
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    assert subscribed.wait(10)
+    published = []
+    for n in range(5):
+        # cut every Pub/Sub connection (daphne's hub among them) and publish at once, while
+        # they reconnect: plain Pub/Sub never delivers these
+        redis_client().execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        for event_type in ("job.stage", "job.progress"):
+            env = publish_now(event_type, topics=[topic], body={**body, "n": n})[0]
+            published.append((event_type, env["id"]))
+    done = {"job": {**body["job"], "status": "completed"}}
+    env = publish_now("job.completed", topics=[topic], body=done, terminal=True)[0]
+    published.append(("job.completed", env["id"]))
+    reader.join(20)
+    assert not reader.is_alive(), f"no terminal event: got {len(received)} of {len(published)}"
+    assert received == published  # every one, once, in order
