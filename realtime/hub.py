@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 Listener = Callable[[list[dict[str, Any]]], None]
 
 RESYNC_MAX_EVENTS = 10_000  # per topic, as a client's own replay
+RESYNC_ATTEMPTS = 20  # half a second apart
 
 
 class Hub:
@@ -201,14 +202,24 @@ class Hub:
         )
 
     async def _resync(self) -> None:
+        failures = 0
         try:
             while True:
                 self._resync_again = False
-                await self._replay_missed()
+                try:
+                    await self._replay_missed()
+                except Exception:
+                    # Redis went away again: releasing the held events now would move the
+                    # topics' last ids past the gap for good, so try again for a while
+                    failures += 1
+                    if failures >= RESYNC_ATTEMPTS:
+                        log.exception("realtime hub: gave up replaying after a reconnect")
+                        return
+                    log.warning("realtime hub: replay after a reconnect failed; retrying")
+                    await asyncio.sleep(0.5)
+                    self._resync_again = True
                 if not self._resync_again:
                     return
-        except Exception:
-            log.exception("realtime hub: replay after a reconnect failed")
         finally:
             held, self._held = self._held or [], None
             fresh = [m for m in held if "id" not in m or self._newer(m)]
