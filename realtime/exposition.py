@@ -41,6 +41,7 @@ COUNTERS: dict[str, tuple[str, str | None]] = {
     "events_dropped": ("Events not delivered to a client that was reset", "type"),
     "replays": ("Stream (re)connections that replayed the log", "kind"),
     "resets": ("Reset events sent (cursor too old, or client too slow)", "reason"),
+    "hub_resyncs": ("Replays of missed events after a Pub/Sub reconnect, per process", None),
     "worker_lost_jobs": ("Jobs failed because their worker was lost", None),
 }
 INTERNAL = {"latency_bucket", "latency_sum", "latency_count"}
