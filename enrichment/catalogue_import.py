@@ -140,6 +140,7 @@ def write_batch(org_id: int, records: list[tuple]) -> tuple[int, int]:
         cur.execute("SET LOCAL enable_hashjoin = off")
         cur.execute("SET LOCAL enable_mergejoin = off")
         cur.execute("SET LOCAL synchronous_commit = off")
+        cur.execute(f"TRUNCATE {_STAGE}")  # ON COMMIT empties it, unless an outer transaction
         with cur.copy(_COPY) as copy:
             for record in records:
                 copy.write_row(record)

@@ -96,7 +96,10 @@ class LineResult:
 
 
 def _candidate(row: Sequence, score: float) -> Candidate:
-    breaks = tuple((int(q), Decimal(str(p))) for q, p in (row[7] or []))
+    raw = row[7]
+    if isinstance(raw, str):  # Django leaves jsonb to be parsed by the caller
+        raw = json.loads(raw)
+    breaks = tuple((int(q), Decimal(str(p))) for q, p in (raw or []))
     return Candidate(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], breaks, score, row[8], row[9]
     )
@@ -148,43 +151,43 @@ class Matcher:
                 (Tier.EXACT, "mpn_key", matching.exact_key),
                 (Tier.NORMALIZED, "mpn_norm", matching.normalize_mpn),
                 (Tier.PACKAGING, "mpn_base", matching.packaging_key),
-                (Tier.LEARNED, None, matching.exact_key),
             ):
                 if not todo:
                     break
                 started = time.perf_counter()
                 keys = [keyfn(lines[i].mpn) for i in todo]
-                if column is None:
-                    found = _fetch(
-                        cur,
-                        _LEARNED,
-                        [todo, [self.org] * len(todo), keys, [makers[i] for i in todo]],
-                        matching.CONFIDENCE[tier],
-                    )
-                else:
-                    found = _fetch(
-                        cur,
-                        _BY_KEY.format(column=column),
-                        [todo, [self.org] * len(todo), keys],
-                        matching.CONFIDENCE[tier],
-                    )
-                left = []
-                for i in todo:
-                    line = lines[i]
-                    decision = matching.decide(
-                        tier,
-                        found.get(i, ()),
-                        manufacturer="" if tier == Tier.LEARNED else makers[i],
-                        quantity=line.quantity,
-                        mpn=line.mpn,
-                    )
-                    if decision is None:
-                        left.append(i)
-                    else:
-                        results[i] = LineResult(line, decision)
-                        self.lines[tier] += 1
+                found = _fetch(
+                    cur,
+                    _BY_KEY.format(column=column),
+                    [todo, [self.org] * len(todo), keys],
+                    matching.CONFIDENCE[tier],
+                )
+                todo = self._decide(tier, lines, todo, found, makers, results)
                 self.seconds[tier] += time.perf_counter() - started
-                todo = left
+            # An operator's earlier choice also settles a line the key tiers left ambiguous:
+            # that is the very line an operator resolves.
+            ambiguous = [i for i, r in results.items() if r.decision.status == Status.AMBIGUOUS]
+            asked = sorted([*todo, *ambiguous])
+            if asked:
+                started = time.perf_counter()
+                found = _fetch(
+                    cur,
+                    _LEARNED,
+                    [
+                        asked,
+                        [self.org] * len(asked),
+                        [matching.exact_key(lines[i].mpn) for i in asked],
+                        [makers[i] for i in asked],
+                    ],
+                    matching.CONFIDENCE[Tier.LEARNED],
+                )
+                if found:
+                    learned = [i for i in asked if i in found]
+                    self._decide(
+                        Tier.LEARNED, lines, learned, found, dict.fromkeys(learned, ""), results
+                    )
+                    todo = [i for i in todo if i not in found]
+                self.seconds[Tier.LEARNED] += time.perf_counter() - started
             if todo:
                 started = time.perf_counter()
                 self._similar(cur, lines, todo, results)
@@ -194,6 +197,31 @@ class Matcher:
         for result in out:
             _price(result)
         return out
+
+    def _decide(
+        self,
+        tier: str,
+        lines: Sequence[LineInput],
+        todo: list[int],
+        found: dict[int, list[Candidate]],
+        makers: dict[int, str],
+        results: dict[int, LineResult],
+    ) -> list[int]:
+        """Apply ``tier``'s decision to each line of ``todo``; returns the undecided ones."""
+        left = []
+        for i in todo:
+            line = lines[i]
+            decision = matching.decide(
+                tier, found.get(i, ()), manufacturer=makers[i], quantity=line.quantity, mpn=line.mpn
+            )
+            if decision is None:
+                left.append(i)
+            else:
+                if i in results:  # a learned choice replaces an ambiguous outcome
+                    self.lines[results[i].decision.tier] -= 1
+                results[i] = LineResult(line, decision)
+                self.lines[tier] += 1
+        return left
 
     def _similar(
         self, cur, lines: Sequence[LineInput], todo: list[int], results: dict[int, LineResult]
