@@ -84,6 +84,7 @@ class LineInput:
     manufacturer: str
     quantity: int
     dnp: bool
+    problem: str = ""  # why the file's row could not be read as a line: it stays an error
 
 
 @dataclass(slots=True)
@@ -133,7 +134,9 @@ class Matcher:
         results: dict[int, LineResult] = {}
         todo: list[int] = []
         for i, line in enumerate(lines):
-            if line.dnp:
+            if line.problem:
+                results[i] = LineResult(line, Decision(Status.ERROR, notes=[line.problem]))
+            elif line.dnp:
                 results[i] = LineResult(line, Decision(Status.SKIPPED, notes=["Not populated."]))
             elif not matching.normalize_mpn(line.mpn):
                 results[i] = LineResult(

@@ -61,6 +61,10 @@ def _csv(bom: Bom) -> Iterator[str]:
 class BomExportView(APIView):
     permission_classes = [IsMember]
 
+    def perform_content_negotiation(self, request: Request, force: bool = False):
+        # ``?format=`` names the file type here, not one of DRF's renderers
+        return super().perform_content_negotiation(request, force=True)
+
     def get(self, request: Request, bom_id: int):
         bom = bom_or_404(request, bom_id)
         fmt = request.query_params.get("format", "csv").lower()

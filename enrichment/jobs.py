@@ -78,10 +78,11 @@ def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) 
     qs = BomLine.objects.filter(bom=bom)
     if job.options.get("only") == "unresolved":
         qs = qs.filter(match_status__in=UNRESOLVED)
+    # a line stored as an error at upload (its row could not be read) keeps its error and note
     lines = [
-        LineInput(*row)
+        LineInput(*row[:5], problem=(row[6] or [""])[0] if row[5] == MatchStatus.ERROR else "")
         for row in qs.order_by("line_number").values_list(
-            "id", "mpn", "manufacturer", "quantity", "dnp"
+            "id", "mpn", "manufacturer", "quantity", "dnp", "match_status", "notes"
         )
     ]
     total = len(lines)
