@@ -10,11 +10,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from realtime import daphne_compat  # noqa: E402
 from realtime.access import SessionUserMiddleware  # noqa: E402
+from realtime.origins import OriginValidator  # noqa: E402
 from realtime.routing import http_patterns, websocket_patterns  # noqa: E402
 
 daphne_compat.install()  # WebSocket closes 1008 and 1012; a clean shutdown
@@ -22,8 +22,7 @@ daphne_compat.install()  # WebSocket closes 1008 and 1012; a clean shutdown
 application = ProtocolTypeRouter(
     {
         "http": URLRouter([*http_patterns, re_path(r"", django_asgi_app)]),
-        "websocket": AllowedHostsOriginValidator(
-            SessionUserMiddleware(URLRouter(websocket_patterns))
-        ),
+        # an Origin is checked when sent (browsers); programs send none and use tokens
+        "websocket": OriginValidator(SessionUserMiddleware(URLRouter(websocket_patterns))),
     }
 )

@@ -6,3 +6,9 @@ from django.apps import AppConfig
 class ImportsConfig(AppConfig):
     name = "imports"
     verbose_name = "Imports"
+
+    def ready(self) -> None:
+        # the stream core knows no app: tell it about jobs, organizations and the summary
+        from . import topics
+
+        topics.register()

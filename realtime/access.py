@@ -4,13 +4,15 @@ Browsers use the session cookie; integrations a DRF token in the ``Authorization
 may carry only a short-lived signed stream token (``?token=``), scoped to a user, an
 organization and topics, never an API token. A topic of another tenant is answered exactly like
 a topic that does not exist.
+
+Which organization a user acts for, and which topics exist, come from the apps through
+``realtime.topics`` (``register_membership``, ``register``): this module imports no app.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
@@ -23,13 +25,15 @@ from django.contrib.auth.models import AnonymousUser
 from django.core import signing
 from django.http.cookie import parse_cookie
 
-from imports.models import ImportJob, Membership
-
 from . import events
+from . import topics as registry
 from .redis import async_client
 
 TOKEN_SALT = "intake.realtime.stream-token"
 MAX_TOKEN_TTL = 600
+# topics per stream token, per subscription and per connection: each is a hub subscription and
+# an authorization query, so a client may not ask for thousands
+MAX_TOPICS = 100
 
 
 class AccessDenied(Exception):
@@ -87,6 +91,27 @@ def query(scope: dict[str, Any]) -> dict[str, str]:
     return {k: v[-1] for k, v in parsed.items()}
 
 
+def principal_for(user_id: int, organization: str | None) -> Principal:
+    """The principal of a signed-in user (session or API token) acting for ``organization``
+    (an id or slug they named, or None for their default organization)."""
+    member = registry.membership(user_id, organization or None)
+    if member is None:
+        raise AccessDenied(
+            "You are not a member of this organization."
+            if organization
+            else "Your account belongs to no organization; ask an admin to add you to one.",
+            status=403,
+        )
+    return Principal(user_id, member.organization_id, member.role)
+
+
+def principal_from_stream_token(token: dict[str, Any]) -> Principal:
+    member = registry.membership(token["u"], str(token["o"]))
+    if member is None:
+        raise AccessDenied("The stream token's user no longer belongs to the organization.")
+    return Principal(token["u"], member.organization_id, member.role, frozenset(token["t"]))
+
+
 @database_sync_to_async
 def _principal(
     user_id: int | None, token_key: str | None, wanted_org: str | None, token: dict | None
@@ -94,12 +119,7 @@ def _principal(
     from rest_framework.authtoken.models import Token
 
     if token is not None:
-        membership = Membership.objects.filter(
-            user_id=token["u"], organization_id=token["o"], user__is_active=True
-        ).first()
-        if membership is None:
-            raise AccessDenied("The stream token's user no longer belongs to the organization.")
-        return Principal(token["u"], token["o"], membership.role, frozenset(token["t"]))
+        return principal_from_stream_token(token)
     if token_key is not None:
         found = Token.objects.select_related("user").filter(key=token_key).first()
         if found is None or not found.user.is_active:
@@ -107,17 +127,7 @@ def _principal(
         user_id = found.user_id
     if user_id is None:
         raise AccessDenied("Authentication credentials were not provided.")
-    qs = Membership.objects.filter(user_id=user_id)
-    if wanted_org:
-        qs = (
-            qs.filter(organization_id=int(wanted_org))
-            if wanted_org.isdigit()
-            else qs.filter(organization__slug=wanted_org)
-        )
-    membership = qs.order_by("created_at", "id").first()
-    if membership is None:
-        raise AccessDenied("You are not a member of any organization.", status=403)
-    return Principal(user_id, membership.organization_id, membership.role)
+    return principal_for(user_id, wanted_org)
 
 
 async def authenticate(scope: dict[str, Any]) -> Principal:
@@ -159,36 +169,24 @@ class SessionUserMiddleware:
 
 # ---------------------------------------------------------------------- topics
 
-TopicCheck = Callable[[str, int], bool]
-_checks: dict[str, TopicCheck] = {}
 
-
-def register_topic_kind(kind: str, check: TopicCheck) -> None:
-    """Apps add topic kinds (``bom`` comes with enrichment) with a tenant check of their own."""
-    _checks[kind] = check
-
-
-def _job_check(ident: str, org_id: int) -> bool:
-    try:
-        uuid.UUID(ident)
-    except ValueError:
-        return False
-    return ImportJob.objects.filter(pk=ident, organization_id=org_id).exists()
-
-
-register_topic_kind("job", _job_check)
-register_topic_kind("org", lambda ident, org_id: ident == str(org_id))
+def covers_organization(principal: Principal) -> bool:
+    """Whether ``principal`` may read its organization as a whole (the feed, the summary): a
+    stream token scoped to some jobs may not."""
+    scope = principal.topics
+    return scope is None or events.org_topic(principal.organization_id) in scope
 
 
 def topic_allowed_sync(principal: Principal, topic: str) -> bool:
-    """May ``principal`` follow ``topic``? Foreign and missing topics both answer False."""
-    if not events.TOPIC_RE.match(topic):
-        return False
+    """May ``principal`` follow ``topic``? Malformed, unknown, out-of-scope and foreign topics
+    all answer False (the caller says 404 alike)."""
     if principal.topics is not None and topic not in principal.topics:
         return False
-    kind, _, ident = topic.partition(":")
-    check = _checks.get(kind)
-    return bool(check and check(ident, principal.organization_id))
+    found = registry.parse(topic)
+    if found is None:
+        return False
+    kind, ident = found
+    return bool(kind.authorize(ident, principal.organization_id))
 
 
 topic_allowed = database_sync_to_async(topic_allowed_sync)

@@ -5,28 +5,101 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import (
+    AuthenticationFailed,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
-from imports.tenancy import IsMember, request_membership
-
 from . import log, metrics
-from .access import MAX_TOKEN_TTL, Principal, issue_stream_token, topic_allowed_sync
+from .access import (
+    MAX_TOKEN_TTL,
+    MAX_TOPICS,
+    AccessDenied,
+    Principal,
+    issue_stream_token,
+    principal_for,
+    principal_from_stream_token,
+    read_stream_token,
+    topic_allowed_sync,
+)
+
+
+class StreamToken:
+    """``request.auth`` of a request authenticated by a stream token in the URL."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+
+class StreamTokenAuthentication(BaseAuthentication):
+    """``?token=<stream token>``: what an EventSource-based client falls back to polling with.
+    Only where a stream is read (polling), and only within the token's topics."""
+
+    def authenticate(self, request: Request) -> tuple[Any, StreamToken] | None:
+        raw = request.query_params.get("token")
+        if not raw:
+            return None
+        try:
+            data = read_stream_token(raw)
+        except AccessDenied as exc:
+            raise AuthenticationFailed(exc.message)
+        user = get_user_model().objects.filter(pk=data["u"], is_active=True).first()
+        if user is None:
+            raise AuthenticationFailed("The stream token's user is no longer active.")
+        return user, StreamToken(data)
+
+    def authenticate_header(self, request: Request) -> str:
+        return "Token"
 
 
 def _principal(request: Request) -> Principal:
-    membership = request_membership(request)
-    return Principal(request.user.pk, membership.organization_id, membership.role)
+    """The caller as the streams see them, through the registered membership lookup."""
+    cached = getattr(request, "_realtime_principal", None)
+    if cached is not None:
+        return cached
+    wanted = request.headers.get("X-Organization") or request.query_params.get("organization")
+    try:
+        if isinstance(request.auth, StreamToken):
+            principal = principal_from_stream_token(request.auth.data)
+        else:
+            principal = principal_for(request.user.pk, wanted)
+    except AccessDenied as exc:
+        raise PermissionDenied(exc.message)
+    request._realtime_principal = principal
+    return principal
+
+
+class IsMember(BasePermission):
+    """Any member of an organization: streams, tokens and polling only read, so every role may
+    use them for what it may read."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if not (request.user and request.user.is_authenticated):
+            return False
+        _principal(request)
+        return True
 
 
 class TokenRequest(serializers.Serializer):
-    topics = serializers.ListField(child=serializers.CharField(max_length=80), min_length=1)
+    topics = serializers.ListField(
+        child=serializers.CharField(max_length=80),
+        min_length=1,
+        max_length=MAX_TOPICS,
+        error_messages={"max_length": f"At most {MAX_TOPICS} topics per stream token."},
+    )
     ttl = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TOKEN_TTL)
 
 
@@ -40,7 +113,7 @@ class StreamTokenView(APIView):
         form = TokenRequest(data=request.data)
         form.is_valid(raise_exception=True)
         principal = _principal(request)
-        topics = form.validated_data["topics"]
+        topics = list(dict.fromkeys(form.validated_data["topics"]))  # each once, in order
         for topic in topics:
             if not topic_allowed_sync(principal, topic):
                 raise NotFound(f"No such topic: {topic}")
@@ -57,8 +130,13 @@ class StreamTokenView(APIView):
 
 
 class PollView(APIView):
-    """The stream's events as JSON, for clients that poll; the same cursor as the streams."""
+    """The stream's events as JSON, for clients that poll; the same cursor as the streams.
+    Takes the stream token of a client that falls back from its stream (``?token=``)."""
 
+    authentication_classes = [
+        StreamTokenAuthentication,
+        *api_settings.DEFAULT_AUTHENTICATION_CLASSES,
+    ]
     permission_classes = [IsMember]
 
     @extend_schema(

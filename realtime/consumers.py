@@ -20,16 +20,14 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from imports.models import ImportJob
-from imports.selectors import import_status_summary
-from imports.serializers import job_snapshot
-
-from . import daphne_compat, events, log
+from . import daphne_compat, events, log, topics
 from .access import (
+    MAX_TOPICS,
     AccessDenied,
     Principal,
     StreamSlot,
     authenticate,
+    covers_organization,
     heartbeat_seconds,
     query,
     topic_allowed,
@@ -61,20 +59,13 @@ class HttpError(Exception):
 
 
 async def snapshot(topic: str) -> dict[str, Any] | None:
-    """The current state behind a topic (sent as ``snapshot`` or ``reset``)."""
-    kind, _, ident = topic.partition(":")
-    if kind == "job":
-        job = await database_sync_to_async(ImportJob.objects.filter(pk=ident).first)()
-        return {"job": await database_sync_to_async(job_snapshot)(job)} if job else None
-    if kind == "org":
-        from imports.models import Organization
-
-        org = await database_sync_to_async(Organization.objects.filter(pk=ident).first)()
-        if org is None:
-            return None
-        summary = await database_sync_to_async(import_status_summary)(organization=org)
-        return {"status": summary}
-    return None
+    """The current state behind a topic (sent as ``snapshot`` or ``reset``), as the topic's
+    registered kind builds it."""
+    found = topics.parse(topic)
+    if found is None:
+        return None
+    kind, ident = found
+    return await database_sync_to_async(kind.snapshot)(ident)
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
@@ -252,26 +243,40 @@ class SSEEndpoint:
         raise NotImplementedError
 
 
-class JobEventsSSE(SSEEndpoint):
-    """``GET /api/v1/jobs/{id}/events``: one job, its current snapshot first, closes at the end."""
+class TopicEventsSSE(SSEEndpoint):
+    """``GET /api/v1/realtime/topics/{topic}/events``: one topic of any registered kind, its
+    current snapshot first; closes after the kind's terminal event (or at once when the
+    snapshot shows it has ended)."""
 
     close_on_terminal = True
+    not_found = "No such topic."
+
+    def topic(self, scope: dict[str, Any]) -> str:
+        return scope["url_route"]["kwargs"]["topic"]
 
     async def plan(self, scope, principal, stream):
-        job_id = scope["url_route"]["kwargs"]["job_id"]
-        topic = events.job_topic(job_id)
+        topic = self.topic(scope)
         if not await topic_allowed(principal, topic):
-            raise HttpError(404, "No such job.")
+            raise HttpError(404, self.not_found)
         cursor = request_cursor(scope)
         if cursor:
             last = await database_sync_to_async(log.last_event)(topic)
-            if last and last["type"] in events.TERMINAL_EVENT_TYPES and last["id"] == cursor:
+            if last and last["id"] == cursor and last["type"] in topics.terminal_events_of(topic):
                 raise HttpError(204, "")  # the client has the end: stop EventSource retrying
 
         async def start() -> None:
             await stream.subscribe(topic, cursor, snapshot, initial=True)
 
         return start
+
+
+class JobEventsSSE(TopicEventsSSE):
+    """``GET /api/v1/jobs/{id}/events``: the stream of ``job:<id>``."""
+
+    not_found = "No such job."
+
+    def topic(self, scope: dict[str, Any]) -> str:
+        return events.job_topic(scope["url_route"]["kwargs"]["job_id"])
 
 
 class ActivitySSE(SSEEndpoint):
@@ -285,17 +290,25 @@ class ActivitySSE(SSEEndpoint):
     async def plan(self, scope, principal, stream):
         params = query(scope)
         topic = events.org_topic(principal.organization_id)
-        wanted = [t.strip() for t in params.get("topics", "").split(",") if t.strip()]
+        wanted = list(dict.fromkeys(t.strip() for t in params.get("topics", "").split(",")))
+        wanted = [t for t in wanted if t]
+        if len(wanted) > MAX_TOPICS:
+            raise HttpError(400, f"At most {MAX_TOPICS} topics per stream (got {len(wanted)}).")
         if wanted:
+            # narrowed to some jobs: a stream token for those jobs is enough
             for t in wanted:
                 if not t.startswith("job:") or not await topic_allowed(principal, t):
                     raise HttpError(404, f"No such topic: {t}")
             stream.job_filter = {t.partition(":")[2] for t in wanted}
+        elif not covers_organization(principal):
+            raise HttpError(403, not_covered(principal, "feed"))
         elif not await topic_allowed(principal, topic):
             raise HttpError(404, "No such topic.")
         cursor = request_cursor(scope)
         summary_key = None
         if params.get("summary", "").lower() in ("1", "true", "yes"):
+            if not covers_organization(principal):
+                raise HttpError(403, not_covered(principal, "summary"))
             summary_key = status_key(params, principal)
 
             async def stop() -> None:
@@ -309,6 +322,14 @@ class ActivitySSE(SSEEndpoint):
                 await status_feed(summary_key).join(stream)
 
         return start
+
+
+def not_covered(principal: Principal, what: str) -> str:
+    org = events.org_topic(principal.organization_id)
+    return (
+        f"This stream token does not cover the organization's {what}; "
+        f"ask for a token with the topic '{org}'."
+    )
 
 
 def _bounded(raw: str | None, *, name: str, default: float, low: float, high: float) -> float:
@@ -331,6 +352,8 @@ def status_key(params: dict[str, str], principal: Principal) -> tuple[int, float
     limit = _bounded(params.get("limit"), name="limit", default=5, low=0, high=50)
     if limit != int(limit):
         raise HttpError(400, "limit must be a whole number from 0 to 50.")
+    if topics.summary_provider() is None:
+        raise HttpError(404, "This server has no status summary.")
     return (principal.organization_id, interval, int(limit))
 
 
@@ -338,6 +361,8 @@ class StatusSSE(SSEEndpoint):
     """``GET /api/v1/products/import/stream``: import-status summaries, shared per org."""
 
     async def plan(self, scope, principal, stream):
+        if not covers_organization(principal):
+            raise HttpError(403, not_covered(principal, "summary"))
         key = status_key(query(scope), principal)
 
         async def start() -> None:
@@ -422,6 +447,18 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         if content["action"] == "unsubscribe":
             for topic in topics:
                 await self.stream.unsubscribe(topic)
+            return
+        topics = list(dict.fromkeys(topics))
+        new = [t for t in topics if t not in self.stream.topics]
+        if len(topics) > MAX_TOPICS or len(self.stream.topics) + len(new) > MAX_TOPICS:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "detail": f"At most {MAX_TOPICS} topics per subscription and per "
+                    f"connection (asked for {len(topics)}, following {len(self.stream.topics)}); "
+                    "unsubscribe from some first.",
+                }
+            )
             return
         cursors = content.get("last_event_id")
         for topic in topics:

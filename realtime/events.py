@@ -1,19 +1,23 @@
-"""The event envelope and topic names shared by SSE, WebSocket and polling."""
+"""The event envelope and topic names shared by SSE, WebSocket and polling.
+
+Which topics exist, and which event types end a stream, is up to the apps that register topic
+kinds (``realtime.topics``); this module only knows the shapes every event shares.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
-TERMINAL_EVENT_TYPES = frozenset(
-    {"job.completed", "job.failed", "job.cancelled", "enrichment.completed", "enrichment.failed"}
-)
-# Coalescable for a slow client: the latest per topic carries all that matters.
-COALESCABLE_EVENT_TYPES = frozenset({"job.progress", "enrichment.progress", "status", "heartbeat"})
+# Coalescable for a client whose socket is backed up: the newest per topic carries all that
+# matters. By name, for every app alike: ``<anything>.progress``, the summary and heartbeats.
+COALESCABLE_SUFFIX = ".progress"
+ALWAYS_COALESCABLE = frozenset({"status", "heartbeat"})
 
-TOPIC_RE = re.compile(r"^(job|org|bom):[0-9A-Za-z-]{1,64}$")
+
+def coalescable(event_type: str) -> bool:
+    return event_type in ALWAYS_COALESCABLE or event_type.endswith(COALESCABLE_SUFFIX)
 
 
 def job_topic(job_id: object) -> str:

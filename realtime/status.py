@@ -1,5 +1,9 @@
-"""Import-status summaries for the summary stream, computed once per organization, interval and
-limit (per process) and shared by all their listeners, not one query per client per tick."""
+"""Status summaries for the summary stream, computed once per organization, interval and limit
+(per process) and shared by all their listeners, not one query per client per tick.
+
+What a summary holds is the business of the app that registered it
+(``realtime.topics.register_summary``; ``imports`` registers the import-status summary).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from imports.models import Organization
-from imports.selectors import import_status_summary
-
-from . import events
+from . import events, topics
 from .hub import get_hub
 from .streams import ClientStream, Outgoing
 
@@ -53,14 +54,15 @@ class StatusFeed:
 
     async def _run(self) -> None:
         org_id, interval, limit = self.key
-        org = await database_sync_to_async(Organization.objects.get)(pk=org_id)
+        summarize = topics.summary_provider()
+        assert summarize is not None  # checked before a stream joins (consumers.status_key)
         while True:
             await self.dirty.wait()
             self.dirty.clear()
-            summary = await database_sync_to_async(import_status_summary)(
-                organization=org, limit=limit
-            )
+            summary = await database_sync_to_async(summarize)(org_id, limit)
             self.computations += 1
+            if summary is None:
+                continue  # the organization is gone: nothing to say
             self.latest = Outgoing(
                 topic=events.org_topic(org_id), type="status", id=None, data=json.dumps(summary)
             )

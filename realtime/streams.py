@@ -21,7 +21,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from . import events, log
+from . import events, log, topics
 from .hub import get_hub
 from .metrics import metrics
 
@@ -40,7 +40,8 @@ class Outgoing:
     chunk: bytes | None = None  # the same as a chunk of a chunked HTTP body
     ws: bytes | None = None  # the envelope as a WebSocket text frame
     key: tuple[int, int] | None = None  # the id as a cursor (log.cursor_key)
-    final: bool = False  # a snapshot or reset that shows a job that has already ended
+    final: bool = False  # a snapshot or reset that shows its topic has already ended
+    ends: bool | None = None  # ``terminal``, worked out once per process (not per client)
 
     def sse(self) -> bytes:
         if self.frame is None:
@@ -65,7 +66,12 @@ class Outgoing:
 
     @property
     def terminal(self) -> bool:
-        return self.final or self.type in events.TERMINAL_EVENT_TYPES
+        """Whether a stream on this event's topic alone closes after it: the topic kind's
+        terminal events (``realtime.topics``), or a snapshot that shows the end."""
+        ends = self.ends
+        if ends is None:
+            ends = self.ends = self.final or self.type in topics.terminal_events_of(self.topic)
+        return ends
 
 
 def outgoing_from_envelope(env: dict[str, Any]) -> Outgoing:
@@ -76,8 +82,7 @@ def outgoing_from_envelope(env: dict[str, Any]) -> Outgoing:
         id=env.get("id"),
         data=events.dumps(env),
         job_id=str(job.get("id")) if job.get("id") else None,
-        final=env["type"] in ("snapshot", "reset")
-        and job.get("status") in ("completed", "failed", "cancelled"),
+        final=env["type"] in ("snapshot", "reset") and topics.ended(env["topic"], env),
     )
 
 
@@ -177,7 +182,7 @@ class ClientStream:
         if self._idle() and self.direct((item,)):  # type: ignore[misc]
             return
         ckey = (item.topic, item.type)
-        coalescable = item.type in events.COALESCABLE_EVENT_TYPES
+        coalescable = events.coalescable(item.type)
         if coalescable:
             old = self._coalesce.pop(ckey, None)
             if old is not None and self.queue.pop(old, None) is not None:

@@ -19,6 +19,16 @@ cannot tell them apart. ``snapshot`` returns the current state merged into the e
 when the object is gone. ``ended`` says whether a stream opened on this snapshot has nothing left
 to wait for (a job stream then answers 204); ``terminal_events`` are the event types after which
 a single-topic stream closes.
+
+Two more things come from the apps, because the core knows no tenancy and no summaries:
+
+- ``register_membership(lookup)``: ``lookup(user_id, organization)`` answers which organization
+  a user acts for (``organization``: an id or slug the client named, or None for their default)
+  and with what role, as a ``Member``, or None when they belong to none of that name. Stream
+  authentication, stream tokens and polling all go through it.
+- ``register_summary(summary)``: ``summary(organization_id, limit)`` builds the status summary
+  that the summary stream and ``?summary=1`` send (``event: status``), or None when the
+  organization is gone.
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
 
 Authorize = Callable[[str, int], bool]
 Snapshot = Callable[[str], "dict[str, Any] | None"]
@@ -46,6 +58,7 @@ class TopicKind:
 
 
 _kinds: dict[str, TopicKind] = {}
+_terminal: frozenset[str] = frozenset()  # the union of every kind's, kept for the hot path
 
 
 def _never_ends(body: dict[str, Any]) -> bool:
@@ -63,9 +76,18 @@ def register(
     """Register (or replace, for tests) the topic kind ``prefix``."""
     if not PREFIX_RE.match(prefix):
         raise ValueError(f"'{prefix}' is not a topic prefix (lower-case letters and digits)")
+    global _terminal
     kind = TopicKind(prefix, authorize, snapshot, ended or _never_ends, frozenset(terminal_events))
     _kinds[prefix] = kind
+    _terminal = frozenset().union(*(k.terminal_events for k in _kinds.values()))
     return kind
+
+
+def unregister(prefix: str) -> None:
+    """Forget the kind ``prefix`` (tests that register a kind of their own clean up with it)."""
+    global _terminal
+    _kinds.pop(prefix, None)
+    _terminal = frozenset().union(*(k.terminal_events for k in _kinds.values()))
 
 
 def get(prefix: str) -> TopicKind | None:
@@ -85,9 +107,63 @@ def parse(topic: str) -> tuple[TopicKind, str] | None:
     return kind, ident
 
 
+def terminal_events_of(topic: str) -> frozenset[str]:
+    """The event types after which a stream on ``topic`` alone closes (none if unknown)."""
+    kind = _kinds.get(topic.partition(":")[0])
+    return kind.terminal_events if kind is not None else frozenset()
+
+
+def ended(topic: str, body: dict[str, Any]) -> bool:
+    """Whether ``body`` (a snapshot of ``topic``) shows that nothing more will come."""
+    kind = _kinds.get(topic.partition(":")[0])
+    return kind is not None and bool(kind.ended(body))
+
+
 def terminal_event_types() -> frozenset[str]:
-    """Every registered kind's terminal event types."""
-    out: set[str] = set()
-    for kind in _kinds.values():
-        out |= kind.terminal_events
-    return frozenset(out)
+    """Every registered kind's terminal event types (one set, kept up to date by ``register``:
+    a stream asks on every event it sends)."""
+    return _terminal
+
+
+# ---------------------------------------------------------------------- tenancy and summaries
+
+
+@dataclass(frozen=True)
+class Member:
+    """The organization a user acts for, and their role in it."""
+
+    organization_id: int
+    role: str
+
+
+MembershipLookup = Callable[[int, "str | None"], "Member | None"]
+Summary = Callable[[int, int], "dict[str, Any] | None"]
+
+_membership: MembershipLookup | None = None
+_summary: Summary | None = None
+
+
+def register_membership(lookup: MembershipLookup) -> None:
+    """Set who answers ``membership()`` (the app that owns organizations, in its ``ready()``)."""
+    global _membership
+    _membership = lookup
+
+
+def membership(user_id: int, organization: str | None = None) -> Member | None:
+    """The membership of an active user in ``organization`` (id or slug; None: their default)."""
+    if _membership is None:
+        raise ImproperlyConfigured(
+            "No app registered a membership lookup: call realtime.topics.register_membership() "
+            "from the AppConfig.ready() of the app that owns organizations."
+        )
+    return _membership(user_id, organization)
+
+
+def register_summary(summary: Summary) -> None:
+    """Set what the status-summary stream sends (``summary(organization_id, limit)``)."""
+    global _summary
+    _summary = summary
+
+
+def summary_provider() -> Summary | None:
+    return _summary
