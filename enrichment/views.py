@@ -24,7 +24,7 @@ from imports.serializers import job_snapshot
 from imports.services import ServiceError
 from imports.tenancy import membership_for
 from imports.views import live_stream
-from realtime.events import job_topic, org_topic
+from realtime.events import bom_topic, org_topic
 
 from . import selectors, services
 from .models import Bom, BomLine, Component, Lifecycle, MatchStatus, Project
@@ -134,10 +134,7 @@ def bom_page(request: HttpRequest, bom_id: Any) -> HttpResponse:
     running = job is not None and not job.is_terminal
     # the cursor before the state is read: whatever happens in between is replayed
     live = live_stream(
-        _stream_url(bom, job),
-        job_topic(job.id if job else "none"),
-        close_on_terminal=True,
-        ended=not running,
+        _stream_url(bom), bom_topic(bom.id), close_on_terminal=True, ended=not running
     )
     detail = bom_detail(bom)
     qs = BomLine.objects.filter(bom=bom)
@@ -171,11 +168,8 @@ def bom_page(request: HttpRequest, bom_id: Any) -> HttpResponse:
     return render(request, "enrichment/bom.html", context)
 
 
-def _stream_url(bom: Bom, job: ImportJob | None) -> str:
-    """Until the realtime core serves ``bom:`` topics, the page follows the latest run's job
-    stream (its ``enrichment.*`` events go to ``job:<id>`` too)."""
-    org = bom.organization_id
-    return f"/api/v1/jobs/{job.id}/events?organization={org}" if job else ""
+def _stream_url(bom: Bom) -> str:
+    return f"/api/v1/enrichment/stream/{bom.id}?organization={bom.organization_id}"
 
 
 @login_required

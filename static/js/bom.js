@@ -99,14 +99,6 @@ function follow(url) {
   }
 }
 
-function streamUrlFor(jobId) {
-  const org = root.dataset.organization;
-  const base = root.dataset.streamUrl || "";
-  // the BOM's own stream follows every run; a job stream only its job
-  if (base.includes("/enrichment/stream/")) return base;
-  return `/api/v1/jobs/${jobId}/events?organization=${org}`;
-}
-
 function setUpStart() {
   const form = document.getElementById("start-form");
   if (!form) return;
@@ -132,10 +124,12 @@ function setUpStart() {
       error.hidden = false;
       return;
     }
+    // from the snapshot: the log's last event may be the previous run's end, and a stream
+    // resumed right after a terminal event answers 204
     cursor = "";
     field("percent").dataset.value = "-1";
     applyState({ percent_complete: 0, total_items: 0, enriched_items: 0 }, json);
-    follow(streamUrlFor(json.id));
+    follow(root.dataset.streamUrl);
   });
 }
 
