@@ -25,6 +25,12 @@ class ComponentAdmin(admin.ModelAdmin):
     list_select_related = ["organization"]
     show_full_result_count = False  # a million-row catalogue: no count(*) per page
 
+    def save_model(self, request, obj, form, change):
+        from .catalogue_import import catalogue_loaded
+
+        super().save_model(request, obj, form, change)
+        catalogue_loaded(obj.organization_id)  # shared keys flagged again, a new version
+
     def get_search_results(self, request, queryset, search_term):
         from .matching import normalize_mpn
 

@@ -212,13 +212,20 @@ def run_component_import(job: ImportJob, reporter: ProgressReporter) -> None:
                 reader.out.get(timeout=0.2)
         reader.join()
     reporter.stage("flagging")
-    with connection.cursor() as cur:
-        cur.execute(_FLAG_SHARED, {"org": job.organization_id})
-    catalogue_bump(job.organization_id)
+    catalogue_loaded(job.organization_id)
     if cancelled:
         reporter.cancelled()
     else:
         reporter.finished()
+
+
+def catalogue_loaded(organization_id: int) -> int:
+    """After components changed: flag normalized MPNs that different parts share, refresh the
+    planner's statistics and move the catalogue to a new version (returned)."""
+    with connection.cursor() as cur:
+        cur.execute(_FLAG_SHARED, {"org": organization_id})
+        cur.execute("ANALYZE enrichment_component")
+    return catalogue_bump(organization_id)
 
 
 def catalogue_bump(organization_id: int) -> int:
