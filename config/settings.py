@@ -161,6 +161,13 @@ IMPORT_MAX_STORED_ERRORS = env.int("IMPORT_MAX_STORED_ERRORS", default=1000)
 # A few progress events per second per job at most; stage and terminal events are never throttled.
 PROGRESS_MIN_INTERVAL = env.float("PROGRESS_MIN_INTERVAL", default=0.25)
 
+# BOM enrichment (enrichment/): component-import batch, the largest BOM accepted, the lines
+# matched per set-based round, and the trigram similarity that proposes candidates.
+COMPONENT_IMPORT_BATCH_SIZE = env.int("COMPONENT_IMPORT_BATCH_SIZE", default=5000)
+BOM_MAX_LINES = env.int("BOM_MAX_LINES", default=50_000)
+ENRICHMENT_CHUNK_LINES = env.int("ENRICHMENT_CHUNK_LINES", default=2000)
+ENRICHMENT_SIMILARITY = env.float("ENRICHMENT_SIMILARITY", default=0.45)
+
 REALTIME = {
     "JOB_LOG_TTL_SECONDS": env.int("REALTIME_JOB_LOG_TTL", default=24 * 3600),
     "ORG_LOG_MAXLEN": env.int("REALTIME_ORG_LOG_MAXLEN", default=10_000),

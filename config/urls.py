@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from enrichment import urls as enrichment_urls
 from imports import views as pages
 from realtime import views as realtime_pages
 from realtime.api import metrics_view
@@ -23,6 +24,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("imports.urls")),
     path("api/v1/", include("realtime.urls")),
+    path("api/v1/", include("enrichment.urls")),
+    path("", include(enrichment_urls.pages)),
     path("metrics", metrics_view, name="metrics"),
     path("realtime/", realtime_pages.ops_page, name="realtime-ops"),
     path("realtime/data", realtime_pages.ops_data, name="realtime-ops-data"),

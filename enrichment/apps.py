@@ -6,3 +6,22 @@ from django.apps import AppConfig
 class EnrichmentConfig(AppConfig):
     name = "enrichment"
     verbose_name = "BOM enrichment"
+
+    def ready(self) -> None:
+        from imports.jobs import register_runner
+        from imports.models import JobKind
+        from realtime import topics
+
+        from .catalogue_import import run_component_import
+        from .jobs import run_bom_enrichment
+        from .topics import TERMINAL_EVENTS, bom_run_ended, bom_snapshot, bom_visible
+
+        register_runner(JobKind.COMPONENT_IMPORT, run_component_import, first_stage="reading")
+        register_runner(JobKind.BOM_ENRICHMENT, run_bom_enrichment, first_stage="loading")
+        topics.register(
+            "bom",
+            authorize=bom_visible,
+            snapshot=bom_snapshot,
+            ended=bom_run_ended,
+            terminal_events=TERMINAL_EVENTS,
+        )

@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.accounts",
     "tests.fixtures.services",
     "tests.fixtures.files",
+    "tests.fixtures.enrichment",
 ]

@@ -260,12 +260,21 @@ class HeaderError(Exception):
     pass
 
 
-def map_header(header: list[str]) -> HeaderMap:
-    """Map file columns onto product fields; raises HeaderError naming what is missing."""
+def map_header(
+    header: list[str],
+    *,
+    aliases: dict[str, tuple[str, ...]] | None = None,
+    required: Sequence[str] = REQUIRED_COLUMNS,
+) -> HeaderMap:
+    """Map file columns onto product fields (or, with ``aliases`` and ``required``, another
+    kind's fields); raises HeaderError naming what is missing."""
+    to_field = _ALIAS_TO_FIELD
+    if aliases is not None:
+        to_field = {alias: field for field, names in aliases.items() for alias in names}
     columns: dict[str, int] = {}
     unknown: list[str] = []
     for index, raw in enumerate(header):
-        field = _ALIAS_TO_FIELD.get(normalize_header(raw))
+        field = to_field.get(normalize_header(raw))
         if field is None:
             if raw.strip():
                 unknown.append(raw.strip())
@@ -278,10 +287,10 @@ def map_header(header: list[str]) -> HeaderMap:
     if not columns:
         found = ", ".join(h for h in header if h.strip()) or "nothing"
         raise HeaderError(
-            f"No recognizable header row: expected columns such as sku, name, price "
+            f"No recognizable header row: expected columns such as {', '.join(required)} "
             f"(found: {found})."
         )
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    missing = [c for c in required if c not in columns]
     if missing:
         found = ", ".join(h for h in header if h.strip())
         noun = "Column" if len(missing) == 1 else "Columns"

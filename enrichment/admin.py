@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .models import Bom, BomLine, Catalogue, Component, LearnedMatch, ManufacturerAlias, Project
+
+
+@admin.register(Component)
+class ComponentAdmin(admin.ModelAdmin):
+    list_display = [
+        "mpn",
+        "manufacturer",
+        "lifecycle",
+        "stock",
+        "unit_price",
+        "currency",
+        "mpn_norm_shared",
+        "organization",
+    ]
+    list_filter = ["lifecycle", "mpn_norm_shared", "organization"]
+    search_fields = ["mpn_key", "mpn_norm", "manufacturer"]
+    readonly_fields = ["manufacturer_key", "mpn_key", "mpn_norm", "mpn_base", "mpn_norm_shared"]
+    list_select_related = ["organization"]
+    show_full_result_count = False  # a million-row catalogue: no count(*) per page
+
+    def save_model(self, request, obj, form, change):
+        from .catalogue_import import catalogue_loaded
+
+        super().save_model(request, obj, form, change)
+        catalogue_loaded(obj.organization_id)  # shared keys flagged again, a new version
+
+    def get_search_results(self, request, queryset, search_term):
+        from .matching import normalize_mpn
+
+        # the MPN box searches the normalized key by prefix (served by its index)
+        key = normalize_mpn(search_term)
+        if key:
+            return queryset.filter(mpn_norm__startswith=key), False
+        return super().get_search_results(request, queryset, search_term)
+
+
+@admin.register(ManufacturerAlias)
+class ManufacturerAliasAdmin(admin.ModelAdmin):
+    list_display = ["alias", "canonical", "organization"]
+    list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
+    search_fields = ["alias", "canonical"]
+    readonly_fields = ["alias_key"]
+
+
+@admin.register(Catalogue)
+class CatalogueAdmin(admin.ModelAdmin):
+    list_display = ["organization", "version", "updated_at"]
+    readonly_fields = ["version", "updated_at"]
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "organization", "created_by", "created_at"]
+    list_filter = ["organization"]
+    search_fields = ["name"]
+
+
+class BomLineInline(admin.TabularInline):
+    model = BomLine
+    fields = [
+        "line_number",
+        "references",
+        "quantity",
+        "mpn",
+        "manufacturer",
+        "dnp",
+        "match_status",
+        "match_tier",
+        "confidence",
+        "component",
+    ]
+    readonly_fields = fields
+    extra = 0
+    max_num = 0
+    show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BomLine]:
+        # the first lines only: a 50,000-line BOM must not render every line here
+        qs = super().get_queryset(request).select_related("component")
+        return qs.filter(line_number__lte=201)
+
+
+@admin.register(Bom)
+class BomAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "line_count", "organization", "created_by", "created_at"]
+    list_filter = ["organization", "project"]
+    search_fields = ["name", "original_filename"]
+    readonly_fields = ["line_count", "latest_job", "summary", "created_at", "updated_at"]
+    inlines = [BomLineInline]
+
+
+@admin.register(BomLine)
+class BomLineAdmin(admin.ModelAdmin):
+    list_display = [
+        "bom",
+        "line_number",
+        "mpn",
+        "manufacturer",
+        "quantity",
+        "match_status",
+        "match_tier",
+        "confidence",
+        "component",
+    ]
+    list_filter = ["match_status", "match_tier", "lifecycle", "dnp"]
+    search_fields = ["mpn", "references"]
+    raw_id_fields = ["bom", "component"]
+    list_select_related = ["bom", "component"]
+    show_full_result_count = False
+
+
+@admin.register(LearnedMatch)
+class LearnedMatchAdmin(admin.ModelAdmin):
+    list_display = ["mpn_key", "manufacturer_key", "component", "organization", "updated_at"]
+    list_filter = ["organization"]
+    search_fields = ["mpn_key"]
+    raw_id_fields = ["component"]

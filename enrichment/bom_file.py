@@ -1,0 +1,106 @@
+"""A BOM file's rows to lines: the header aliases BOM tools write, quantities and DNP marks.
+
+Rows come from the product import's readers; the header goes through its ``map_header`` with
+this alias table. A row with a problem (a quantity that is not a number) is kept as a line with
+status ``error`` and the problem as its note: nothing in the file is dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from imports.pipeline.readers import TabularSource
+from imports.pipeline.validation import HeaderMap
+
+from .matching import not_populated
+from .models import BomLine, MatchStatus
+
+BOM_ALIASES: dict[str, tuple[str, ...]] = {
+    "mpn": (
+        "mpn",
+        "manufacturer part number",
+        "mfr part #",
+        "mfr part number",
+        "mfr part no",
+        "mfr #",
+        "mfg#",
+        "mfg #",
+        "mfg part number",
+        "part number",
+        "part #",
+    ),
+    "manufacturer": ("manufacturer", "mfr", "mfg", "manufacturer name", "mfr name"),
+    "quantity": ("qty", "quantity", "qty per board", "count"),
+    "references": (
+        "designator",
+        "designators",
+        "refdes",
+        "ref des",
+        "reference",
+        "references",
+        "reference(s)",
+    ),
+    "description": ("description", "desc"),
+    "value": ("value",),
+    "dnp": ("dnp", "do not populate", "dnf", "do not fit", "not populated"),
+    "fitted": ("fitted", "populate", "populated"),
+}
+MAX_QUANTITY = 2**31 - 1
+_REF_SPLIT = re.compile(r"[\s,;]+")
+
+
+def _quantity(raw: str, references: str) -> tuple[int, str]:
+    """The line's quantity and a problem ('' when fine). No quantity: one per designator."""
+    text = raw.strip().replace(",", "")
+    if not text:
+        refs = [r for r in _REF_SPLIT.split(references) if r]
+        return max(len(refs), 1), ""
+    if text.isascii() and text.isdecimal():
+        value = int(text)
+    else:
+        try:
+            number = float(text)
+        except ValueError:
+            return 1, f"quantity '{raw.strip()}' is not a whole number"
+        if not number.is_integer():
+            return 1, f"quantity '{raw.strip()}' is not a whole number"
+        value = int(number)
+    if value < 0 or value > MAX_QUANTITY:
+        return 1, f"quantity '{raw.strip()}' is out of range"
+    return value, ""
+
+
+def read_bom_lines(source: TabularSource, header: HeaderMap) -> Iterator[tuple[BomLine, str]]:
+    """Each data row as an unsaved ``BomLine`` and its problem ('' when none)."""
+    cols = header.columns
+
+    for number, values in source.rows():
+        width = len(values)
+
+        def cell(field: str, values=values, width=width) -> str:
+            i = cols.get(field, -1)
+            return values[i].strip() if 0 <= i < width else ""
+
+        references = cell("references")
+        quantity, problem = _quantity(cell("quantity"), references)
+        dnp = not_populated(cell("dnp")) or (
+            "fitted" in cols and not_populated(cell("fitted"), fitted_column=True)
+        )
+        mpn = cell("mpn")
+        line = BomLine(
+            line_number=number,
+            references=references,
+            quantity=quantity,
+            mpn=mpn[:200],
+            manufacturer=cell("manufacturer")[:200],
+            description=cell("description") or cell("value"),
+            dnp=dnp,
+        )
+        if len(mpn) > 200:
+            problem = problem or "the part number is longer than 200 characters"
+        if problem:
+            problem = f"Row {number}: {problem}"
+            line.match_status = MatchStatus.ERROR
+            line.notes = [problem]
+        yield line, problem

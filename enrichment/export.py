@@ -1,0 +1,93 @@
+"""The enriched BOM as CSV (streamed) or XLSX (written to a temporary file, then streamed),
+formula-safe: a cell that starts like a formula is quoted (``imports.api.escape_cell``)."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from django.http import FileResponse, StreamingHttpResponse
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from imports.api import escape_cell
+from imports.tenancy import IsMember
+
+from .api import bom_or_404
+from .models import Bom, BomLine
+
+HEADER = [
+    "line", "references", "quantity", "mpn", "manufacturer", "description", "dnp",
+    "match_status", "match_tier", "confidence", "matched_manufacturer", "matched_mpn",
+    "lifecycle", "stock", "unit_price", "extended_price", "currency", "datasheet_url",
+    "warnings", "notes",
+]  # fmt: skip
+
+
+_FIELDS = (
+    "line_number", "references", "quantity", "mpn", "manufacturer", "description", "dnp",
+    "match_status", "match_tier", "confidence", "component__manufacturer", "component__mpn",
+    "lifecycle", "stock", "unit_price", "extended_price", "currency", "datasheet_url",
+    "warnings", "notes",
+)  # fmt: skip
+
+
+def export_rows(bom: Bom) -> Iterator[list[str]]:
+    qs = BomLine.objects.filter(bom=bom).order_by("line_number").values_list(*_FIELDS)
+    for row in qs.iterator(chunk_size=2000):
+        values = list(row)
+        values[6] = "yes" if values[6] else ""
+        values[-2] = "; ".join(values[-2] or [])
+        values[-1] = "; ".join(values[-1] or [])
+        yield [escape_cell(v) for v in values]
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv(bom: Bom) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield "\ufeff"  # so Excel opens it as UTF-8
+    yield writer.writerow(HEADER)
+    for row in export_rows(bom):
+        yield writer.writerow(row)
+
+
+class BomExportView(APIView):
+    permission_classes = [IsMember]
+
+    def perform_content_negotiation(self, request: Request, force: bool = False):
+        # ``?format=`` names the file type here, not one of DRF's renderers
+        return super().perform_content_negotiation(request, force=True)
+
+    def get(self, request: Request, bom_id: int):
+        bom = bom_or_404(request, bom_id)
+        fmt = request.query_params.get("format", "csv").lower()
+        stem = Path(bom.original_filename or bom.name or "bom").stem or "bom"
+        if fmt == "csv":
+            response = StreamingHttpResponse(_csv(bom), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{stem}-enriched.csv"'
+            return response
+        if fmt == "xlsx":
+            from openpyxl import Workbook
+
+            wb = Workbook(write_only=True)
+            ws = wb.create_sheet("BOM")
+            ws.append(HEADER)
+            for row in export_rows(bom):
+                ws.append(row)
+            fh = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 (FileResponse closes it)
+            wb.save(fh)
+            fh.seek(0)
+            return FileResponse(
+                fh,
+                as_attachment=True,
+                filename=f"{stem}-enriched.xlsx",
+                content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            )
+        raise ValidationError({"format": f"Unknown format '{fmt}': use csv or xlsx."})

@@ -1,0 +1,174 @@
+"""The enrichment runner (plugged into ``imports.jobs.run_job``): match a BOM's lines in chunks,
+store each chunk's results, and report ``enrichment.*`` events on ``bom:<id>``, ``job:<id>`` and
+``org:<id>`` through the job's ``ProgressReporter``."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, Sum
+
+from imports.models import ImportJob
+from imports.progress import ProgressReporter
+from realtime.events import bom_topic
+
+from . import selectors
+from .enrich import LineInput, Matcher, write_results
+from .models import UNRESOLVED, Bom, BomLine, MatchStatus
+
+log = logging.getLogger(__name__)
+
+
+def _state(job: ImportJob, counts: Counter, total: int) -> dict[str, Any]:
+    done = job.processed_rows
+    return {
+        "percent_complete": 100 if total == 0 else min(100, int(done * 100 / total)),
+        "total_items": total,
+        "enriched_items": done,
+        "failed_items": counts[MatchStatus.ERROR],
+        "matched": counts[MatchStatus.MATCHED],
+        "ambiguous": counts[MatchStatus.AMBIGUOUS],
+        "not_found": counts[MatchStatus.NOT_FOUND],
+        "skipped": counts[MatchStatus.SKIPPED],
+    }
+
+
+def run_bom_enrichment(job: ImportJob, reporter: ProgressReporter) -> None:
+    """The ``bom_enrichment`` runner (in the ``loading`` stage from the start)."""
+    bom_id = job.options.get("bom_id")
+    bom = Bom.objects.filter(pk=bom_id, organization_id=job.organization_id).first()
+    topic = bom_topic(bom_id)
+    if bom is None:
+        with transaction.atomic():
+            reporter.failed("The BOM was deleted before its enrichment ran.")
+            reporter.announce(
+                "enrichment.failed", topics=[topic], terminal=True, bom_id=bom_id, state={}
+            )
+        return
+    counts: Counter = Counter()
+    total = 0
+    try:
+        total = _run(job, reporter, bom, counts)
+    except Exception as exc:
+        log.exception("enrichment job %s crashed", job.id)
+        message = (
+            f"The enrichment stopped on an internal error ({type(exc).__name__}). Start it "
+            "again; if it fails again, give the job id to an administrator."
+        )
+        with transaction.atomic():
+            reporter.failed(message)
+            reporter.announce(
+                "enrichment.failed",
+                topics=[topic],
+                terminal=True,
+                bom_id=bom.id,
+                state=_state(job, counts, total),
+                error=message,
+            )
+
+
+def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) -> int:
+    topic = bom_topic(bom.id)
+    qs = BomLine.objects.filter(bom=bom)
+    if job.options.get("only") == "unresolved":
+        qs = qs.filter(match_status__in=UNRESOLVED)
+    # a line stored as an error at upload (its row could not be read) keeps its error and note
+    lines = [
+        LineInput(*row[:5], problem=(row[6] or [""])[0] if row[5] == MatchStatus.ERROR else "")
+        for row in qs.order_by("line_number").values_list(
+            "id", "mpn", "manufacturer", "quantity", "dnp", "match_status", "notes"
+        )
+    ]
+    total = len(lines)
+    reporter.stage("matching", total_rows=total)
+    reporter.announce(
+        "enrichment.started", topics=[topic], bom_id=bom.id, state=_state(job, counts, total)
+    )
+    matcher = Matcher(
+        organization_id=job.organization_id,
+        aliases=selectors.alias_map(organization_id=job.organization_id),
+    )
+    version = selectors.catalogue_version(organization_id=job.organization_id)
+    size = settings.ENRICHMENT_CHUNK_LINES
+    started = time.perf_counter()
+    last_progress = 0.0
+    for start in range(0, total, size):
+        chunk = lines[start : start + size]
+        with transaction.atomic():
+            results = matcher.match(chunk)
+            write_results(results, catalogue_version=version)
+        counts.update(r.decision.status for r in results)
+        job.options = {**job.options, "counts": dict(counts)}
+        job.save(update_fields=["options"])
+        cancel = reporter.advance(len(chunk))
+        now = time.monotonic()
+        if now - last_progress >= reporter.min_interval and start + size < total:
+            last_progress = now
+            reporter.announce(
+                "enrichment.progress",
+                topics=[topic],
+                bom_id=bom.id,
+                state=_state(job, counts, total),
+            )
+        if cancel:
+            with transaction.atomic():
+                reporter.cancelled()
+                reporter.announce(
+                    "enrichment.failed",
+                    topics=[topic],
+                    terminal=True,
+                    bom_id=bom.id,
+                    state=_state(job, counts, total),
+                    reason="cancelled",
+                )
+            return total
+    elapsed = time.perf_counter() - started
+    summary = bom_summary(bom)
+    summary["run"] = {
+        "lines": total,
+        "seconds": round(elapsed, 4),
+        "lines_per_tier": dict(matcher.lines),
+        "seconds_per_tier": {k: round(v, 4) for k, v in matcher.seconds.items()},
+    }
+    bom.summary = summary
+    bom.save(update_fields=["summary", "updated_at"])
+    with transaction.atomic():
+        reporter.finished()
+        reporter.announce(
+            "enrichment.completed",
+            topics=[topic],
+            terminal=True,
+            bom_id=bom.id,
+            state=_state(job, counts, total),
+            summary=summary,
+        )
+    return total
+
+
+def bom_summary(bom: Bom) -> dict[str, Any]:
+    """Counts by status, total cost per currency and lines with warnings, over the whole BOM."""
+    counts = selectors.bom_counts(bom=bom)
+    costs = (
+        BomLine.objects.filter(bom=bom, match_status=MatchStatus.MATCHED, dnp=False)
+        .exclude(extended_price=None)
+        .values_list("currency")
+        .annotate(total=Sum("extended_price"))
+    )
+    by_currency = {cur or "": total for cur, total in costs}
+    total = sum(by_currency.values(), Decimal(0)) if len(by_currency) == 1 else None
+    warned = BomLine.objects.filter(bom=bom).aggregate(n=Count("id", filter=~Q(warnings=[])))["n"]
+    return {
+        "counts": counts,
+        "total_cost": None if total is None else str(total.quantize(Decimal("0.01"))),
+        "currency": next(iter(by_currency)) if len(by_currency) == 1 else None,
+        "total_cost_by_currency": {
+            k: str(v.quantize(Decimal("0.01"))) for k, v in by_currency.items()
+        },
+        "lines_with_warnings": warned,
+    }

@@ -1,0 +1,290 @@
+"""The component catalogue, manufacturer aliases, projects, BOMs, their lines, learned choices."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Upper
+
+from imports.models import ImportJob, Organization
+
+from . import matching
+
+
+class Lifecycle(models.TextChoices):
+    ACTIVE = "active", "Active"
+    NRND = "nrnd", "Not recommended for new designs"
+    LAST_TIME_BUY = "last_time_buy", "Last time buy"
+    EOL = "eol", "End of life"
+    OBSOLETE = "obsolete", "Obsolete"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class MatchStatus(models.TextChoices):
+    PENDING = "pending", "Not enriched yet"
+    MATCHED = "matched", "Matched"
+    AMBIGUOUS = "ambiguous", "Ambiguous"
+    NOT_FOUND = "not_found", "Not found"
+    SKIPPED = "skipped", "Skipped (not populated)"
+    ERROR = "error", "Error"
+
+
+UNRESOLVED = (MatchStatus.AMBIGUOUS, MatchStatus.NOT_FOUND, MatchStatus.ERROR)
+
+
+class MatchTier(models.TextChoices):
+    NONE = "", "—"
+    EXACT = "exact", "Exact"
+    NORMALIZED = "normalized", "Normalized"
+    PACKAGING = "packaging", "Packaging variant"
+    LEARNED = "learned", "Learned"
+    TRIGRAM = "trigram", "Similar (proposal)"
+    MANUAL = "manual", "Manual"
+
+
+class Component(models.Model):
+    """A catalogue part of one organization. The ``*_key`` columns are what matching joins on
+    (``enrichment/matching.py`` computes them); only the component import and ``save()`` set
+    them."""
+
+    id = models.BigAutoField(primary_key=True)
+    # the unique index starts with organization: no index of its own
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="components", db_index=False
+    )
+    manufacturer = models.CharField(max_length=200, help_text="Canonical name (after aliases).")
+    mpn = models.CharField("MPN", max_length=100)
+    manufacturer_key = models.CharField(max_length=200, editable=False)
+    mpn_key = models.CharField(max_length=100, editable=False, help_text="Trimmed, upper case.")
+    mpn_norm = models.CharField(max_length=100, editable=False, help_text="Letters and digits.")
+    mpn_base = models.CharField(max_length=100, editable=False, help_text="Without packaging.")
+    mpn_norm_shared = models.BooleanField(
+        default=False,
+        editable=False,
+        help_text="Another part of the catalogue has the same normalized MPN: never auto-matched "
+        "on it.",
+    )
+    description = models.TextField(blank=True, default="")
+    category = models.CharField(max_length=200, blank=True, default="")
+    package = models.CharField(max_length=100, blank=True, default="")
+    lifecycle = models.CharField(
+        max_length=16, choices=Lifecycle.choices, default=Lifecycle.UNKNOWN
+    )
+    datasheet_url = models.URLField(max_length=500, blank=True, default="")
+    stock = models.BigIntegerField(default=0)
+    moq = models.PositiveIntegerField(default=1)
+    unit_price = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    currency = models.CharField(max_length=3, default="USD")
+    # [[quantity, "unit price"], ...] ascending by quantity
+    price_breaks = models.JSONField(default=list, blank=True)
+    alternates = models.JSONField(default=list, blank=True, help_text="Alternate MPNs.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["mpn", "manufacturer"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "manufacturer_key", "mpn_key"],
+                name="component_unique_per_org",
+            ),
+            models.CheckConstraint(condition=Q(stock__gte=0), name="component_stock_nonneg"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "mpn_key"], name="component_mpn_key"),
+            # pattern ops: serves equality and the prefix LIKE of candidate proposals
+            models.Index(
+                fields=["organization", "mpn_norm"],
+                opclasses=["int8_ops", "varchar_pattern_ops"],
+                name="component_mpn_norm",
+            ),
+            models.Index(fields=["organization", "mpn_base"], name="component_mpn_base"),
+            GinIndex(fields=["mpn_norm"], opclasses=["gin_trgm_ops"], name="component_mpn_trgm"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mpn} ({self.manufacturer})"
+
+    def save(self, *args, **kwargs) -> None:
+        self.set_keys()
+        super().save(*args, **kwargs)
+
+    def set_keys(self) -> None:
+        self.mpn = self.mpn.strip()
+        self.manufacturer = self.manufacturer.strip()
+        self.manufacturer_key = matching.manufacturer_key(self.manufacturer)
+        self.mpn_key = matching.exact_key(self.mpn)
+        self.mpn_norm = matching.normalize_mpn(self.mpn)
+        self.mpn_base = matching.packaging_key(self.mpn)
+
+
+class ManufacturerAlias(models.Model):
+    """``TI`` → ``Texas Instruments``. Rows without an organization are the built-in list
+    (loaded by a data migration); an organization's own rows win over them."""
+
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="aliases"
+    )
+    alias = models.CharField(max_length=200)
+    alias_key = models.CharField(max_length=200, editable=False)
+    canonical = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["alias"]
+        verbose_name_plural = "manufacturer aliases"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "alias_key"],
+                name="alias_unique_per_org",
+                nulls_distinct=False,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alias} → {self.canonical}"
+
+    def save(self, *args, **kwargs) -> None:
+        self.alias_key = matching.manufacturer_key(self.alias)
+        super().save(*args, **kwargs)
+
+
+class Catalogue(models.Model):
+    """An organization's catalogue version: bumped by every component import and edit, and
+    recorded on each enriched line."""
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, related_name="catalogue"
+    )
+    version = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.organization} catalogue v{self.version}"
+
+
+class Project(models.Model):
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="projects"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                Upper("name"), "organization", name="project_name_unique_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def bom_upload_path(bom: Bom, filename: str) -> str:
+    return f"boms/{bom.organization_id}/{filename}"
+
+
+class Bom(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="boms")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="boms"
+    )
+    name = models.CharField(max_length=200)
+    source_file = models.FileField(upload_to=bom_upload_path, max_length=500, blank=True)
+    original_filename = models.CharField(max_length=255, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    line_count = models.PositiveIntegerField(default=0)
+    latest_job = models.ForeignKey(
+        ImportJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # the latest run's summary: counts, total cost, lines with warnings, time per tier
+    summary = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["organization", "-created_at"], name="bom_org_newest")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class BomLine(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    bom = models.ForeignKey(Bom, on_delete=models.CASCADE, related_name="lines")
+    line_number = models.PositiveIntegerField(help_text="The file row (the header is row 1).")
+    references = models.TextField("reference designators", blank=True, default="")
+    quantity = models.PositiveIntegerField(default=1)
+    mpn = models.CharField("MPN", max_length=200, blank=True, default="")
+    manufacturer = models.CharField(max_length=200, blank=True, default="")
+    description = models.TextField(blank=True, default="")
+    dnp = models.BooleanField("do not populate", default=False)
+    # the result
+    match_status = models.CharField(
+        max_length=16, choices=MatchStatus.choices, default=MatchStatus.PENDING
+    )
+    match_tier = models.CharField(
+        max_length=16, choices=MatchTier.choices, blank=True, default=MatchTier.NONE
+    )
+    confidence = models.FloatField(default=0.0)
+    component = models.ForeignKey(
+        Component, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # [{"component_id": 1, "score": 0.8}, ...] at most five, best first
+    candidates = models.JSONField(default=list, blank=True)
+    lifecycle = models.CharField(max_length=16, blank=True, default="")
+    stock = models.BigIntegerField(null=True, blank=True)
+    unit_price = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    extended_price = models.DecimalField(max_digits=18, decimal_places=6, null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    datasheet_url = models.URLField(max_length=500, blank=True, default="")
+    warnings = models.JSONField(default=list, blank=True)
+    notes = models.JSONField(default=list, blank=True)
+    enriched_at = models.DateTimeField(null=True, blank=True)
+    catalogue_version = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["line_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["bom", "line_number"], name="bomline_unique_number")
+        ]
+        indexes = [models.Index(fields=["bom", "match_status"], name="bomline_bom_status")]
+
+    def __str__(self) -> str:
+        return f"{self.bom_id}#{self.line_number} {self.mpn}"
+
+
+class LearnedMatch(models.Model):
+    """An operator's choice for an MPN (and manufacturer, '' when the line gave none): the
+    ``learned`` tier offers it to later lines of the organization."""
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="learned_matches", db_index=False
+    )
+    mpn_key = models.CharField(max_length=200)
+    manufacturer_key = models.CharField(max_length=200, blank=True, default="")
+    component = models.ForeignKey(Component, on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "mpn_key", "manufacturer_key"], name="learned_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.mpn_key} → {self.component_id}"

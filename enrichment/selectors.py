@@ -1,0 +1,135 @@
+"""Reads: aliases, a BOM's state and counts, components for the API."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Count, Q, Sum
+
+from imports.models import ImportJob, JobKind, JobStatus
+
+from .models import Bom, BomLine, Catalogue, Component, ManufacturerAlias, MatchStatus
+
+ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
+COUNTED = ("matched", "ambiguous", "not_found", "skipped", "error", "pending")
+
+
+def alias_map(*, organization_id: int) -> dict[str, str]:
+    """Alias key → canonical name: the built-in list, overridden by the organization's own."""
+    rows = ManufacturerAlias.objects.filter(
+        Q(organization__isnull=True) | Q(organization_id=organization_id)
+    ).values_list("organization_id", "alias_key", "canonical")
+    out: dict[str, str] = {}
+    for _org, key, canonical in sorted(rows, key=lambda r: r[0] is not None):
+        out[key] = canonical
+    return out
+
+
+def catalogue_version(*, organization_id: int) -> int:
+    return (
+        Catalogue.objects.filter(organization_id=organization_id)
+        .values_list("version", flat=True)
+        .first()
+        or 0
+    )
+
+
+def bom_counts(*, bom: Bom) -> dict[str, int]:
+    """Lines by match status (every status present, 0 when none)."""
+    counts = dict.fromkeys(COUNTED, 0)
+    for status, n in (
+        BomLine.objects.filter(bom=bom).values_list("match_status").annotate(n=Count("id"))
+    ):
+        counts[status] = n
+    return counts
+
+
+def bom_total_cost(*, bom: Bom) -> Decimal | None:
+    return BomLine.objects.filter(bom=bom, match_status=MatchStatus.MATCHED, dnp=False).aggregate(
+        total=Sum("extended_price")
+    )["total"]
+
+
+def active_run(*, bom: Bom) -> ImportJob | None:
+    """The BOM's enrichment job that is queued or running, if any."""
+    return (
+        ImportJob.objects.filter(
+            organization_id=bom.organization_id,
+            kind=JobKind.BOM_ENRICHMENT,
+            options__bom_id=bom.id,
+            status__in=ACTIVE_STATUSES,
+        )
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def run_state(job: ImportJob | None) -> dict[str, Any]:
+    """The ``state`` of an enrichment event, from the job row (its counters hold the run)."""
+    if job is None:
+        return {
+            "percent_complete": 0,
+            "total_items": 0,
+            "enriched_items": 0,
+            "failed_items": 0,
+            "matched": 0,
+            "ambiguous": 0,
+            "not_found": 0,
+            "skipped": 0,
+        }
+    counts = job.options.get("counts", {})
+    total = job.total_rows or 0
+    done = job.processed_rows
+    percent = (
+        100 if job.status == JobStatus.COMPLETED else (int(done * 100 / total) if total else 0)
+    )
+    return {
+        "percent_complete": min(percent, 100),
+        "total_items": total,
+        "enriched_items": done,
+        "failed_items": counts.get("error", 0),
+        "matched": counts.get("matched", 0),
+        "ambiguous": counts.get("ambiguous", 0),
+        "not_found": counts.get("not_found", 0),
+        "skipped": counts.get("skipped", 0),
+    }
+
+
+def component_brief(c: Component | dict[str, Any]) -> dict[str, Any]:
+    """The ``component`` object of a line: ``{id, manufacturer, mpn, lifecycle, stock,
+    unit_price, currency, datasheet_url}``."""
+    get = c.get if isinstance(c, dict) else lambda k: getattr(c, k)
+    price = get("unit_price")
+    return {
+        "id": get("id"),
+        "manufacturer": get("manufacturer"),
+        "mpn": get("mpn"),
+        "lifecycle": get("lifecycle"),
+        "stock": get("stock"),
+        "unit_price": None if price is None else str(price),
+        "currency": get("currency"),
+        "datasheet_url": get("datasheet_url"),
+    }
+
+
+BRIEF_FIELDS = (
+    "id",
+    "manufacturer",
+    "mpn",
+    "lifecycle",
+    "stock",
+    "unit_price",
+    "currency",
+    "datasheet_url",
+)
+
+
+def components_by_id(*, organization_id: int, ids: set[int]) -> dict[int, dict[str, Any]]:
+    """Briefs of the given components, in one query."""
+    if not ids:
+        return {}
+    rows = Component.objects.filter(organization_id=organization_id, id__in=ids).values(
+        *BRIEF_FIELDS
+    )
+    return {row["id"]: component_brief(row) for row in rows}

@@ -1,0 +1,259 @@
+"""Actions that change the catalogue, BOMs and their lines: import components, upload a BOM,
+start its enrichment, resolve a line, create a project.
+
+Jobs go through ``imports.services.job_enqueue`` (inside the transaction that made them; django-rq
+enqueues on commit) and run in ``imports.jobs.run_job`` like every other kind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from imports.models import ImportJob, JobKind, Organization
+from imports.pipeline.readers import FileReadError, open_source
+from imports.pipeline.validation import HeaderError, map_header
+from imports.services import (
+    ALLOWED_SUFFIXES,
+    InvalidState,
+    InvalidUpload,
+    ServiceError,
+    UploadTooLarge,
+    job_enqueue,
+)
+
+from . import matching, selectors
+from .bom_file import BOM_ALIASES, read_bom_lines
+from .catalogue import ALIASES as COMPONENT_ALIASES
+from .catalogue import REQUIRED as COMPONENT_REQUIRED
+from .models import Bom, BomLine, Component, LearnedMatch, MatchStatus, MatchTier, Project
+
+QUEUE_FOR_PRIORITY = {
+    **dict.fromkeys(range(8, 11), "high"),
+    **dict.fromkeys(range(4, 8), "default"),
+}
+QUEUE_FOR_PRIORITY.update(dict.fromkeys(range(1, 4), "low"))
+
+
+class RunInProgress(ServiceError):
+    status_code = 409
+
+    def __init__(self, job: ImportJob) -> None:
+        super().__init__(
+            f"An enrichment of this BOM is already {job.status} (job {job.id}); "
+            "wait for it to end or cancel it."
+        )
+        self.job = job
+
+
+def _check_file(upload: UploadedFile) -> str:
+    name = Path(upload.name or "upload.csv").name[:200]
+    if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
+        limit = settings.IMPORT_MAX_UPLOAD_BYTES / (1024 * 1024)
+        raise UploadTooLarge(f"File is larger than the {limit:g} MB upload limit.")
+    if Path(name).suffix.lower() not in ALLOWED_SUFFIXES:
+        raise InvalidUpload(
+            f"'{name}' is not a CSV or XLSX file: upload a .csv, .tsv, .txt or .xlsx file."
+        )
+    if not upload.size:
+        raise InvalidUpload("File is empty.")
+    return name
+
+
+# ---------------------------------------------------------------------- catalogue
+
+
+def component_import_create(
+    *, organization: Organization, user: Any, upload: UploadedFile, priority: str = "default"
+) -> ImportJob:
+    """Store a component file and queue its ``component_import`` job; a file whose header
+    names no manufacturer and MPN column is refused now, not in the worker."""
+    name = _check_file(upload)
+    if priority not in ("high", "default", "low"):
+        raise InvalidUpload(f"Unknown priority '{priority}': use one of high, default, low.")
+    with transaction.atomic():
+        job = ImportJob(
+            organization=organization,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            kind=JobKind.COMPONENT_IMPORT,
+            original_filename=name,
+            file_size=upload.size or 0,
+            priority=priority,
+            options={"mode": "upsert"},
+        )
+        job.file.save(name, upload, save=False)
+        try:
+            source = open_source(Path(job.file.path), name)
+            map_header(source.header, aliases=COMPONENT_ALIASES, required=COMPONENT_REQUIRED)
+        except (FileReadError, HeaderError) as exc:
+            job.file.delete(save=False)
+            raise InvalidUpload(str(exc))
+        job.save()
+        job_enqueue(job)
+    return job
+
+
+# ---------------------------------------------------------------------- projects and BOMs
+
+
+def project_create(
+    *, organization: Organization, user: Any, name: str, description: str = ""
+) -> Project:
+    name = name.strip()
+    if not name:
+        raise InvalidUpload("A project needs a name.")
+    try:
+        with transaction.atomic():
+            return Project.objects.create(
+                organization=organization,
+                name=name[:200],
+                description=description,
+                created_by=user if getattr(user, "is_authenticated", False) else None,
+            )
+    except IntegrityError:
+        raise InvalidState(f"A project named '{name}' already exists.")
+
+
+def bom_create(
+    *,
+    organization: Organization,
+    user: Any,
+    upload: UploadedFile,
+    name: str = "",
+    project: Project | None = None,
+) -> tuple[Bom, list[str]]:
+    """Store a BOM file and its lines; returns the BOM and the row problems (those lines are
+    stored with status ``error`` and the problem as a note, so nothing in the file is lost)."""
+    filename = _check_file(upload)
+    with transaction.atomic():
+        bom = Bom(
+            organization=organization,
+            project=project,
+            name=(name.strip() or Path(filename).stem)[:200],
+            original_filename=filename,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+        )
+        bom.source_file.save(filename, upload, save=False)
+        try:
+            source = open_source(Path(bom.source_file.path), filename)
+            header = map_header(source.header, aliases=BOM_ALIASES, required=("mpn",))
+            count = source.count_rows()
+            if count > settings.BOM_MAX_LINES:
+                raise InvalidUpload(
+                    f"The BOM has {count:,} lines; at most {settings.BOM_MAX_LINES:,} are "
+                    "accepted. Split it into several BOMs."
+                )
+            if count == 0:
+                raise InvalidUpload("File has a header row but no data rows.")
+            bom.save()
+            problems: list[str] = []
+            batch: list[BomLine] = []
+            for line, problem in read_bom_lines(source, header):
+                line.bom = bom
+                batch.append(line)
+                if problem:
+                    problems.append(problem)
+                if len(batch) >= 2000:
+                    BomLine.objects.bulk_create(batch)
+                    batch = []
+            BomLine.objects.bulk_create(batch)
+        except (FileReadError, HeaderError) as exc:
+            bom.source_file.delete(save=False)
+            raise InvalidUpload(str(exc))
+        except InvalidUpload:
+            bom.source_file.delete(save=False)
+            raise
+        bom.line_count = BomLine.objects.filter(bom=bom).count()
+        bom.save(update_fields=["line_count"])
+    return bom, problems
+
+
+def enrichment_start(
+    *, bom: Bom, user: Any, priority: int = 5, only: str | None = None
+) -> ImportJob:
+    """Queue an enrichment run of ``bom`` (all lines, or ``only="unresolved"``); refuses with
+    ``RunInProgress`` (409) while one is queued or running."""
+    if only not in (None, "", "all", "unresolved"):
+        raise InvalidUpload(f"Unknown only '{only}': use 'unresolved' or leave it out.")
+    queue = QUEUE_FOR_PRIORITY.get(priority)
+    if queue is None:
+        raise InvalidUpload(f"priority must be a whole number from 1 to 10 (got {priority}).")
+    with transaction.atomic():
+        bom = Bom.objects.select_for_update().get(pk=bom.pk)  # one start at a time per BOM
+        running = selectors.active_run(bom=bom)
+        if running is not None:
+            raise RunInProgress(running)
+        job = ImportJob.objects.create(
+            organization_id=bom.organization_id,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            kind=JobKind.BOM_ENRICHMENT,
+            original_filename=bom.name,
+            priority=queue,
+            options={"bom_id": bom.id, "only": only or "all", "priority": priority},
+        )
+        bom.latest_job = job
+        bom.save(update_fields=["latest_job", "updated_at"])
+        job_enqueue(job)
+    return job
+
+
+def line_resolve(*, line: BomLine, component_id: int, user: Any) -> BomLine:
+    """Resolve ``line`` to a component of its organization (status ``matched``, tier
+    ``manual``); the organization remembers the choice for the ``learned`` tier."""
+    org_id = line.bom.organization_id
+    component = Component.objects.filter(organization_id=org_id, pk=component_id).first()
+    if component is None:
+        raise InvalidUpload(f"component_id {component_id} is not a component of your catalogue.")
+    candidate = matching.Candidate(
+        component.id,
+        component.manufacturer,
+        component.manufacturer_key,
+        component.mpn,
+        component.lifecycle,
+        component.stock,
+        component.unit_price,
+        tuple((int(q), _decimal(p)) for q, p in component.price_breaks or []),
+    )
+    unit = matching.unit_price_at(line.quantity, candidate.price_breaks, candidate.unit_price)
+    with transaction.atomic():
+        line.match_status = MatchStatus.MATCHED
+        line.match_tier = MatchTier.MANUAL
+        line.confidence = 1.0
+        line.component = component
+        line.lifecycle = component.lifecycle
+        line.stock = component.stock
+        line.unit_price = unit
+        line.extended_price = None if unit is None else unit * line.quantity
+        line.currency = component.currency
+        line.datasheet_url = component.datasheet_url
+        line.warnings = matching.warnings_for(candidate, line.quantity)
+        who = getattr(user, "get_username", lambda: "an operator")()
+        line.notes = [f"Resolved by {who}."]
+        line.enriched_at = timezone.now()
+        line.catalogue_version = selectors.catalogue_version(organization_id=org_id)
+        line.save()
+        maker = matching.manufacturer_key(line.manufacturer)
+        if maker:
+            aliases = selectors.alias_map(organization_id=org_id)
+            maker = matching.manufacturer_key(aliases.get(maker, line.manufacturer))
+        LearnedMatch.objects.update_or_create(
+            organization_id=org_id,
+            mpn_key=matching.exact_key(line.mpn),
+            manufacturer_key=maker,
+            defaults={
+                "component": component,
+                "created_by": user if getattr(user, "is_authenticated", False) else None,
+            },
+        )
+    return line
+
+
+def _decimal(value: Any):
+    from decimal import Decimal
+
+    return Decimal(str(value))
