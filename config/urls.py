@@ -22,6 +22,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("imports.urls")),
     path("api/v1/", include("realtime.urls")),
+    path("api/v1/", include("imports.purchasing.urls")),
+    path("purchase-orders/", include("imports.purchasing.page_urls")),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
