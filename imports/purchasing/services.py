@@ -82,6 +82,7 @@ def _continue(order: PurchaseOrder, job: ImportJob) -> None:
     """Queue the next attempt of ``job``: the runner starts at the first stage not done."""
     job.attempt += 1
     job.error_message = ""
+    job.stages = []  # the timeline of the current attempt
     job.started_at = job.finished_at = job.heartbeat_at = job.cancel_requested_at = None
     job.progress = 0
     job.save()

@@ -2,8 +2,8 @@
 
 It applies each ``Idempotency-Key`` once, as a real store would: a repeated key gets the first
 answer again and is counted as a replay. ``script`` lists what to do with each new request in
-turn: ``200``, ``500``, ``(429, retry_after)``, ``("sleep", seconds)`` (answer late: the client
-times out) or ``("hang", event)`` (apply the batch, then wait for ``event`` before answering).
+turn: ``200``, ``500``, ``(429, retry_after)``, ``("sleep", seconds)`` (apply, then answer
+too late: the client times out) or ``("hang", event)`` (apply, then wait for ``event``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -25,6 +26,7 @@ class Received:
     signature: str
     body: bytes
     answered: int | None = None
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -90,6 +92,8 @@ class StoreServer:
                     server.replays.append(r.key)
                     return self._answer(r, 200, {"replayed": True})
                 if isinstance(action, tuple) and action[0] == "sleep":
+                    # applied, but answered too late: the client's retry must be a replay
+                    server.applied[r.key] = body
                     threading.Event().wait(action[1])
                     return self._answer(r, 200, {"late": True})
                 if isinstance(action, tuple) and action[0] == "hang":
