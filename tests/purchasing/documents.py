@@ -129,11 +129,7 @@ def eml(body: str, *, html: bool = False, attachment: tuple[str, bytes] | None =
     msg["From"] = "orders@kraemer.example"
     msg["To"] = "buyer@acme.example"
     msg["Subject"] = "Bestellung KW-7781"
-    if html:
-        msg.set_content("see the HTML part")
-        msg.add_alternative(body, subtype="html")
-    else:
-        msg.set_content(body)
+    msg.set_content(body, subtype="html" if html else "plain")
     if attachment:
         msg.add_attachment(
             attachment[1], maintype="application", subtype="octet-stream", filename=attachment[0]
