@@ -78,6 +78,8 @@ def _activity(org_id: int) -> list[dict[str, Any]]:
         job = e.get("job") or {}
         if job.get("kind") != JobKind.PURCHASE_ORDER:
             continue
+        if e.get("status") == "started":
+            continue  # the stage bars show what runs; the feed keeps what happened
         if e.get("type") in ACTIVITY_TYPES or e.get("type") in ("job.completed", "job.failed"):
             out.append(e)
     return out[:ACTIVITY_ENTRIES]

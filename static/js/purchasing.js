@@ -100,7 +100,7 @@ document.addEventListener("intake:event", (e) => {
     }
     if (type === "workflow.error") setSegment(data.poId, data.stage, "failed");
     if (type !== "workflow.progress") {
-      addActivity(type, data);
+      if (data.status !== "started") addActivity(type, data);
       refreshSoon();
     }
   } else if (job.kind === "purchase_order" && (type === "job.completed" || type === "job.failed" || type === "job.queued")) {
