@@ -143,6 +143,7 @@ def run_once(lines: int, image_every: int, run: int) -> dict[str, float]:
     stages = {s.name: s for s in WorkflowStage.objects.filter(job=job)}
     result = {name: stages[name].duration_seconds or 0.0 for name in STAGES}
     result["stage sum"] = sum(result[n] for n in STAGES)
+    result["queued -> started (worker start)"] = (job.started_at - job.created_at).total_seconds()
     result["end to end"] = (job.finished_at - job.created_at).total_seconds()
     result["wall (with worker start)"] = wall
     result["requests"] = store.requests
@@ -173,7 +174,8 @@ def main() -> None:
     print()
     print(f"| stage | median (s) | runs: {', '.join(str(i) for i in range(1, len(results) + 1))} |")
     print("| --- | ---: | --- |")
-    for key in [*STAGES, "stage sum", "end to end", "wall (with worker start)"]:
+    keys = [*STAGES, "stage sum", "queued -> started (worker start)", "end to end"]
+    for key in [*keys, "wall (with worker start)"]:
         values = [r[key] for r in results]
         runs = ", ".join(f"{v:.3f}" for v in values)
         print(f"| {key} | {statistics.median(values):.3f} | {runs} |")
