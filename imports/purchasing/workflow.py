@@ -153,7 +153,14 @@ def run_purchase_order(job: ImportJob, reporter: ProgressReporter) -> None:
     for name in STAGES:
         row = rows[name]
         if row.status in (StageStatus.COMPLETED, StageStatus.SKIPPED):
+            if row.summary.get("needs_review"):
+                # parsed, never reviewed (the job was cancelled or retried while it waited)
+                _pause_for_review(StageContext(job, order, reporter, row))
+                return
             continue  # done in an earlier attempt: its stored output is reused, not redone
+        if ImportJob.objects.filter(pk=job.pk, cancel_requested_at__isnull=False).exists():
+            reporter.cancelled()  # between stages: each stage stays whole
+            return
         ctx = StageContext(job, order, reporter, row)
         result = _run_stage(ctx, STAGE_FUNCTIONS[name])
         if result is None:

@@ -233,3 +233,27 @@ def test_a_worker_killed_during_sync_then_retried_delivers_nothing_twice(
     assert set(store_server.applied) == set(keys)
     assert_each_retry_is_the_same_request(store_server)
     assert attempts_of(order_id)["product_drafts"] == 1
+
+
+def test_a_lost_worker_fails_the_order_and_its_running_stage(api, org, settings):
+    from django.utils import timezone
+
+    from imports.models import JobStatus
+    from imports.progress import ProgressReporter
+    from imports.purchasing.models import StageStatus
+    from imports.purchasing.workflow import ensure_stage_rows
+
+    order_id = post_order(api, po_csv(1)).json()["purchase_order"]["id"]
+    order = PurchaseOrder.objects.get(pk=order_id)
+    job = order.job
+    rows = ensure_stage_rows(job, order)
+    WorkflowStage.objects.filter(pk=rows["parsing"].pk).update(status=StageStatus.RUNNING)
+    job.status, job.heartbeat_at = JobStatus.PROCESSING, timezone.now()
+    job.save()
+    ProgressReporter(job).failed("The worker running this job was lost.", reason="worker_lost")
+
+    order.refresh_from_db()
+    assert order.status == "failed"
+    parsing = WorkflowStage.objects.get(order=order, name="parsing")
+    assert parsing.status == "failed" and "worker running this job was lost" in parsing.error
+    assert api.post(f"/api/v1/purchase-orders/{order_id}/retry").status_code == 202
