@@ -15,6 +15,7 @@ attempt and reused).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,8 +23,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from realtime.publish import publish_now
+
 from ..models import ImportJob, JobStatus
-from ..progress import ProgressReporter
+from ..progress import ProgressReporter, job_event
 from .models import POStatus, PurchaseOrder, StageStatus, WorkflowStage
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,7 @@ class StageContext:
         self.reporter = reporter
         self.row = row
         self.index = STAGES.index(row.name)
+        self._last_progress = 0.0
 
     def stage_output(self, name: str) -> dict[str, Any]:
         """A completed earlier stage's stored output (the parse result, for instance)."""
@@ -106,11 +110,19 @@ class StageContext:
             heartbeat_at=job.heartbeat_at,
             updated_at=job.heartbeat_at,
         )
-        self.reporter.announce(
-            "workflow.progress",
-            throttled=True,
-            **event_fields(self, progress=percent, message=message),
-        )
+        now = time.monotonic()
+        if now - self._last_progress < self.reporter.min_interval:
+            return
+        self._last_progress = now
+        fields = event_fields(self, progress=percent, message=message)
+        if transaction.get_connection().in_atomic_block:
+            # a database stage runs in one transaction, and events wait for its commit: its
+            # progress would all arrive at the end. Progress is only a notification (the next
+            # event carries the truth), so it goes out now.
+            event = job_event(job, "workflow.progress", **fields)
+            publish_now(event.type, topics=event.topics, body=event.body)
+        else:
+            self.reporter.announce("workflow.progress", **fields)
 
     def beat(self) -> None:
         """Keep the job's heartbeat fresh while waiting (a store's Retry-After)."""
