@@ -194,3 +194,19 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# Purchase orders (imports/purchasing, docs/purchase-orders.md)
+PO_MIN_CONFIDENCE = env.float("PO_MIN_CONFIDENCE", default=0.8)
+PO_MAX_UPLOAD_BYTES = env.int("PO_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
+# Outbound hosts (store sync, image fetches): empty = any host whose every address is public;
+# otherwise only the listed hosts (exact, or ".example.com" for subdomains), private or not.
+SYNC_ALLOWED_HOSTS = env.list("SYNC_ALLOWED_HOSTS", default=[])
+PO_SYNC_BATCH_SIZE = min(env.int("PO_SYNC_BATCH_SIZE", default=250), 250)
+PO_SYNC_TIMEOUT = env.float("PO_SYNC_TIMEOUT", default=10.0)
+PO_SYNC_MAX_ATTEMPTS = env.int("PO_SYNC_MAX_ATTEMPTS", default=5)
+PO_SYNC_BACKOFF_BASE = env.float("PO_SYNC_BACKOFF_BASE", default=1.0)
+PO_SYNC_BACKOFF_MAX = env.float("PO_SYNC_BACKOFF_MAX", default=30.0)
+PO_SYNC_MAX_RETRY_AFTER = env.float("PO_SYNC_MAX_RETRY_AFTER", default=120.0)
+PO_IMAGE_MAX_BYTES = env.int("PO_IMAGE_MAX_BYTES", default=5 * 1024 * 1024)
+PO_IMAGE_TIMEOUT = env.float("PO_IMAGE_TIMEOUT", default=10.0)
+PO_IMAGE_CONCURRENCY = env.int("PO_IMAGE_CONCURRENCY", default=8)

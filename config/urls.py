@@ -26,6 +26,8 @@ urlpatterns = [
     path("api/v1/", include("realtime.urls")),
     path("api/v1/", include("enrichment.urls")),
     path("", include(enrichment_urls.pages)),
+    path("api/v1/", include("imports.purchasing.urls")),
+    path("purchase-orders/", include("imports.purchasing.page_urls")),
     path("metrics", metrics_view, name="metrics"),
     path("realtime/", realtime_pages.ops_page, name="realtime-ops"),
     path("realtime/data", realtime_pages.ops_data, name="realtime-ops-data"),

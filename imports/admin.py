@@ -249,3 +249,6 @@ class ImportJobAdmin(admin.ModelAdmin):
             raise Http404("No such action.")
         act(self, request, ImportJob.objects.filter(pk=job.pk))
         return HttpResponseRedirect(reverse("admin:imports_importjob_change", args=[job.pk]))
+
+
+from .purchasing import admin as _purchasing_admin  # noqa: E402, F401  (registers it)

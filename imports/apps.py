@@ -10,5 +10,7 @@ class ImportsConfig(AppConfig):
     def ready(self) -> None:
         # the stream core knows no app: tell it about jobs, organizations and the summary
         from . import topics
+        from .purchasing.apps import register as register_purchasing
 
         topics.register()
+        register_purchasing()

@@ -268,3 +268,6 @@ class ImportRowError(models.Model):
 
     def __str__(self) -> str:
         return self.message
+
+
+from .purchasing.models import *  # noqa: E402, F403  (the purchase-order models)

@@ -14,6 +14,7 @@ const EVENT_TYPES = [
   "snapshot", "reset", "status", "heartbeat",
   "job.queued", "job.started", "job.stage", "job.progress",
   "job.completed", "job.failed", "job.cancelled",
+  "workflow.stage", "workflow.progress", "workflow.completion", "workflow.error",
 ];
 const TERMINAL_TYPES = new Set(["job.completed", "job.failed", "job.cancelled"]);
 const TERMINAL_STATUSES = new Set(["completed", "failed", "cancelled"]);
@@ -203,6 +204,8 @@ function setUpNotifications() {
 // ---------------------------------------------------------------- events
 
 function handle(type, data) {
+  // other modules of a page (static/js/purchasing.js) see every event too
+  document.dispatchEvent(new CustomEvent("intake:event", { detail: { type, data } }));
   if (type === "status") return applySummary(data);
   if (data.status && !data.job) { // an organization topic's snapshot or reset
     applySummary(data.status);

@@ -54,6 +54,8 @@ def e2e_env(django_db_setup, shared_media):
         "REALTIME_BROWSER_RETRY_MS": "1000",
         "REALTIME_BROWSER_POLL_MS": "1000",
         "LOG_LEVEL": "WARNING",
+        # purchase orders sync to a local stand-in store (refused by default as loopback)
+        "SYNC_ALLOWED_HOSTS": "127.0.0.1",
     }
 
 

@@ -1,0 +1,150 @@
+"""The image_attachment stage: fetch each line's image URL once, keep it with a thumbnail.
+
+Limits: http(s) only, the outbound host rules (outbound.py), a timeout, at most
+``PO_IMAGE_MAX_BYTES``, JPEG/PNG/GIF/WebP that Pillow can open, at most three redirects (each
+checked). A bad image is a warning on its line, never the stage's failure. A line whose image
+is stored is not fetched again when the stage runs again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import httpx
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from .models import PurchaseOrderLine, StageStatus
+from .outbound import OutboundRefused, check_url
+from .workflow import StageContext, StageResult
+
+ALLOWED_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
+PILLOW_FORMATS = {"JPEG", "PNG", "GIF", "WEBP"}
+THUMBNAIL_SIZE = (200, 200)
+MAX_REDIRECTS = 3
+MAX_PIXELS = 40_000_000
+
+
+class ImageRefused(Exception):
+    """This image cannot be attached; the message is for the line's warnings."""
+
+
+@dataclass
+class FetchedImage:
+    url: str
+    image_name: str = ""
+    thumbnail_name: str = ""
+    warning: str = ""
+
+
+def _download(client: httpx.Client, url: str) -> tuple[bytes, str]:
+    limit = settings.PO_IMAGE_MAX_BYTES
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            check_url(url, what="image URL")
+        except OutboundRefused as exc:
+            raise ImageRefused(str(exc)) from exc
+        try:
+            with client.stream("GET", url) as response:
+                if response.is_redirect and response.headers.get("location"):
+                    url = urljoin(url, response.headers["location"])
+                    continue
+                if response.status_code != 200:
+                    raise ImageRefused(f"the image URL answered HTTP {response.status_code}")
+                ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if ctype not in ALLOWED_TYPES:
+                    raise ImageRefused(
+                        f"the image URL sent '{ctype or 'no type'}', not JPEG, PNG, GIF or WebP"
+                    )
+                declared = response.headers.get("content-length", "")
+                if declared.isascii() and declared.isdecimal() and int(declared) > limit:
+                    raise ImageRefused(f"the image is larger than {limit // 1024:,} KB")
+                data = bytearray()
+                for chunk in response.iter_bytes():
+                    data += chunk
+                    if len(data) > limit:
+                        raise ImageRefused(f"the image is larger than {limit // 1024:,} KB")
+                return bytes(data), ctype
+        except httpx.TimeoutException as exc:
+            raise ImageRefused("the image URL did not answer in time") from exc
+        except httpx.HTTPError as exc:
+            raise ImageRefused(f"the image could not be fetched ({type(exc).__name__})") from exc
+    raise ImageRefused(f"the image URL redirected more than {MAX_REDIRECTS} times")
+
+
+def _thumbnail(data: bytes) -> bytes:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.format not in PILLOW_FORMATS:
+                raise ImageRefused(f"the file is {img.format}, not JPEG, PNG, GIF or WebP")
+            if img.width * img.height > MAX_PIXELS:
+                raise ImageRefused(f"the image is too large ({img.width}x{img.height} pixels)")
+            img.load()
+            thumb = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB")
+            thumb.thumbnail(THUMBNAIL_SIZE)
+            out = io.BytesIO()
+            thumb.save(out, format="PNG", optimize=True)
+            return out.getvalue()
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as exc:
+        raise ImageRefused("the file is not an image that can be read") from exc
+
+
+def fetch_image(client: httpx.Client, url: str, folder: str) -> FetchedImage:
+    """Fetch, check and store one image and its thumbnail; never raises."""
+    result = FetchedImage(url)
+    try:
+        data, ctype = _download(client, url)
+        thumb = _thumbnail(data)
+    except ImageRefused as exc:
+        result.warning = f"Image not attached: {exc}."
+        return result
+    stem = hashlib.sha256(url.encode()).hexdigest()[:20]
+    result.image_name = default_storage.save(
+        f"{folder}/{stem}.{ALLOWED_TYPES[ctype]}", ContentFile(data)
+    )
+    result.thumbnail_name = default_storage.save(f"{folder}/{stem}-thumb.png", ContentFile(thumb))
+    return result
+
+
+def stage_image_attachment(ctx: StageContext) -> StageResult:
+    order = ctx.order
+    with_urls = PurchaseOrderLine.objects.filter(order=order).exclude(image_url="")
+    if not with_urls.exists():
+        return StageResult(status=StageStatus.SKIPPED, message="No image URLs on the lines")
+    todo = list(with_urls.filter(image="").only("id", "image_url", "warnings"))
+    urls = list(dict.fromkeys(line.image_url for line in todo))
+    folder = f"purchase-orders/{order.organization_id}/{order.id}/images"
+    results: dict[str, FetchedImage] = {}
+    timeout = httpx.Timeout(settings.PO_IMAGE_TIMEOUT)
+    headers = {"User-Agent": "Intake/1.0 (purchase-order images)"}
+    with (
+        httpx.Client(timeout=timeout, follow_redirects=False, headers=headers) as client,
+        ThreadPoolExecutor(max_workers=max(1, settings.PO_IMAGE_CONCURRENCY)) as pool,
+    ):
+        futures = [pool.submit(fetch_image, client, url, folder) for url in urls]
+        for done, future in enumerate(futures, start=1):
+            fetched = future.result()
+            results[fetched.url] = fetched
+            ctx.progress(done, len(urls), f"{done:,} of {len(urls):,} images")
+    for line in todo:
+        fetched = results[line.image_url]
+        line.image = fetched.image_name
+        line.thumbnail = fetched.thumbnail_name
+        line.warnings = [fetched.warning] if fetched.warning else []
+    PurchaseOrderLine.objects.bulk_update(todo, ["image", "thumbnail", "warnings"], batch_size=1000)
+    attached = sum(1 for r in results.values() if r.image_name)
+    failed = len(results) - attached
+    message = f"{attached:,} images attached"
+    if failed:
+        message += f", {failed:,} not (see the lines' warnings)"
+    return StageResult(
+        message=message,
+        summary={"urls": len(urls), "attached": attached, "failed": failed},
+    )

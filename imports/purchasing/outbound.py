@@ -1,0 +1,74 @@
+"""Which hosts the workers may call (store sync, image fetches): ``SYNC_ALLOWED_HOSTS``.
+
+Empty (the default): any host whose every resolved address is public — loopback, private,
+link-local, multicast, reserved and unspecified addresses are refused, so a URL typed into the
+store settings or an image URL in a supplier's file cannot reach the internal network.
+Set: only the listed hosts (``shop.example.com``, ``.example.com`` for its subdomains,
+``127.0.0.1``), whatever their addresses: an operator who lists a host means it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+
+class OutboundRefused(Exception):
+    """The URL may not be called; the message is for the user."""
+
+
+def _listed(host: str, allowed: list[str]) -> bool:
+    host = host.lower().rstrip(".")
+    for entry in allowed:
+        entry = entry.strip().lower()
+        if not entry:
+            continue
+        if entry.startswith(".") and (host.endswith(entry) or host == entry[1:]):
+            return True
+        if host == entry:
+            return True
+    return False
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return not (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+    )
+
+
+def check_url(url: str, *, what: str = "URL") -> str:
+    """Return the host of ``url`` if a worker may call it, else raise ``OutboundRefused``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OutboundRefused(f"The {what} must be an http(s) URL with a host (got '{url[:200]}').")
+    host = parts.hostname
+    allowed = [h for h in settings.SYNC_ALLOWED_HOSTS if h.strip()]
+    if allowed:
+        if _listed(host, allowed):
+            return host
+        raise OutboundRefused(
+            f"The {what}'s host '{host}' is not in SYNC_ALLOWED_HOSTS ({', '.join(allowed)})."
+        )
+    try:
+        infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise OutboundRefused(f"The {what}'s host '{host}' does not resolve ({exc}).") from exc
+    addresses = {info[4][0] for info in infos}
+    blocked = sorted(a for a in addresses if not _public(a))
+    if blocked:
+        raise OutboundRefused(
+            f"The {what}'s host '{host}' resolves to a loopback, private or link-local address "
+            f"({', '.join(blocked)}); list it in SYNC_ALLOWED_HOSTS to allow it."
+        )
+    return host

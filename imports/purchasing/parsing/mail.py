@@ -1,0 +1,55 @@
+"""E-mail (.eml): an attached order document if there is one, else the body's text."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import html
+import re
+import tempfile
+from pathlib import Path
+
+from .document import ParsedOrder, ParseError
+from .templates import Template
+from .text import parse_text
+
+ATTACHMENT_SUFFIXES = (".csv", ".tsv", ".xlsx", ".pdf", ".json", ".txt")
+_TAG = re.compile(r"<[^>]+>")
+_BLOCK = re.compile(r"(?i)<\s*(br|/p|/div|/tr|/li|/h\d)\s*/?>")
+
+
+def html_to_text(markup: str) -> str:
+    text = _BLOCK.sub("\n", markup)
+    text = re.sub(r"(?i)<\s*/t[dh]\s*>", "  ", text)
+    return html.unescape(_TAG.sub("", text))
+
+
+def parse_email(raw: bytes, templates: list[Template]) -> ParsedOrder:
+    from . import parse_document  # an attachment is a document of its own
+
+    try:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+    except Exception as exc:  # the parser is lenient; this is a truly broken file
+        raise ParseError(f"The e-mail could not be read ({type(exc).__name__}).") from exc
+    for part in message.iter_attachments():
+        name = part.get_filename() or ""
+        if Path(name).suffix.lower() in ATTACHMENT_SUFFIXES:
+            payload = part.get_payload(decode=True) or b""
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / Path(name).name
+                path.write_bytes(payload)
+                order = parse_document(path, name, templates)
+            order.source_format = f"email+{order.source_format}"
+            order.warnings.append(f"Read from the e-mail's attachment '{name}'.")
+            return order
+    body = message.get_body(preferencelist=("plain", "html"))
+    if body is None:
+        raise ParseError("The e-mail has no text body and no order attached.")
+    text = body.get_content()
+    if body.get_content_type() == "text/html":
+        text = html_to_text(text)
+    order = parse_text(text, templates, source_format="email")
+    subject = message.get("subject", "")
+    if subject:
+        order.warnings.append(f"E-mail subject: {subject}")
+    return order
