@@ -2,12 +2,22 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import api
+from . import api, api_mapping
 
 # /status is declared before /<uuid:job_id>, and job ids are UUIDs, so it is never shadowed.
 urlpatterns = [
     path("products/import", api.ProductImportView.as_view(), name="product-import"),
     path("products/import/status", api.ImportStatusView.as_view(), name="product-import-status"),
+    path(
+        "products/import/preview",
+        api_mapping.ImportPreviewView.as_view(),
+        name="product-import-preview",
+    ),
+    path(
+        "products/import/<uuid:job_id>/fix",
+        api_mapping.ImportFixView.as_view(),
+        name="import-job-fix",
+    ),
     path("products/import/<uuid:job_id>", api.ImportJobDetailView.as_view(), name="import-job"),
     path(
         "products/import/<uuid:job_id>/errors.csv",
