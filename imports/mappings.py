@@ -193,11 +193,6 @@ def import_preview(
         "mapping_error": "",
         "rows": [],
     }
-    try:
-        checker = plan.checker(header, rows)
-    except (MappingError, HeaderError) as exc:
-        result["mapping_error"] = str(exc)
-        return result
     numbers, values = [], []
     try:
         for number, cells in source.rows():
@@ -207,6 +202,23 @@ def import_preview(
                 break
     except FileReadError as exc:
         result["mapping_error"] = str(exc)
+    try:
+        checker = plan.checker(header, rows)
+    except (MappingError, HeaderError) as exc:
+        # the rows are still shown, each refused, so the person sees their data while mapping
+        result["mapping_error"] = str(exc)
+        result["rows"] = [
+            {
+                "row": number,
+                "values": cells,
+                "fields": {},
+                "outcome": "error",
+                "skipped": "",
+                "error": f"Row {number}: not importable until every required field has a column",
+            }
+            for number, cells in zip(numbers, values, strict=True)
+        ]
+        return result
     shaped = checker.preview(numbers, values)
     skus = [r.fields["sku"] for r in shaped if r.fields]
     existing = {
