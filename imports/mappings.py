@@ -66,15 +66,21 @@ def mapping_propose(
     header: list[str],
     preset: str | None = None,
     spec: FieldSpec = PRODUCT_SPEC,
+    detect_preset: bool = True,
 ) -> Proposal:
     """The proposal for ``header``: remembered mapping, else the preset asked for or the one
-    recognised by its headers, else aliases and near names."""
+    recognised by its headers (unless ``detect_preset`` is off: a person chose no preset),
+    else aliases and near names."""
     remembered = mapping_remembered(organization=organization, header=header, spec=spec)
-    if remembered is not None and (preset is None or preset == (remembered.preset or None)):
+    if (
+        remembered is not None
+        and detect_preset
+        and (preset is None or preset == (remembered.preset or None))
+    ):
         return propose(
             header, spec, remembered=remembered.mapping, preset=remembered.preset or None
         )
-    chosen = PRESETS[preset] if preset else detect(header)
+    chosen = PRESETS[preset] if preset else detect(header) if detect_preset else None
     if chosen is None:
         return propose(header, spec)
     return propose(header, spec, preset_columns=chosen.columns_for(header), preset=chosen.name)
@@ -169,6 +175,7 @@ def import_preview(
     mapping: Mapping[str, str | None] | None = None,
     preset: str | None = None,
     rows: int = PREVIEW_ROWS,
+    detect_preset: bool = True,
 ) -> dict[str, Any]:
     """The proposal and the first ``rows`` rows as they would be imported: their fields, the
     outcome (create, update, unchanged, skip, error) and the row error. Creates nothing."""
@@ -178,7 +185,9 @@ def import_preview(
         raise InvalidUpload(str(exc)) from exc
     header = source.header
     preset = preset_check(preset)
-    proposal = mapping_propose(organization=organization, header=header, preset=preset)
+    proposal = mapping_propose(
+        organization=organization, header=header, preset=preset, detect_preset=detect_preset
+    )
     used = dict(mapping) if mapping is not None else proposal.mapping
     plan = ImportPlan(mapping=used, preset=preset if mapping is not None else proposal.preset)
     result: dict[str, Any] = {

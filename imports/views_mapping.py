@@ -48,9 +48,10 @@ def mapping_step(request: HttpRequest, job_id: Any) -> HttpResponse:
         return redirect("job-page", job_id=job.id)
     header = fixes.job_header(job)
     mapping = _mapping_from_form(request, header) if request.method == "POST" else None
-    preset = request.POST.get("preset") or job.options.get("preset") or None
-    if request.method == "POST" and "preset" in request.POST and not request.POST["preset"]:
-        preset = None
+    # "none": a person chose no preset, so none is detected either
+    chosen_preset = request.POST.get("preset", job.options.get("preset") or "")
+    detect_preset = chosen_preset != "none"
+    preset = chosen_preset if chosen_preset not in ("", "none") else None
     status, error = 200, ""
     if request.method == "POST" and request.POST.get("action") == "import":
         if not membership.can_operate:
@@ -67,6 +68,7 @@ def mapping_step(request: HttpRequest, job_id: Any) -> HttpResponse:
                         path=Path(job.file.path),
                         filename=job.original_filename,
                         preset=preset,
+                        detect_preset=detect_preset,
                     )
                     chosen = preview["mapping"]
                     preset = preview["preset"]
@@ -85,6 +87,7 @@ def mapping_step(request: HttpRequest, job_id: Any) -> HttpResponse:
             filename=job.original_filename,
             mapping=mapping,
             preset=preset,
+            detect_preset=detect_preset,
         )
     except services.ServiceError as exc:
         preview, error, status = None, exc.message, exc.status_code
@@ -93,7 +96,9 @@ def mapping_step(request: HttpRequest, job_id: Any) -> HttpResponse:
         "org": job.organization,
         "job": job_snapshot(job),
         "preview": preview,
-        "columns": _columns(preview) if preview else [],
+        "columns": (columns := _columns(preview) if preview else []),
+        "mapped_columns": [c for c in columns if c["field"]],
+        "unmapped_columns": [c for c in columns if not c["field"]],
         "fields": FIELDS,
         "error": error,
     }

@@ -465,6 +465,9 @@ function setUpMappingStep(step, { inPlace = false } = {}) {
     const fresh = doc.getElementById("mapping-step");
     if (!fresh) return;
     const node = document.importNode(fresh, true);
+    // keep what the person opened (the columns not imported) open
+    const wasOpen = step.querySelector("details.unmapped")?.open;
+    if (wasOpen) node.querySelector("details.unmapped")?.setAttribute("open", "");
     step.replaceWith(node);
     setUpMappingStep(node, { inPlace });
   }

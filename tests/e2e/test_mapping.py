@@ -44,6 +44,8 @@ def test_shopify_export_mapping_step_previews_live_then_imports(new_page, org):
     expect(page.locator("#mapping-problem")).to_contain_text("no column is mapped to 'price'")
     expect(page.locator("#mapping-step tr.outcome-error")).to_have_count(8)
     screenshot(page, "mapping-step-price-left-out")
+    # a column left out moves to the columns not imported, under a summary
+    page.locator("#mapping-step details.unmapped summary").click()
     page.locator("#mapping-step").get_by_label("Variant Price", exact=True).select_option("price")
     expect(page.locator("#mapping-step tr.outcome-create")).to_have_count(6)
 

@@ -191,3 +191,21 @@ def test_another_organizations_job_page_is_a_404(client, outsider, operator, org
     assert client.get(f"/jobs/{job.id}/").status_code == 404
     assert client.post(f"/jobs/{job.id}/cancel").status_code == 404
     assert f'data-job-id="{job.id}"' not in client.get("/").content.decode()
+
+
+def test_mapping_step_can_turn_a_detected_preset_off(client, operator):
+    from pathlib import Path
+
+    client.force_login(operator)
+    exports = Path(__file__).resolve().parents[1] / "fixtures" / "exports"
+    content = (exports / "shopify_products_export.csv").read_bytes()
+    client.post("/", {"file": upload(content, "products_export.csv"), "mode": "upsert"})
+    job = ImportJob.objects.get()
+    page = client.get(f"/jobs/{job.id}/mapping/").content.decode()
+    assert 'data-preset="shopify"' in page and "Detected: Shopify product export" in page
+    page = client.post(
+        f"/jobs/{job.id}/mapping/", {"preset": "none", "preset_changed": "1", "partial": "1"}
+    ).content.decode()
+    assert "data-preset=" not in page
+    # by names alone Variant SKU is only a guess, and Type and Product Category compete
+    assert "could both mean &#x27;category&#x27;" in page
