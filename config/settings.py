@@ -158,6 +158,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=500)
 IMPORT_MAX_STORED_ERRORS = env.int("IMPORT_MAX_STORED_ERRORS", default=1000)
+# fixing failed rows: how many corrected rows one request may send
+IMPORT_FIX_MAX_ROWS = env.int("IMPORT_FIX_MAX_ROWS", default=1000)
+# exports of more rows than this run as a background job with a download link
+EXPORT_STREAM_MAX_ROWS = env.int("EXPORT_STREAM_MAX_ROWS", default=100_000)
 # A few progress events per second per job at most; stage and terminal events are never throttled.
 PROGRESS_MIN_INTERVAL = env.float("PROGRESS_MIN_INTERVAL", default=0.25)
 

@@ -8,11 +8,15 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from enrichment import urls as enrichment_urls
 from imports import views as pages
 from realtime import views as realtime_pages
+from imports import views_mapping
 from realtime.api import metrics_view
 
 urlpatterns = [
     path("", pages.dashboard, name="dashboard"),
     path("jobs/<uuid:job_id>/", pages.job_page, name="job-page"),
+    path("jobs/<uuid:job_id>/mapping/", views_mapping.mapping_step, name="mapping-step"),
+    path("jobs/<uuid:job_id>/fix/", views_mapping.fix_rows, name="fix-rows"),
+    path("export/", views_mapping.export_page, name="export-page"),
     path(
         "jobs/<uuid:job_id>/<str:action>",
         pages.job_action,

@@ -37,6 +37,27 @@ class ImportUploadSerializer(serializers.Serializer):
         required=False, default="default", help_text="high|default|low"
     )
     batch_size = serializers.IntegerField(required=False, allow_null=True, default=None)
+    mapping = serializers.JSONField(
+        required=False,
+        default=None,
+        help_text='Which column feeds which field: {"column": "field" or null}, as JSON. '
+        "Without it the proposal is used when it is confident.",
+    )
+    preset = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="shopify|woocommerce|google_merchant_center|intake (detected when omitted)",
+    )
+
+
+def _mapping_of(data: dict[str, Any]) -> dict[str, str | None] | None:
+    from .pipeline.mapping import MappingError, parse_mapping
+
+    try:
+        return parse_mapping(data.get("mapping"))
+    except MappingError as exc:
+        raise ValidationError({"mapping": str(exc)}) from exc
 
 
 def _job_or_404(request: Request, job_id: Any, kind: str | None = None) -> ImportJob:
@@ -84,6 +105,8 @@ class ProductImportView(APIView):
             atomic=data["atomic"],
             priority=data["priority"],
             batch_size=data["batch_size"],
+            mapping=_mapping_of(data),
+            preset=data["preset"] or None,
         )
         return _job_response(job, status.HTTP_202_ACCEPTED)
 

@@ -15,7 +15,10 @@ from .services import ServiceError
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
-        return Response({"detail": exc.message}, status=exc.status_code)
+        # some carry what a client needs to resend (a column mapping's proposal)
+        return Response(
+            {"detail": exc.message, **getattr(exc, "payload", {})}, status=exc.status_code
+        )
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {"detail": "Request body is too large."},

@@ -10,7 +10,11 @@ class ImportsConfig(AppConfig):
     def ready(self) -> None:
         # the stream core knows no app: tell it about jobs, organizations and the summary
         from . import topics
+        from .exports import run_export
+        from .jobs import register_runner
+        from .models import JobKind
         from .purchasing.apps import register as register_purchasing
 
         topics.register()
+        register_runner(JobKind.EXPORT, run_export)
         register_purchasing()

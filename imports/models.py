@@ -184,6 +184,14 @@ class ImportJob(models.Model):
         related_name="confirmations",
         help_text="The dry run that this job confirms.",
     )
+    fixes = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="fix_jobs",
+        help_text="The job whose failed rows this job imports again, corrected.",
+    )
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     checkpoint_row = models.PositiveIntegerField(
         default=0, help_text="Last file row whose batch is committed."
@@ -270,4 +278,34 @@ class ImportRowError(models.Model):
         return self.message
 
 
+class ColumnMapping(models.Model):
+    """A column mapping a person confirmed, remembered per organization and header set.
+
+    ``spec`` says what the columns were mapped onto ("product" here; the enrichment app keeps
+    its BOM mappings beside them), ``header_key`` the set of column names (any order).
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="column_mappings"
+    )
+    spec = models.CharField(max_length=32, default="product")
+    header_key = models.CharField(max_length=40)
+    header = models.JSONField(default=list)
+    mapping = models.JSONField(default=dict)  # {column: field or null}
+    preset = models.CharField(max_length=32, blank=True, default="")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "spec", "header_key"], name="column_mapping_per_header"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.spec} mapping of {len(self.header)} columns ({self.organization})"
 from .purchasing.models import *  # noqa: E402, F403  (the purchase-order models)

@@ -21,6 +21,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
     organization = serializers.PrimaryKeyRelatedField(read_only=True)
     source_job = serializers.PrimaryKeyRelatedField(read_only=True)
+    fixes = serializers.PrimaryKeyRelatedField(read_only=True)
     created_by = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:
@@ -53,6 +54,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "batch_size",
             "attempt",
             "source_job",
+            "fixes",
             "created_by",
             "rq_job_id",
             "rows_per_second",

@@ -28,7 +28,6 @@ from .models import (
     Priority,
 )
 from .pipeline.readers import FileReadError, open_source
-from .pipeline.validation import HeaderError, map_header
 from .progress import publish_job_event
 
 log = logging.getLogger(__name__)
@@ -84,8 +83,9 @@ def import_options(
     return options
 
 
-def check_upload(upload: UploadedFile) -> None:
-    """Refuse, with a message a person can act on, what a worker could never import."""
+def check_upload(upload: UploadedFile) -> list[str]:
+    """Refuse, with a message a person can act on, what a worker could never import;
+    return the file's header."""
     name = upload.name or ""
     suffix = Path(name).suffix.lower()
     if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
@@ -100,9 +100,12 @@ def check_upload(upload: UploadedFile) -> None:
     # Read the header now so a wrong file is refused before it becomes a job.
     with _local_copy(upload, suffix) as path:
         try:
-            map_header(open_source(path, name).header)
-        except (FileReadError, HeaderError) as exc:
+            header = open_source(path, name).header
+        except FileReadError as exc:
             raise InvalidUpload(str(exc))
+    if not any(h.strip() for h in header):
+        raise InvalidUpload("No header row: the first row of the file is empty.")
+    return header
 
 
 @contextlib.contextmanager
@@ -129,13 +132,41 @@ def import_job_create(
     atomic: bool = False,
     priority: str | None = None,
     batch_size: int | None = None,
+    mapping: dict[str, str | None] | None = None,
+    preset: str | None = None,
+    stage_only: bool = False,
 ) -> ImportJob:
-    """Validate the upload, store it, create the job and queue it."""
+    """Validate the upload, store it, create the job and queue it.
+
+    The columns are read with ``mapping`` ({column: field or null}) and ``preset`` when given
+    (a mapping sent is remembered for the organization's next file with these columns), else
+    with the proposal (``mappings.mapping_propose``) when it is confident; otherwise
+    ``MappingRequired`` carries the proposal. With ``stage_only`` the job is stored pending,
+    for a person to confirm the mapping (``import_job_start``).
+    """
+    from .mappings import import_plan_decide, mapping_remember, preset_check
+
     options = import_options(mode=mode, dry_run=dry_run, atomic=atomic, batch_size=batch_size)
     prio = _choice(priority, Priority, "priority", Priority.DEFAULT)
-    check_upload(upload)
+    header = check_upload(upload)
+    options["columns"] = header
+    if stage_only:
+        options["preset"] = preset_check(preset)
+    else:
+        plan, _ = import_plan_decide(
+            organization=organization, header=header, mapping=mapping, preset=preset
+        )
+        options["mapping"], options["preset"] = plan.mapping, plan.preset
     filename = Path(upload.name or "upload.csv").name[:200]
     with transaction.atomic():
+        if mapping is not None and not stage_only:
+            mapping_remember(
+                organization=organization,
+                user=user,
+                header=header,
+                mapping=mapping,
+                preset=options["preset"],
+            )
         job = ImportJob(
             organization=organization,
             created_by=user if getattr(user, "is_authenticated", False) else None,
@@ -147,6 +178,43 @@ def import_job_create(
         )
         job.file.save(filename, upload, save=False)
         job.save()
+        if not stage_only:
+            job_enqueue(job)
+    return job
+
+
+def import_job_start(
+    *,
+    job: ImportJob,
+    user: Any,
+    mapping: dict[str, str | None],
+    preset: str | None,
+) -> ImportJob:
+    """Queue a staged (pending) upload with the mapping a person confirmed, and remember
+    that mapping for the organization's next file with the same columns."""
+    from .mappings import file_header, import_plan_decide, mapping_remember
+
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if job.status != JobStatus.PENDING:
+            raise InvalidState(f"This upload is already {job.status}; its mapping is settled.")
+        if not job.file:
+            raise InvalidState("The upload's file is no longer stored; upload it again.")
+        header = job.options.get("columns") or file_header(
+            Path(job.file.path), job.original_filename
+        )
+        plan, _ = import_plan_decide(
+            organization=job.organization, header=header, mapping=mapping, preset=preset
+        )
+        mapping_remember(
+            organization=job.organization,
+            user=user,
+            header=header,
+            mapping=mapping,
+            preset=plan.preset,
+        )
+        job.options = {**job.options, "mapping": plan.mapping, "preset": plan.preset}
+        job.save(update_fields=["options", "updated_at"])
         job_enqueue(job)
     return job
 

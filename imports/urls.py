@@ -2,12 +2,22 @@ from __future__ import annotations
 
 from django.urls import path
 
-from . import api
+from . import api, api_export, api_mapping
 
 # /status is declared before /<uuid:job_id>, and job ids are UUIDs, so it is never shadowed.
 urlpatterns = [
     path("products/import", api.ProductImportView.as_view(), name="product-import"),
     path("products/import/status", api.ImportStatusView.as_view(), name="product-import-status"),
+    path(
+        "products/import/preview",
+        api_mapping.ImportPreviewView.as_view(),
+        name="product-import-preview",
+    ),
+    path(
+        "products/import/<uuid:job_id>/fix",
+        api_mapping.ImportFixView.as_view(),
+        name="import-job-fix",
+    ),
     path("products/import/<uuid:job_id>", api.ImportJobDetailView.as_view(), name="import-job"),
     path(
         "products/import/<uuid:job_id>/errors.csv",
@@ -30,6 +40,12 @@ urlpatterns = [
         name="import-job-confirm",
     ),
     path("products", api.ProductListView.as_view(), name="product-list"),
+    path("products/export", api_export.ProductExportView.as_view(), name="product-export"),
+    path(
+        "products/export/<uuid:job_id>/download",
+        api_export.ExportDownloadView.as_view(),
+        name="product-export-download",
+    ),
     path("jobs", api.JobListView.as_view(), name="job-list"),
     path("jobs/<uuid:job_id>", api.JobDetailView.as_view(), name="job-detail"),
 ]

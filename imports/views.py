@@ -97,12 +97,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
                         mode=form.cleaned_data["mode"],
                         dry_run=form.cleaned_data["dry_run"],
                         atomic=form.cleaned_data["atomic"],
+                        stage_only=True,  # the mapping step comes next, then the import
                     )
                 except services.ServiceError as exc:
                     upload_error, status = exc.message, exc.status_code
                 else:
-                    messages.success(request, f"'{job.original_filename}' is queued.")
-                    return redirect("job-page", job_id=job.id)
+                    return redirect("mapping-step", job_id=job.id)
             else:
                 upload_error = "Choose a CSV or XLSX file to upload."
                 status = 400
@@ -127,6 +127,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         ),
         "live": live,
         "max_upload_mb": settings.IMPORT_MAX_UPLOAD_BYTES // (1024 * 1024),
+        "export_presets": ["intake", "shopify", "woocommerce"],
     }
     return render(request, "imports/dashboard.html", context, status=status)
 
@@ -153,7 +154,10 @@ def job_page(request: HttpRequest, job_id: Any) -> HttpResponse:
     )
     errors_page = paginator.get_page(request.GET.get("page"))
     snapshot = job_snapshot(job)
+    from .views_mapping import fix_context
+
     context = {
+        **fix_context(job, list(errors_page), membership.can_operate),
         "membership": membership,
         "org": job.organization,
         "job": snapshot,

@@ -18,8 +18,10 @@ from django.db import connection
 
 from ..models import ImportJob
 from ..progress import ProgressReporter
+from .mapping import MappingError
 from .readers import FileReadError, open_source
-from .validation import HeaderError, map_header
+from .shaping import ImportPlan
+from .validation import HeaderError
 from .validator_process import Chunk, ValidatorProcess
 from .writers import BatchResult, ProductWriter
 
@@ -73,10 +75,11 @@ class WriterThread(threading.Thread):
 
 def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
     # in the "reading" stage from the start (jobs.FIRST_STAGES)
+    plan = ImportPlan.of(job.options)
     try:
         source = open_source(Path(job.file.path), job.original_filename)
-        header = map_header(source.header)
-    except (FileReadError, HeaderError) as exc:
+        header = plan.header_map(source.header)
+    except (FileReadError, HeaderError, MappingError) as exc:
         reporter.failed(str(exc))
         return
     if header.unknown:
@@ -102,6 +105,7 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
         total=total,
         batch_size=job.batch_size,
         organization_id=job.organization_id,
+        plan=plan,
     )
     writer = WriterThread(
         ProductWriter(
@@ -128,6 +132,7 @@ def _pipeline(
 ) -> None:
     writer.start()
     state = {"submitted": 0, "received": 0, "cancelled": False}
+    skipped: dict[str, int] = {}
     # A retry goes on after the batches an earlier attempt committed. The validator still
     # reads those rows (so a later row's SKU is still checked against theirs); their chunks,
     # the same ones as then (same file, same batch size), are neither written nor counted.
@@ -146,6 +151,8 @@ def _pipeline(
                 return
             state["received"] += 1
             chunk, result = done.chunk, done.result
+            for reason, count in chunk.skipped.items():
+                skipped[reason] = skipped.get(reason, 0) + count
             if reporter.advance(
                 chunk.rows,
                 created=result.created,
@@ -190,7 +197,13 @@ def _pipeline(
             "(the job is all-or-nothing). Fix the rows listed and upload the file again."
         )
     else:
-        reporter.finished()
+        if skipped:
+            reporter.warn(
+                "Skipped, not products: "
+                + ", ".join(f"{count:,} {reason}" for reason, count in skipped.items())
+                + "."
+            )
+        reporter.finished(skipped=sum(skipped.values()))
 
 
 def _stop(writer: WriterThread) -> None:

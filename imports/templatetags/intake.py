@@ -84,3 +84,15 @@ def activity_text(event: dict[str, Any]) -> str:
 @register.filter
 def activity_class(event_type: str) -> str:
     return "act-" + event_type.removeprefix("job.")
+
+
+@register.filter
+def get_item(mapping: dict[str, Any] | None, key: str) -> Any:
+    """``mapping[key]`` in a template (a preview row's field, a preset's label)."""
+    return (mapping or {}).get(key, "")
+
+
+@register.filter
+def get_item_at(items: list[Any] | None, index: int) -> Any:
+    items = items or []
+    return items[index] if 0 <= index < len(items) else ""

@@ -379,29 +379,31 @@ function setUpUpload() {
     text.textContent = busy ? `Uploading ${what}…` : text.dataset.idle;
   };
 
+  // The upload is stored as a pending job and its mapping step (server-rendered, the same
+  // page a browser without JavaScript gets) opens here, under the form: no reload.
   async function upload(file) {
     const data = new FormData(form);
     data.set("file", file, file.name);
     showError("");
     setBusy(true, file.name);
     try {
-      const response = await fetch(form.dataset.api, {
+      const response = await fetch(form.action, {
         method: "POST",
         body: data,
         credentials: "same-origin",
-        headers: {
-          "X-CSRFToken": csrfToken(form),
-          "X-Organization": form.dataset.organization,
-          Accept: "application/json",
-        },
+        headers: { "X-CSRFToken": csrfToken(form) },
       });
-      const body = await response.json().catch(() => ({}));
-      if (response.status !== 202) {
-        showError(body.detail || `The upload was refused (HTTP ${response.status}).`);
+      const html = new DOMParser().parseFromString(await response.text(), "text/html");
+      const step = html.getElementById("mapping-step");
+      if (!response.ok || !step) {
+        const message = html.getElementById("upload-error")?.textContent.trim();
+        showError(message || `The upload was refused (HTTP ${response.status}).`);
         return;
       }
-      ensureRow(body);
-      applyJob(body);
+      const slot = document.getElementById("mapping-slot");
+      slot.replaceChildren(document.importNode(step, true));
+      setUpMappingStep(slot.firstElementChild, { inPlace: true });
+      slot.scrollIntoView({ block: "nearest" });
       input.value = "";
     } catch {
       showError("The upload did not reach the server; check the connection and try again.");
@@ -431,6 +433,88 @@ function setUpUpload() {
     const file = e.dataTransfer?.files?.[0];
     if (file) upload(file);
   });
+}
+
+// ---------------------------------------------------------------- the mapping step
+
+/** Keep a mapping step's preview live: every drop-down change re-renders the step on the
+ * server (partial=1) from the stored upload. With `inPlace` (the dashboard), Import queues the
+ * job and shows it in the jobs table; elsewhere it is a normal form post. */
+function setUpMappingStep(step, { inPlace = false } = {}) {
+  if (!step) return;
+  const form = step.querySelector("form");
+  // not form.action: the form's buttons are named "action", which shadows the property
+  const url = form.getAttribute("action");
+  let pending = null;
+
+  async function post(extra) {
+    const data = new FormData(form);
+    for (const [k, v] of Object.entries(extra)) data.set(k, v);
+    step.setAttribute("aria-busy", "true");
+    try {
+      return await fetch(url, {
+        method: "POST",
+        body: data,
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": csrfToken(form) },
+      });
+    } finally {
+      step.removeAttribute("aria-busy");
+    }
+  }
+
+  function replaceWith(html) {
+    const doc = new DOMParser().parseFromString(html, "text/html");
+    const fresh = doc.getElementById("mapping-step");
+    if (!fresh) return;
+    const node = document.importNode(fresh, true);
+    // keep what the person opened (the columns not imported) open
+    const wasOpen = step.querySelector("details.unmapped")?.open;
+    if (wasOpen) node.querySelector("details.unmapped")?.setAttribute("open", "");
+    step.replaceWith(node);
+    setUpMappingStep(node, { inPlace });
+  }
+
+  form.addEventListener("change", (e) => {
+    if (e.target.tagName !== "SELECT") return;
+    const extra = { partial: "1", action: "preview" };
+    if (e.target.name === "preset") extra.preset_changed = "1";
+    const request = (pending = post(extra));
+    request.then(async (response) => {
+      if (request === pending) replaceWith(await response.text()); // only the latest answer
+    });
+  });
+
+  if (!inPlace) return;
+  form.addEventListener("submit", async (e) => {
+    const action = e.submitter?.value || "import";
+    e.preventDefault();
+    if (action !== "import") {
+      replaceWith(await (await post({ partial: "1", action })).text());
+      return;
+    }
+    const response = await post({ action: "import" });
+    const match = response.redirected && new URL(response.url).pathname.match(/^\/jobs\/([0-9a-f-]+)\/$/);
+    if (!match) {
+      replaceWith(await response.text()); // refused: the step says why
+      return;
+    }
+    const job = await fetch(`/api/v1/jobs/${match[1]}`, {
+      credentials: "same-origin", headers: { Accept: "application/json" },
+    }).then((r) => r.json());
+    step.remove();
+    ensureRow(job);
+    applyJob(job);
+  });
+}
+
+function setUpFixTable() {
+  // mark the cells a person changed, so they see what the fix job will carry
+  for (const input of document.querySelectorAll(".fix-table input[data-original]")) {
+    input.addEventListener("input", () => {
+      input.classList.toggle("edited", input.value !== input.dataset.original);
+    });
+  }
 }
 
 function setUpActions(streams) {
@@ -465,5 +549,7 @@ for (const el of document.querySelectorAll("time[datetime]")) el.textContent = c
 const streams = [...document.querySelectorAll("[data-stream]")].map((el) => new LiveStream(el));
 for (const s of streams) s.start();
 setUpUpload();
+setUpMappingStep(document.getElementById("mapping-step"));
+setUpFixTable();
 setUpActions(streams);
 setUpNotifications();

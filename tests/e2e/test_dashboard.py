@@ -31,6 +31,14 @@ def drop_file(page: Page, name: str, content: bytes) -> None:
     page.dispatch_event("#dropzone", "drop", {"dataTransfer": data_transfer})
 
 
+def confirm_mapping(page: Page) -> None:
+    """The mapping step opens under the upload form; accept its proposal."""
+    step = page.locator("#mapping-step")
+    expect(step).to_be_visible()
+    step.get_by_role("button", name="Import with this mapping").click()
+    expect(step).to_have_count(0)
+
+
 def job_row(page: Page, filename: str):
     return page.locator("tr.job-row", has_text=filename)
 
@@ -50,6 +58,7 @@ def test_dropped_csv_runs_to_green_with_no_reload(new_page, org):
     expect(page.locator('[data-summary="completed"]')).to_have_text("0")
 
     drop_file(page, "spring-catalogue.csv", csv_bytes(product_rows(3000)))
+    confirm_mapping(page)
 
     row = job_row(page, "spring-catalogue.csv")
     expect(row).to_be_visible()
@@ -78,6 +87,7 @@ def test_bad_rows_listed_on_the_job_page_and_in_the_error_csv(new_page, org, tmp
     page.locator("#upload-form input[type=file]").set_input_files(
         files=[{"name": "with-errors.csv", "mimeType": "text/csv", "buffer": csv_bytes(rows)}]
     )
+    confirm_mapping(page)
     row = job_row(page, "with-errors.csv")
     expect(row.locator('[data-field="status"]')).to_have_text("Completed", timeout=60_000)
     expect(row.locator('[data-field="error_count"]')).to_have_text("3")
@@ -116,14 +126,17 @@ def test_missing_column_is_refused_with_the_message_on_the_page(new_page, org):
     page.locator("#upload-form input[type=file]").set_input_files(
         files=[{"name": "no-price.csv", "mimeType": "text/csv", "buffer": csv_bytes(rows, header)}]
     )
-    error = page.locator("#upload-error")
-    expect(error).to_be_visible()
-    expect(error).to_contain_text("'price' is missing")
+    # the mapping step says so before anything runs, and refuses to import
+    step = page.locator("#mapping-step")
+    expect(step.locator("#mapping-problem")).to_contain_text("no column is mapped to 'price'")
+    expect(step.locator("tr.outcome-error")).to_have_count(5)
+    step.get_by_role("button", name="Import with this mapping").click()
+    expect(page.locator("#mapping-error")).to_contain_text("no column is mapped to 'price'")
     expect(page.locator("#upload-form button[type=submit]")).to_be_enabled()
     expect(page.locator("tr.job-row")).to_have_count(0)
     assert_not_reloaded(page)
     screenshot(page, "dashboard-upload-refused")
-    assert not ImportJob.objects.exists()
+    assert ImportJob.objects.get().status == "pending"  # stored, waiting for a mapping
 
 
 def test_failed_job_shows_red_with_its_reason(new_page, org):
@@ -135,6 +148,7 @@ def test_failed_job_shows_red_with_its_reason(new_page, org):
     page.locator("#upload-form input[type=file]").set_input_files(
         files=[{"name": "broken.csv", "mimeType": "text/csv", "buffer": broken}]
     )
+    confirm_mapping(page)
     row = job_row(page, "broken.csv")
     expect(row.locator('[data-field="status"]')).to_have_text("Failed", timeout=60_000)
     expect(row.get_by_role("progressbar")).to_have_class("bar status-failed")
