@@ -23,8 +23,9 @@ from realtime.events import job_topic
 from realtime.log import last_event
 
 from . import selectors, services
-from .models import ImportJob, JobKind, Product
-from .serializers import ImportJobSerializer, ProductSerializer
+from .models import ImportJob, ImportRowError, JobKind, Product
+from .pagination import whole_number
+from .serializers import ImportJobSerializer, ImportRowErrorSerializer, ProductSerializer
 from .tenancy import IsMember, request_membership
 
 
@@ -104,9 +105,8 @@ class ImportStatusView(APIView):
 def parse_limit(raw: str | None, default: int = 5, maximum: int = 50) -> int:
     if raw in (None, ""):
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    value = whole_number(raw)
+    if value is None:
         raise ValidationError({"limit": f"limit must be a whole number from 0 to {maximum}."})
     if not 0 <= value <= maximum:
         raise ValidationError({"limit": f"limit must be from 0 to {maximum} (got {value})."})
@@ -179,6 +179,17 @@ class ImportJobErrorsCsvView(APIView):
         )
         response["Content-Disposition"] = f'attachment; filename="{stem}-errors.csv"'
         return response
+
+
+class ImportJobErrorListView(generics.ListAPIView):
+    """Every row error of a job's latest attempt, a page at a time, in row order."""
+
+    permission_classes = [IsMember]
+    serializer_class = ImportRowErrorSerializer
+
+    def get_queryset(self) -> QuerySet[ImportRowError]:
+        job = _job_or_404(self.request, self.kwargs["job_id"], JobKind.PRODUCT_IMPORT)
+        return job.row_errors.order_by("row_number", "id")
 
 
 class JobListView(generics.ListAPIView):

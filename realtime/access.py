@@ -24,6 +24,7 @@ from django.core import signing
 from django.http.cookie import parse_cookie
 
 from imports.models import ImportJob, Membership
+from imports.tenancy import InvalidOrganization, parse_organization
 
 from . import events
 from .redis import async_client
@@ -109,10 +110,14 @@ def _principal(
         raise AccessDenied("Authentication credentials were not provided.")
     qs = Membership.objects.filter(user_id=user_id)
     if wanted_org:
+        try:
+            kind, value = parse_organization(wanted_org)
+        except InvalidOrganization as exc:
+            raise AccessDenied(str(exc), status=400) from exc
         qs = (
-            qs.filter(organization_id=int(wanted_org))
-            if wanted_org.isdigit()
-            else qs.filter(organization__slug=wanted_org)
+            qs.filter(organization_id=value)
+            if kind == "id"
+            else qs.filter(organization__slug=value)
         )
     membership = qs.order_by("created_at", "id").first()
     if membership is None:

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from imports.pagination import whole_number
 from imports.tenancy import IsMember, request_membership
 
 from . import log, metrics
@@ -56,25 +57,40 @@ class StreamTokenView(APIView):
         )
 
 
+# Each event carries a full job snapshot (up to tens of kB): an answer holds a bounded number.
+POLL_DEFAULT = 100
+POLL_MAX = 500
+
+
 class PollView(APIView):
     """The stream's events as JSON, for clients that poll; the same cursor as the streams."""
 
     permission_classes = [IsMember]
 
     @extend_schema(
-        parameters=[OpenApiParameter("topic", str, required=True), OpenApiParameter("after", str)],
+        parameters=[
+            OpenApiParameter("topic", str, required=True),
+            OpenApiParameter("after", str),
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"Events per answer: {POLL_DEFAULT} by default, at most {POLL_MAX}; "
+                "poll again from the returned cursor for more.",
+            ),
+        ],
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request: Request) -> Response:
         topic = request.query_params.get("topic", "")
         after = request.query_params.get("after") or None
+        limit = whole_number(request.query_params.get("limit")) or POLL_DEFAULT
         if not topic:
             raise ValidationError({"topic": "topic is required (job:<id>, org:<id>)."})
         if after and not log.valid_cursor(after):
             raise ValidationError({"after": f"'{after}' is not an event id (<ms>-<seq>)."})
         if not topic_allowed_sync(_principal(request), topic):
             raise NotFound(f"No such topic: {topic}")
-        replay = log.read_after(topic, after, count=1000)
+        replay = log.read_after(topic, after, count=min(limit, POLL_MAX))
         body: dict[str, Any] = {"topic": topic, "events": replay.events, "reset": replay.gap}
         body["cursor"] = replay.events[-1]["id"] if replay.events else (after or log.last_id(topic))
         return Response(body)
