@@ -156,6 +156,13 @@ SPECTACULAR_SETTINGS = {
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Django's two handlers, hashing each upload as its chunks arrive (imports/uploads.py)
+FILE_UPLOAD_HANDLERS = [
+    "imports.uploads.HashingMemoryFileUploadHandler",
+    "imports.uploads.HashingTemporaryFileUploadHandler",
+]
+# An upload identical to one the organization imported this many days back gets a warning.
+IMPORT_DUPLICATE_DAYS = env.int("IMPORT_DUPLICATE_DAYS", default=30)
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=500)
 IMPORT_MAX_STORED_ERRORS = env.int("IMPORT_MAX_STORED_ERRORS", default=1000)
 # of those, what every job snapshot (API, events) carries: events go out several times a second

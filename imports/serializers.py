@@ -88,6 +88,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "error_message",
             "original_filename",
             "file_size",
+            "content_sha256",
             "priority",
             "mode",
             "dry_run",

@@ -27,13 +27,15 @@ from .models import (
     Organization,
     Priority,
 )
-from .pipeline.readers import FileReadError, open_source
+from .pipeline.readers import FileReadError, check_xlsx_package, open_source
 from .pipeline.validation import HeaderError, map_header
 from .progress import publish_job_event
+from .uploads import content_hash_and_storable
 
 log = logging.getLogger(__name__)
 
 ALLOWED_SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm"}
+XLSX_SUFFIXES = {".xlsx", ".xlsm"}
 MAX_BATCH_SIZE = 50_000
 
 
@@ -97,10 +99,17 @@ def check_upload(upload: UploadedFile) -> None:
         )
     if not upload.size:
         raise InvalidUpload("File is empty.")
-    # Read the header now so a wrong file is refused before it becomes a job.
+    # Refuse a wrong file before it becomes a job, with bounded work only: this runs on the web
+    # server's request thread. A CSV's header is its first record; a workbook's zip directory
+    # is checked for bombs, but the workbook itself is parsed only by the worker (openpyxl
+    # reads all shared strings first, seconds of CPU for a large one), which then reports a
+    # wrong header as the job's error.
     with _local_copy(upload, suffix) as path:
         try:
-            map_header(open_source(path, name).header)
+            if suffix in XLSX_SUFFIXES:
+                check_xlsx_package(path)
+            else:
+                map_header(open_source(path, name).header)
         except (FileReadError, HeaderError) as exc:
             raise InvalidUpload(str(exc))
 
@@ -135,6 +144,7 @@ def import_job_create(
     prio = _choice(priority, Priority, "priority", Priority.DEFAULT)
     check_upload(upload)
     filename = Path(upload.name or "upload.csv").name[:200]
+    content_sha256, storable = content_hash_and_storable(upload)
     with transaction.atomic():
         job = ImportJob(
             organization=organization,
@@ -145,10 +155,43 @@ def import_job_create(
             priority=prio,
             options=options,
         )
-        job.file.save(filename, upload, save=False)
+        job.file.save(filename, storable, save=False)
+        if content_sha256 is None:
+            content_sha256 = storable.sha256.hexdigest()  # type: ignore[attr-defined]
+        job.content_sha256 = content_sha256
+        earlier = earlier_import_of_same_content(job)
+        if earlier is not None:
+            job.warnings = [duplicate_warning(earlier)]
         job.save()
         job_enqueue(job)
     return job
+
+
+def earlier_import_of_same_content(job: ImportJob) -> ImportJob | None:
+    """The newest import of the same organization, within ``IMPORT_DUPLICATE_DAYS``, whose
+    file had exactly this content (dry runs do not count: they imported nothing)."""
+    since = timezone.now() - timezone.timedelta(days=settings.IMPORT_DUPLICATE_DAYS)
+    return (
+        ImportJob.objects.filter(
+            organization_id=job.organization_id,
+            content_sha256=job.content_sha256,
+            kind=job.kind,
+            created_at__gte=since,
+        )
+        .exclude(pk=job.pk)
+        .exclude(options__dry_run=True)
+        .exclude(status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def duplicate_warning(earlier: ImportJob) -> str:
+    when = earlier.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"This file is identical to '{earlier.original_filename}', imported on {when} "
+        f"by job {earlier.id} (/jobs/{earlier.id}/); it is imported again."
+    )
 
 
 def job_enqueue(job: ImportJob) -> None:
@@ -265,6 +308,7 @@ def import_job_confirm(*, job: ImportJob, user: Any) -> ImportJob:
             original_filename=job.original_filename,
             file=job.file.name,
             file_size=job.file_size,
+            content_sha256=job.content_sha256,
             priority=job.priority,
             options={**job.options, "dry_run": False},
             source_job=job,
