@@ -131,11 +131,16 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # limit/offset with a hard cap on limit (imports/pagination.py, docs/limits.md)
+    "DEFAULT_PAGINATION_CLASS": "imports.pagination.IntakePagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "imports.api_errors.exception_handler",
 }
+
+# Every list endpoint: ``limit`` (alias ``page_size``) defaults to this and is clamped to the max.
+API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
+API_MAX_PAGE_SIZE = env.int("API_MAX_PAGE_SIZE", default=500)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Intake API",
@@ -156,12 +161,21 @@ SPECTACULAR_SETTINGS = {
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Django's two handlers, hashing each upload as its chunks arrive (imports/uploads.py)
+FILE_UPLOAD_HANDLERS = [
+    "imports.uploads.HashingMemoryFileUploadHandler",
+    "imports.uploads.HashingTemporaryFileUploadHandler",
+]
+# An upload identical to one the organization imported this many days back gets a warning.
+IMPORT_DUPLICATE_DAYS = env.int("IMPORT_DUPLICATE_DAYS", default=30)
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=500)
 IMPORT_MAX_STORED_ERRORS = env.int("IMPORT_MAX_STORED_ERRORS", default=1000)
 # fixing failed rows: how many corrected rows one request may send
 IMPORT_FIX_MAX_ROWS = env.int("IMPORT_FIX_MAX_ROWS", default=1000)
 # exports of more rows than this run as a background job with a download link
 EXPORT_STREAM_MAX_ROWS = env.int("EXPORT_STREAM_MAX_ROWS", default=100_000)
+# of those, what every job snapshot (API, events) carries: events go out several times a second
+JOB_SNAPSHOT_ERRORS = env.int("JOB_SNAPSHOT_ERRORS", default=50)
 # A few progress events per second per job at most; stage and terminal events are never throttled.
 PROGRESS_MIN_INTERVAL = env.float("PROGRESS_MIN_INTERVAL", default=0.25)
 

@@ -19,12 +19,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.body_limit import body_limit
 from realtime.events import job_topic
 from realtime.log import last_event
 
 from . import selectors, services
-from .models import ImportJob, JobKind, Product
-from .serializers import ImportJobSerializer, ProductSerializer
+from .models import ImportJob, ImportRowError, JobKind, Product
+from .pagination import whole_number
+from .serializers import ImportJobSerializer, ImportRowErrorSerializer, ProductSerializer
 from .tenancy import IsMember, request_membership
 
 
@@ -84,8 +86,10 @@ class ProductImportView(APIView):
 
     @extend_schema(request=ImportUploadSerializer, responses={202: ImportJobSerializer})
     def post(self, request: Request) -> Response:
-        length = request.META.get("CONTENT_LENGTH")
-        if length and length.isdigit() and int(length) > settings.IMPORT_MAX_UPLOAD_BYTES + 65536:
+        # config.body_limit refuses a larger body as it arrives (daphne, ASGI); this is for a
+        # server without it (WSGI)
+        length = whole_number(request.META.get("CONTENT_LENGTH"))
+        if length is not None and length > body_limit():
             limit = settings.IMPORT_MAX_UPLOAD_BYTES / (1024 * 1024)
             return Response(
                 {"detail": f"File is larger than the {limit:g} MB upload limit."},
@@ -127,9 +131,8 @@ class ImportStatusView(APIView):
 def parse_limit(raw: str | None, default: int = 5, maximum: int = 50) -> int:
     if raw in (None, ""):
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    value = whole_number(raw)
+    if value is None:
         raise ValidationError({"limit": f"limit must be a whole number from 0 to {maximum}."})
     if not 0 <= value <= maximum:
         raise ValidationError({"limit": f"limit must be from 0 to {maximum} (got {value})."})
@@ -202,6 +205,17 @@ class ImportJobErrorsCsvView(APIView):
         )
         response["Content-Disposition"] = f'attachment; filename="{stem}-errors.csv"'
         return response
+
+
+class ImportJobErrorListView(generics.ListAPIView):
+    """Every row error of a job's latest attempt, a page at a time, in row order."""
+
+    permission_classes = [IsMember]
+    serializer_class = ImportRowErrorSerializer
+
+    def get_queryset(self) -> QuerySet[ImportRowError]:
+        job = _job_or_404(self.request, self.kwargs["job_id"], JobKind.PRODUCT_IMPORT)
+        return job.row_errors.order_by("row_number", "id")
 
 
 class JobListView(generics.ListAPIView):

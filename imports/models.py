@@ -172,6 +172,8 @@ class ImportJob(models.Model):
     original_filename = models.CharField(max_length=255, blank=True, default="")
     file = models.FileField(upload_to=job_upload_path, max_length=500, blank=True)
     file_size = models.BigIntegerField(default=0)
+    # SHA-256 of the uploaded file, taken while it was stored: tells a repeated upload
+    content_sha256 = models.CharField(max_length=64, blank=True, default="")
     rq_job_id = models.CharField(max_length=64, blank=True, default="")
     priority = models.CharField(max_length=8, choices=Priority.choices, default=Priority.DEFAULT)
     options = models.JSONField(default=dict, blank=True)  # mode, dry_run, atomic, batch_size
@@ -207,6 +209,11 @@ class ImportJob(models.Model):
         indexes = [
             models.Index(fields=["organization", "-created_at"], name="job_org_newest"),
             models.Index(fields=["organization", "status"], name="job_org_status"),
+            models.Index(
+                fields=["organization", "content_sha256", "-created_at"],
+                name="job_org_content_hash",
+                condition=~Q(content_sha256=""),
+            ),
             models.Index(
                 fields=["heartbeat_at"],
                 name="job_processing_heartbeat",
@@ -308,4 +315,6 @@ class ColumnMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.spec} mapping of {len(self.header)} columns ({self.organization})"
+
+
 from .purchasing.models import *  # noqa: E402, F403  (the purchase-order models)

@@ -4,11 +4,50 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from .models import ImportJob, Product
-from .pipeline.validation import FIELDS
+from .models import ImportJob, ImportRowError, Product
+from .pipeline.validation import FIELDS, MESSAGE_MAX
+
+# What a snapshot (every event, every job in the API) carries of a job's texts. It goes out
+# several times a second while a job runs, so it stays small whatever the file held: the
+# first errors (all of them at …/errors and …/errors.csv) and messages cut to a bounded length.
+SNAPSHOT_WARNINGS = 20
+SNAPSHOT_TEXT_MAX = 2000
+
+
+def _clipped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class RowErrorSummarySerializer(serializers.Serializer):
+    row = serializers.IntegerField()
+    message = serializers.CharField()
+
+
+@extend_schema_field(RowErrorSummarySerializer(many=True))
+class SnapshotErrorsField(serializers.Field):
+    """The job's first row errors, at most ``JOB_SNAPSHOT_ERRORS`` of them."""
+
+    def to_representation(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {"row": e.get("row"), "message": _clipped(str(e.get("message", "")), MESSAGE_MAX)}
+            for e in value[: settings.JOB_SNAPSHOT_ERRORS]
+        ]
+
+
+@extend_schema_field({"type": "array", "items": {"type": "string"}})
+class SnapshotWarningsField(serializers.Field):
+    def to_representation(self, value: list[str]) -> list[str]:
+        return [_clipped(str(w), SNAPSHOT_TEXT_MAX) for w in value[:SNAPSHOT_WARNINGS]]
+
+
+class ClippedTextField(serializers.CharField):
+    def to_representation(self, value: Any) -> str:
+        return _clipped(super().to_representation(value), SNAPSHOT_TEXT_MAX)
 
 
 class ImportJobSerializer(serializers.ModelSerializer):
@@ -23,6 +62,9 @@ class ImportJobSerializer(serializers.ModelSerializer):
     source_job = serializers.PrimaryKeyRelatedField(read_only=True)
     fixes = serializers.PrimaryKeyRelatedField(read_only=True)
     created_by = serializers.PrimaryKeyRelatedField(read_only=True)
+    errors = SnapshotErrorsField(read_only=True)
+    warnings = SnapshotWarningsField(read_only=True)
+    error_message = ClippedTextField(read_only=True)
 
     class Meta:
         model = ImportJob
@@ -47,6 +89,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "error_message",
             "original_filename",
             "file_size",
+            "content_sha256",
             "priority",
             "mode",
             "dry_run",
@@ -92,4 +135,14 @@ class ProductSerializer(serializers.ModelSerializer):
     class Meta:
         model = Product
         fields = ["id", *FIELDS, "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class ImportRowErrorSerializer(serializers.ModelSerializer):
+    row = serializers.IntegerField(source="row_number", read_only=True)
+    values = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = ImportRowError
+        fields = ["row", "message", "values"]
         read_only_fields = fields

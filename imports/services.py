@@ -27,12 +27,14 @@ from .models import (
     Organization,
     Priority,
 )
-from .pipeline.readers import FileReadError, open_source
+from .pipeline.readers import FileReadError, check_xlsx_package, open_source
 from .progress import publish_job_event
+from .uploads import content_hash_and_storable
 
 log = logging.getLogger(__name__)
 
 ALLOWED_SUFFIXES = {".csv", ".txt", ".tsv", ".xlsx", ".xlsm"}
+XLSX_SUFFIXES = {".xlsx", ".xlsm"}
 MAX_BATCH_SIZE = 50_000
 
 
@@ -97,9 +99,14 @@ def check_upload(upload: UploadedFile) -> list[str]:
         )
     if not upload.size:
         raise InvalidUpload("File is empty.")
-    # Read the header now so a wrong file is refused before it becomes a job.
+    # Refuse a wrong file before it becomes a job, with bounded work only: this runs on the web
+    # server's request thread. A CSV's header is its first record. The mapping step needs a
+    # workbook's header too, so its first row is read here, but only after its zip directory
+    # passed the bomb limits (entries, uncompressed size, ratio), which bound that read.
     with _local_copy(upload, suffix) as path:
         try:
+            if suffix in XLSX_SUFFIXES:
+                check_xlsx_package(path)  # a bomb is refused before anything unpacks it
             header = open_source(path, name).header
         except FileReadError as exc:
             raise InvalidUpload(str(exc))
@@ -158,6 +165,7 @@ def import_job_create(
         )
         options["mapping"], options["preset"] = plan.mapping, plan.preset
     filename = Path(upload.name or "upload.csv").name[:200]
+    content_sha256, storable = content_hash_and_storable(upload)
     with transaction.atomic():
         if mapping is not None and not stage_only:
             mapping_remember(
@@ -176,7 +184,13 @@ def import_job_create(
             priority=prio,
             options=options,
         )
-        job.file.save(filename, upload, save=False)
+        job.file.save(filename, storable, save=False)
+        if content_sha256 is None:
+            content_sha256 = storable.sha256.hexdigest()  # type: ignore[attr-defined]
+        job.content_sha256 = content_sha256
+        earlier = earlier_import_of_same_content(job)
+        if earlier is not None:
+            job.warnings = [duplicate_warning(earlier)]
         job.save()
         if not stage_only:
             job_enqueue(job)
@@ -217,6 +231,33 @@ def import_job_start(
         job.save(update_fields=["options", "updated_at"])
         job_enqueue(job)
     return job
+
+
+def earlier_import_of_same_content(job: ImportJob) -> ImportJob | None:
+    """The newest import of the same organization, within ``IMPORT_DUPLICATE_DAYS``, whose
+    file had exactly this content (dry runs do not count: they imported nothing)."""
+    since = timezone.now() - timezone.timedelta(days=settings.IMPORT_DUPLICATE_DAYS)
+    return (
+        ImportJob.objects.filter(
+            organization_id=job.organization_id,
+            content_sha256=job.content_sha256,
+            kind=job.kind,
+            created_at__gte=since,
+        )
+        .exclude(pk=job.pk)
+        .exclude(options__dry_run=True)
+        .exclude(status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def duplicate_warning(earlier: ImportJob) -> str:
+    when = earlier.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"This file is identical to '{earlier.original_filename}', imported on {when} "
+        f"by job {earlier.id} (/jobs/{earlier.id}/); it is imported again."
+    )
 
 
 def job_enqueue(job: ImportJob) -> None:
@@ -333,6 +374,7 @@ def import_job_confirm(*, job: ImportJob, user: Any) -> ImportJob:
             original_filename=job.original_filename,
             file=job.file.name,
             file_size=job.file_size,
+            content_sha256=job.content_sha256,
             priority=job.priority,
             options={**job.options, "dry_run": False},
             source_job=job,

@@ -2,25 +2,54 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from .models import Membership
 
 ORG_HEADER = "HTTP_X_ORGANIZATION"
+# An organization is named by its id (ASCII digits within bigint) or its slug (SlugField).
+# Checked before any query: "²".isdigit() is true but int("²") raises, a 30-digit id is out of
+# the column's range, and a NUL byte is refused by PostgreSQL — each was a 500.
+_ORG_ID = re.compile(r"[0-9]+")
+_ORG_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,100}")
+
+
+class InvalidOrganization(ValueError):
+    """A malformed organization selector; the message names it, for a 400."""
+
+
+def parse_organization(wanted: str) -> tuple[str, int | str]:
+    """``("id", n)`` or ``("slug", s)`` for an ``X-Organization`` header or ``organization``
+    parameter; raises ``InvalidOrganization`` for anything that is neither."""
+    shown = wanted if len(wanted) <= 40 else wanted[:40] + "…"
+    if _ORG_ID.fullmatch(wanted):  # all digits: an id, as it always was
+        if len(wanted) > 18:
+            raise InvalidOrganization(f"Organization id {shown!r} is out of range.")
+        return "id", int(wanted)
+    if _ORG_SLUG.fullmatch(wanted):
+        return "slug", wanted
+    raise InvalidOrganization(
+        f"Organization {shown!r} is not an organization id or slug "
+        "(digits, or letters, digits, '-' and '_')."
+    )
 
 
 def membership_for(user: Any, wanted: str | None = None) -> Membership | None:
-    """The caller's membership: the one named by slug or id, else their oldest."""
+    """The caller's membership: the one named by slug or id, else their oldest.
+
+    Raises ``InvalidOrganization`` when ``wanted`` is neither an id nor a slug."""
     if not getattr(user, "is_authenticated", False):
         return None
     qs = Membership.objects.select_related("organization").filter(user=user)
     if wanted:
-        if wanted.isdigit():
-            return qs.filter(organization_id=int(wanted)).first()
-        return qs.filter(organization__slug=wanted).first()
+        kind, value = parse_organization(wanted)
+        if kind == "id":
+            return qs.filter(organization_id=value).first()
+        return qs.filter(organization__slug=value).first()
     return qs.order_by("created_at", "id").first()
 
 
@@ -29,7 +58,10 @@ def request_membership(request: Any) -> Membership:
     if cached is not None:
         return cached
     wanted = request.META.get(ORG_HEADER) or request.GET.get("organization")
-    membership = membership_for(request.user, wanted)
+    try:
+        membership = membership_for(request.user, wanted)
+    except InvalidOrganization as exc:
+        raise ValidationError({"organization": str(exc)}) from exc
     if membership is None:
         raise PermissionDenied(
             "You are not a member of this organization."

@@ -18,6 +18,7 @@ from realtime import topics
 from .models import TERMINAL_STATUSES, ImportJob, Membership, Organization
 from .selectors import import_status_summary
 from .serializers import job_snapshot
+from .tenancy import parse_organization
 
 JOB_TERMINAL_EVENTS = frozenset({"job.completed", "job.failed", "job.cancelled"})
 
@@ -58,10 +59,13 @@ def status_summary(organization_id: int, limit: int) -> dict[str, Any] | None:
 def member(user_id: int, organization: str | None) -> topics.Member | None:
     qs = Membership.objects.filter(user_id=user_id, user__is_active=True)
     if organization:
-        if organization.isascii() and organization.isdecimal():
-            qs = qs.filter(organization_id=int(organization))
-        else:
-            qs = qs.filter(organization__slug=organization)
+        # raises InvalidOrganization (a ValueError naming the selector) for a malformed one
+        kind, value = parse_organization(organization)
+        qs = (
+            qs.filter(organization_id=value)
+            if kind == "id"
+            else qs.filter(organization__slug=value)
+        )
     found = qs.order_by("created_at", "id").values_list("organization_id", "role").first()
     return topics.Member(*found) if found is not None else None
 

@@ -25,6 +25,11 @@ urlpatterns = [
         name="import-job-errors",
     ),
     path(
+        "products/import/<uuid:job_id>/errors",
+        api.ImportJobErrorListView.as_view(),
+        name="import-job-error-list",
+    ),
+    path(
         "products/import/<uuid:job_id>/cancel",
         api.ImportJobActionView.as_view(action="cancel"),
         name="import-job-cancel",

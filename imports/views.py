@@ -28,7 +28,7 @@ from realtime.events import job_topic, org_topic
 from . import selectors, services
 from .models import ImportJob, ImportMode, ImportRowError, Membership
 from .serializers import job_snapshot
-from .tenancy import membership_for
+from .tenancy import InvalidOrganization, membership_for
 
 RECENT_JOBS = 20
 ACTIVITY_ENTRIES = 100
@@ -43,11 +43,13 @@ class UploadForm(forms.Form):
 
 
 def _membership(request: HttpRequest) -> Membership | None:
+    """Raises ``InvalidOrganization`` for a malformed ``?organization=``."""
     return membership_for(request.user, request.GET.get("organization"))
 
 
-def _no_organization(request: HttpRequest) -> HttpResponse:
-    return render(request, "imports/no_organization.html", status=403)
+def _no_organization(request: HttpRequest, problem: str = "") -> HttpResponse:
+    status = 400 if problem else 403
+    return render(request, "imports/no_organization.html", {"problem": problem}, status=status)
 
 
 def live_stream(
@@ -75,7 +77,10 @@ def live_stream(
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    membership = _membership(request)
+    try:
+        membership = _membership(request)
+    except InvalidOrganization as exc:
+        return _no_organization(request, str(exc))
     if membership is None:
         return _no_organization(request)
     org = membership.organization

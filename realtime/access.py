@@ -94,7 +94,10 @@ def query(scope: dict[str, Any]) -> dict[str, str]:
 def principal_for(user_id: int, organization: str | None) -> Principal:
     """The principal of a signed-in user (session or API token) acting for ``organization``
     (an id or slug they named, or None for their default organization)."""
-    member = registry.membership(user_id, organization or None)
+    try:
+        member = registry.membership(user_id, organization or None)
+    except ValueError as exc:  # a malformed selector: the lookup's message names it
+        raise AccessDenied(str(exc), status=400) from exc
     if member is None:
         raise AccessDenied(
             "You are not a member of this organization."
@@ -134,15 +137,16 @@ async def authenticate(scope: dict[str, Any]) -> Principal:
     params = query(scope)
     if params.get("token"):
         return await _principal(None, None, None, read_stream_token(params["token"]))
+    # as in the API: the header, else the parameter, whatever the authentication
+    wanted = _header(scope, b"x-organization") or params.get("organization")
     auth = _header(scope, b"authorization")
     if auth:
         kind, _, key = auth.partition(" ")
         if kind.lower() != "token" or not key.strip():
             raise AccessDenied("Use 'Authorization: Token <key>'.")
-        return await _principal(None, key.strip(), _header(scope, b"x-organization"), None)
+        return await _principal(None, key.strip(), wanted, None)
     user = scope.get("user")
     user_id = user.pk if user is not None and user.is_authenticated else None
-    wanted = _header(scope, b"x-organization") or params.get("organization")
     return await _principal(user_id, None, wanted, None)
 
 

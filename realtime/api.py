@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
@@ -77,6 +78,8 @@ def _principal(request: Request) -> Principal:
         else:
             principal = principal_for(request.user.pk, wanted)
     except AccessDenied as exc:
+        if exc.status == 400:
+            raise ValidationError({"organization": [exc.message]})
         raise PermissionDenied(exc.message)
     request._realtime_principal = principal
     return principal
@@ -129,6 +132,19 @@ class StreamTokenView(APIView):
         )
 
 
+_WHOLE = re.compile(r"[0-9]{1,9}")
+
+
+def whole_number(raw: Any) -> int | None:
+    """``raw`` as an int when it is plain ASCII digits (``"²".isdigit()`` is true), else None."""
+    return int(raw) if isinstance(raw, str) and _WHOLE.fullmatch(raw.strip()) else None
+
+
+# Each event carries a full job snapshot (up to tens of kB): an answer holds a bounded number.
+POLL_DEFAULT = 100
+POLL_MAX = 500
+
+
 class PollView(APIView):
     """The stream's events as JSON, for clients that poll; the same cursor as the streams.
     Takes the stream token of a client that falls back from its stream (``?token=``)."""
@@ -140,19 +156,29 @@ class PollView(APIView):
     permission_classes = [IsMember]
 
     @extend_schema(
-        parameters=[OpenApiParameter("topic", str, required=True), OpenApiParameter("after", str)],
+        parameters=[
+            OpenApiParameter("topic", str, required=True),
+            OpenApiParameter("after", str),
+            OpenApiParameter(
+                "limit",
+                int,
+                description=f"Events per answer: {POLL_DEFAULT} by default, at most {POLL_MAX}; "
+                "poll again from the returned cursor for more.",
+            ),
+        ],
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request: Request) -> Response:
         topic = request.query_params.get("topic", "")
         after = request.query_params.get("after") or None
+        limit = whole_number(request.query_params.get("limit")) or POLL_DEFAULT
         if not topic:
             raise ValidationError({"topic": "topic is required (job:<id>, org:<id>)."})
         if after and not log.valid_cursor(after):
             raise ValidationError({"after": f"'{after}' is not an event id (<ms>-<seq>)."})
         if not topic_allowed_sync(_principal(request), topic):
             raise NotFound(f"No such topic: {topic}")
-        replay = log.read_after(topic, after, count=1000)
+        replay = log.read_after(topic, after, count=min(limit, POLL_MAX))
         body: dict[str, Any] = {"topic": topic, "events": replay.events, "reset": replay.gap}
         body["cursor"] = replay.events[-1]["id"] if replay.events else (after or log.last_id(topic))
         return Response(body)

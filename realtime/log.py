@@ -7,6 +7,7 @@ client that missed live messages recovers by reading after the last id it saw.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,9 +43,14 @@ class Replay:
     gap: bool
 
 
+_CURSOR = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+
+
 def valid_cursor(cursor: str) -> bool:
-    ms, _, seq = cursor.partition("-")
-    return ms.isdigit() and (seq == "" or seq.isdigit())
+    """A Redis Stream id ``<ms>-<seq>`` (or ``<ms>``): ASCII digits within 64 bits each
+    (``"²".isdigit()`` is true, and Redis refuses an id out of range)."""
+    found = _CURSOR.fullmatch(cursor)
+    return found is not None and all(int(p) < 2**64 for p in found.groups() if p is not None)
 
 
 def read_after(topic: str, cursor: str | None, count: int = 10_000) -> Replay:

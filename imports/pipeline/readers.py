@@ -286,11 +286,79 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+# An .xlsx is a zip of XML parts. What openpyxl would inflate is bounded before it opens one:
+# a workbook has tens of parts, real sheets compress 5-30 times, and a decompression bomb
+# (one small entry that inflates to gigabytes) shows itself in the central directory, which
+# these checks read without inflating anything. Python's zipfile never inflates an entry past
+# its declared size, so the declared sizes are the real bound.
+XLSX_MAX_ENTRIES = 1000
+XLSX_MAX_UNCOMPRESSED_BYTES = 1024**3
+XLSX_MAX_RATIO = 200
+# an entry this small may compress as well as it likes (tiny parts of repeated markup)
+XLSX_RATIO_FLOOR_BYTES = 1024**2
+
+
+def check_xlsx_package(path: Path) -> None:
+    """Refuse a zip that is not a workbook or would inflate past the limits; reads only the
+    zip's directory (bounded work, safe on a web request). Raises ``FileReadError``."""
+    not_xlsx = "File is not an .xlsx workbook (it is not a valid Excel file)."
+    try:
+        with path.open("rb") as fh:
+            end = zipfile._EndRecData(fh)  # the end record only: its entry count
+            if end is None:
+                raise FileReadError(not_xlsx)
+            if end[zipfile._ECD_ENTRIES_TOTAL] > XLSX_MAX_ENTRIES:
+                raise FileReadError(
+                    f"File is not a plausible .xlsx workbook: it holds "
+                    f"{end[zipfile._ECD_ENTRIES_TOTAL]:,} parts (at most {XLSX_MAX_ENTRIES:,})."
+                )
+            with zipfile.ZipFile(fh) as package:
+                entries = package.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError) as exc:
+        raise FileReadError(not_xlsx) from exc
+    if len(entries) > XLSX_MAX_ENTRIES:
+        raise FileReadError(
+            f"File is not a plausible .xlsx workbook: it holds {len(entries):,} parts "
+            f"(at most {XLSX_MAX_ENTRIES:,})."
+        )
+    total = sum(e.file_size for e in entries)
+    if total > XLSX_MAX_UNCOMPRESSED_BYTES:
+        raise FileReadError(
+            f"Workbook is too large once unpacked: {total / 1024**2:,.0f} MB "
+            f"(at most {XLSX_MAX_UNCOMPRESSED_BYTES / 1024**2:,.0f} MB). Save it as CSV, "
+            "or split it."
+        )
+    for entry in entries:
+        if entry.file_size > XLSX_RATIO_FLOOR_BYTES and (
+            entry.file_size > XLSX_MAX_RATIO * max(entry.compress_size, 1)
+        ):
+            raise FileReadError(
+                f"Workbook part '{entry.filename[:100]}' would unpack to "
+                f"{entry.file_size / max(entry.compress_size, 1):,.0f} times its size "
+                f"(at most {XLSX_MAX_RATIO}): the file looks like a decompression bomb."
+            )
+
+
+_ENTITIES_REFUSED = (
+    "Workbook holds XML entity declarations, which are refused (they can expand without "
+    "limit): save it again from Excel or as CSV."
+)
+
+
+def _require_defusedxml() -> None:
+    """openpyxl parses with defusedxml (no entity expansion, no external entities) only when
+    it is installed; it is a pinned requirement, and a workbook is never parsed without it."""
+    import openpyxl
+
+    if not openpyxl.DEFUSEDXML:
+        raise RuntimeError("defusedxml is not installed: refusing to parse .xlsx files")
+
+
 class XlsxSource(TabularSource):
     def __init__(self, path: Path) -> None:
         self.path = path
-        if not zipfile.is_zipfile(path):
-            raise FileReadError("File is not an .xlsx workbook (it is not a valid Excel file).")
+        check_xlsx_package(path)
+        _require_defusedxml()
         rows = self._rows()
         try:
             first = next(rows, None)
@@ -301,14 +369,20 @@ class XlsxSource(TabularSource):
         self.header = [h.strip() for h in first.values]
 
     def _rows(self) -> Iterator[Row]:
+        from defusedxml import DefusedXmlException
         from openpyxl import load_workbook
 
         try:
             wb = load_workbook(self.path, read_only=True, data_only=True)
         except Exception as exc:  # openpyxl raises many types for a broken package
+            if isinstance(exc, DefusedXmlException) or isinstance(
+                exc.__cause__, DefusedXmlException
+            ):  # openpyxl wraps what went wrong in a part in a ValueError
+                raise FileReadError(_ENTITIES_REFUSED) from exc
             raise FileReadError(
                 "File is not an .xlsx workbook (it could not be opened as Excel)."
             ) from exc
+
         try:
             ws = wb.worksheets[0]
             for number, values in enumerate(ws.iter_rows(values_only=True), start=1):
@@ -317,6 +391,13 @@ class XlsxSource(TabularSource):
                     cells.pop()
                 if cells:
                     yield Row(number, cells)
+        except DefusedXmlException as exc:
+            raise FileReadError(_ENTITIES_REFUSED) from exc
+        except (zipfile.BadZipFile, EOFError, KeyError, ValueError, SyntaxError) as exc:
+            # a part that does not inflate or parse (SyntaxError: broken XML)
+            raise FileReadError(
+                "Workbook is damaged: its first sheet could not be read. Save it again."
+            ) from exc
         finally:
             wb.close()
 

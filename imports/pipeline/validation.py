@@ -10,7 +10,7 @@ import re
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 FIELDS = (
     "sku",
@@ -315,11 +315,40 @@ class CleanProduct:
     status: str
 
 
+# Row errors travel in every progress event and are stored per row: a message quotes at most
+# QUOTE_MAX characters of a cell, and what is kept of a row is bounded too, so a file of 10 MB
+# cells cannot make megabyte events or rows.
+QUOTE_MAX = 200
+MESSAGE_MAX = 1000
+VALUE_MAX = 1000
+VALUES_MAX = 200
+
+
+def quoted(raw: str, limit: int = QUOTE_MAX) -> str:
+    """``raw`` in quotes for a message, cut to ``limit`` characters (saying how long it was)."""
+    if len(raw) <= limit:
+        return f"'{raw}'"
+    return f"'{raw[:limit]}…' ({len(raw):,} characters)"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True, slots=True)
 class RowError:
     row_number: int
     message: str
     values: list[str]
+
+    def __post_init__(self) -> None:
+        # every producer of row errors (validator, writer) gets the same bounds
+        if len(self.message) > MESSAGE_MAX:
+            object.__setattr__(self, "message", _clip(self.message, MESSAGE_MAX))
+        values = self.values
+        if len(values) > VALUES_MAX or any(len(v) > VALUE_MAX for v in values):
+            kept = [_clip(str(v), VALUE_MAX) for v in values[:VALUES_MAX]]
+            object.__setattr__(self, "values", kept)
 
 
 @dataclass(slots=True)
@@ -384,23 +413,36 @@ def barcodes_ok(codes: list[str]) -> bool:
     return True
 
 
+# Numbers are read only from ASCII: Python's Decimal and int() also take other scripts'
+# digits ("٣", fullwidth "\uff13"), str.isdigit() is true for "²" while int("²") raises, and
+# Decimal takes "NaN", "Infinity" and "1e400". What passes these patterns is a plain decimal.
+_PRICE_TEXT = re.compile(r"\+?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_QUANTITY_TEXT = re.compile(r"\+?[0-9]+(?:\.0*)?")
+
+
+def _digits_hint(text: str) -> str:
+    if not text.isascii() and any(c.isdigit() for c in text):
+        return " (write numbers with the digits 0-9 only)"
+    return ""
+
+
 def parse_price(raw: str) -> Decimal | str:
     text = raw.strip().replace(" ", "")
     if not text:
         return "price is required"
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        return f"price '{raw}' is not a number"
-    if not value.is_finite():
-        return f"price '{raw}' is not a number"
-    if value < 0:
-        return f"price '{raw}' must be 0 or more"
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2 and value != value.quantize(Decimal("0.01")):
-        return f"price '{raw}' has more than 2 decimals"
+    if text.startswith("-") and _PRICE_TEXT.fullmatch(text[1:]):
+        return f"price {quoted(raw)} must be 0 or more"
+    if not _PRICE_TEXT.fullmatch(text):
+        return f"price {quoted(raw)} is not a number{_digits_hint(text)}"
+    whole, _, fraction = text.lstrip("+").partition(".")
+    # by length first: Decimal() of a 10 MB string of digits is slow, and too large anyway
+    if len(whole.lstrip("0")) > len(str(int(PRICE_MAX))):
+        return f"price {quoted(raw)} is too large (at most {PRICE_MAX})"
+    if len(fraction.rstrip("0")) > 2:
+        return f"price {quoted(raw)} has more than 2 decimals"
+    value = Decimal(f"{whole or 0}.{fraction[:2] or 0}")
     if value > PRICE_MAX:
-        return f"price '{raw}' is too large (at most {PRICE_MAX})"
+        return f"price {quoted(raw)} is too large (at most {PRICE_MAX})"
     return value.quantize(Decimal("0.01"))
 
 
@@ -408,21 +450,14 @@ def parse_quantity(raw: str) -> int | str:
     text = raw.strip()
     if not text:
         return 0
-    if text.isdigit():
-        value = int(text)
-    else:
-        try:
-            number = Decimal(text)
-        except InvalidOperation:
-            return f"quantity '{raw}' is not a whole number"
-        if not number.is_finite() or number != number.to_integral_value():
-            return f"quantity '{raw}' is not a whole number"
-        value = int(number)
-        if value < 0:
-            return f"quantity '{raw}' must be 0 or more"
-    if value > QUANTITY_MAX:
-        return f"quantity '{raw}' is too large"
-    return value
+    if text.startswith("-") and _QUANTITY_TEXT.fullmatch(text[1:]):
+        return f"quantity {quoted(raw)} must be 0 or more"
+    if not _QUANTITY_TEXT.fullmatch(text):
+        return f"quantity {quoted(raw)} is not a whole number{_digits_hint(text)}"
+    digits = text.lstrip("+").partition(".")[0].lstrip("0") or "0"
+    if len(digits) > len(str(QUANTITY_MAX)) or int(digits) > QUANTITY_MAX:
+        return f"quantity {quoted(raw)} is too large (at most {QUANTITY_MAX})"
+    return int(digits)
 
 
 class SeenSkus:
@@ -685,7 +720,7 @@ class RowValidator:
             problems.append(f"sku '{sku[:20]}…' is longer than {SKU_MAX} characters")
         elif not SKU_RE.match(sku):
             problems.append(
-                f"sku '{sku}' may hold only letters, digits and . _ - / "
+                f"sku {quoted(sku)} may hold only letters, digits and . _ - / "
                 "(and must start with a letter or digit)"
             )
 
@@ -719,11 +754,11 @@ class RowValidator:
         if i_cur >= 0:
             currency = values[i_cur].strip().upper() or "USD"
             if currency not in CURRENCIES:
-                problems.append(f"currency '{values[i_cur]}' is not an ISO 4217 code")
+                problems.append(f"currency {quoted(values[i_cur])} is not an ISO 4217 code")
 
         barcode = values[i_bar].strip() if i_bar >= 0 else ""
         if barcode and not barcode_ok(barcode):
-            problems.append(f"barcode '{barcode}' is not a valid EAN-13 or UPC-A code")
+            problems.append(f"barcode {quoted(barcode)} is not a valid EAN-13 or UPC-A code")
 
         status = "active"
         if i_status >= 0:
@@ -731,7 +766,7 @@ class RowValidator:
             if raw_status in STATUSES:
                 status = STATUSES[raw_status]
             else:
-                problems.append(f"status '{values[i_status]}' must be active or draft")
+                problems.append(f"status {quoted(values[i_status])} must be active or draft")
 
         description = values[i_desc].strip() if i_desc >= 0 else ""
         category = values[i_cat].strip() if i_cat >= 0 else ""

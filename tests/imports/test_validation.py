@@ -123,12 +123,13 @@ def test_copy_lines_escape_what_copy_text_needs_and_read_back_exactly():
     assert len(batch.subset([1])) == 1 and batch.subset([1]).skus == ["A-2"]
 
 
-def test_clean_values_are_what_postgresql_reads_even_for_other_scripts_digits():
+def test_clean_values_are_what_postgresql_reads_and_other_scripts_digits_are_row_errors():
     validator = RowValidator(map_header(list(FIELDS)), 10)
-    # Arabic-Indic digits: "12.50" and "3"
+    # Arabic-Indic digits: "12.50" and "3" to Python, not to PostgreSQL (nor to most people)
     arabic = ["A-1", "Lamp", "", "\u0661\u0662.\u0665\u0660", "EUR", "\u0663", "", "", "", ""]
     out = validator.check(2, arabic)
-    assert out[3:6] == ("12.50", "EUR", "3")  # Python reads those digits; PostgreSQL would not
+    assert isinstance(out, RowError)
+    assert "price" in out.message and "quantity" in out.message and "0-9" in out.message
     plain = validator.check(3, ["A-2", "Lamp", "", "007.5", "", "0042", "", "", "", ""])
     assert plain[3:6] == ("007.5", "USD", "0042")  # plain ASCII goes as typed
     product = validator.validate(4, ["A-3", "Lamp", "", "7.5", "", "42", "", "", "", ""])
