@@ -7,8 +7,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from enrichment import urls as enrichment_urls
 from imports import views as pages
-from realtime import views as realtime_pages
 from imports import views_mapping
+from realtime import views as realtime_pages
 from realtime.api import metrics_view
 
 urlpatterns = [
