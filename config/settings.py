@@ -171,6 +171,13 @@ REALTIME = {
     # a job stuck in processing this long without a heartbeat, and no live worker on it, is lost
     "WORKER_LOST_AFTER_SECONDS": env.int("WORKER_LOST_AFTER_SECONDS", default=60),
 }
+# Recovery (imports/recovery.py): a lost job is resumed after its checkpoint up to this many
+# attempts in all; workers with their scheduler check for lost, orphaned and stalled jobs
+# every JOB_CHECK_SECONDS; a running job whose heartbeat is older than JOB_STALLED_AFTER_SECONDS
+# shows ``stalled: true``.
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
+JOB_CHECK_SECONDS = env.float("JOB_CHECK_SECONDS", default=15.0)
+JOB_STALLED_AFTER_SECONDS = env.float("JOB_STALLED_AFTER_SECONDS", default=30.0)
 
 LOGGING = {
     "version": 1,

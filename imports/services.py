@@ -151,8 +151,9 @@ def import_job_create(
     return job
 
 
-def job_enqueue(job: ImportJob) -> None:
-    """Queue ``job`` on its priority's queue. Call inside the transaction that made it ready."""
+def job_enqueue(job: ImportJob, *, event: str = "job.queued", **extra: Any) -> None:
+    """Queue ``job`` on its priority's queue and announce it (``event``, with ``extra``
+    fields). Call inside the transaction that made it ready."""
     from .jobs import run_job
 
     job.rq_job_id = f"{job.id}-{job.attempt}"
@@ -162,7 +163,7 @@ def job_enqueue(job: ImportJob) -> None:
     django_rq.get_queue(job.priority).enqueue(
         run_job, str(job.id), job_id=job.rq_job_id, result_ttl=3600, failure_ttl=7 * 24 * 3600
     )
-    publish_job_event(job, "job.queued")
+    publish_job_event(job, event, **extra)
 
 
 def import_job_cancel(*, job: ImportJob) -> ImportJob:
@@ -226,23 +227,35 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
             )
         if not job.file:
             raise InvalidState("The job's file is no longer stored; upload it again.")
-        # only batches that stay committed advance it: never an all-or-nothing job's or a
-        # dry run's (the pipeline's rule), so those start over
-        resume_after = job.checkpoint_row
-        ImportRowError.objects.filter(job=job, row_number__gt=resume_after).delete()
-        job.attempt += 1
-        if resume_after:
-            job.errors = [e for e in job.errors if e["row"] <= resume_after]
-        else:
-            for name in ImportJob.COUNTERS:
-                setattr(job, name, 0)
-            job.errors = []
-        job.warnings, job.stages = [], []
-        job.error_message = ""
-        job.started_at = job.finished_at = job.heartbeat_at = job.cancel_requested_at = None
-        job.save()
+        job.cancel_requested_at = None
+        job_next_attempt(job)
         job_enqueue(job)
     return job
+
+
+def job_next_attempt(job: ImportJob) -> None:
+    """Make ``job`` its next attempt, to go on after its checkpoint. Call inside a transaction
+    that holds the job's row lock; the caller queues it.
+
+    Raising ``attempt`` also fences the earlier attempt: every write of its reporter is
+    conditional on its own attempt, so a worker that is still running it stops at its next
+    write instead of overwriting this one's state.
+    """
+    # only batches that stay committed advance the checkpoint: never an all-or-nothing job's
+    # or a dry run's (the pipeline's rule), so those start over
+    resume_after = job.checkpoint_row
+    ImportRowError.objects.filter(job=job, row_number__gt=resume_after).delete()
+    job.attempt += 1
+    if resume_after:
+        job.errors = [e for e in job.errors if e["row"] <= resume_after]
+    else:
+        for name in ImportJob.COUNTERS:
+            setattr(job, name, 0)
+        job.errors = []
+    job.warnings, job.stages = [], []
+    job.error_message = ""
+    job.started_at = job.finished_at = job.heartbeat_at = None
+    job.save()
 
 
 def import_job_confirm(*, job: ImportJob, user: Any) -> ImportJob:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import connection
+from django.db import connection, transaction
 
 from ..models import ImportJob
 from ..progress import ProgressReporter
@@ -30,12 +31,24 @@ _DONE = object()
 class ChunkResult:
     chunk: Chunk
     result: BatchResult
+    reported: bool = False  # already reported, in the batch's own transaction
+    cancelled: bool = False  # what that report answered
+
+
+# reports a written batch (ProgressReporter.advance); returns whether cancel was asked
+BatchReport = Callable[[Chunk, BatchResult], bool]
 
 
 class WriterThread(threading.Thread):
-    def __init__(self, writer: ProductWriter) -> None:
+    """Writes batches on its own connection. With ``report``, each batch is reported inside
+    its own transaction: the products, the job's counts, its row errors and the checkpoint
+    commit together (and only while the job is still at this attempt), so a worker killed
+    at any moment can neither import a batch twice nor lose its counts."""
+
+    def __init__(self, writer: ProductWriter, *, report: BatchReport | None = None) -> None:
         super().__init__(name="intake-writer", daemon=True)
         self.writer = writer
+        self.report = report
         self.inbox: queue.Queue[object] = queue.Queue(maxsize=2)
         self.outbox: queue.Queue[ChunkResult] = queue.Queue()
         self.error: BaseException | None = None
@@ -51,7 +64,7 @@ class WriterThread(threading.Thread):
                 if item is _DONE:
                     break
                 assert isinstance(item, Chunk)
-                self.outbox.put(ChunkResult(item, self.writer.write(item.products)))
+                self.outbox.put(self._write(item))
             self.writer.close(commit=self.commit)
         except BaseException as exc:  # re-raised in the reading thread
             self.error = exc
@@ -59,6 +72,14 @@ class WriterThread(threading.Thread):
         finally:
             self.opened.set()
             connection.close()
+
+    def _write(self, chunk: Chunk) -> ChunkResult:
+        if self.report is None:
+            return ChunkResult(chunk, self.writer.write(chunk.products))
+        with transaction.atomic():
+            result = self.writer.write(chunk.products)
+            cancelled = self.report(chunk, result)
+        return ChunkResult(chunk, result, reported=True, cancelled=cancelled)
 
     def submit(self, chunk: Chunk) -> None:
         while True:
@@ -103,17 +124,32 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
         batch_size=job.batch_size,
         organization_id=job.organization_id,
     )
+    # Only batches that stay committed move the checkpoint, and those are reported in their
+    # own transaction; an all-or-nothing job's or a dry run's are reported afterwards.
+    checkpointed = not (job.atomic or job.dry_run)
+
+    def report(chunk: Chunk, result: BatchResult) -> bool:
+        return reporter.advance(
+            chunk.rows,
+            created=result.created,
+            updated=result.updated,
+            unchanged=result.unchanged,
+            errors=sorted([*chunk.errors, *result.errors], key=lambda e: e.row_number),
+            checkpoint_row=chunk.last_row if checkpointed else None,
+        )
+
     writer = WriterThread(
         ProductWriter(
             organization_id=job.organization_id,
             mode=job.mode,
             dry_run=job.dry_run,
             atomic=job.atomic,
-        )
+        ),
+        report=report if checkpointed else None,
     )
     validator.start()  # it parses while the writer connects
     try:
-        _pipeline(job, reporter, writer, validator)
+        _pipeline(job, reporter, writer, validator, report)
     except FileReadError as exc:  # unreadable part-way: batches before it are kept
         reporter.failed(str(exc))
     finally:
@@ -125,6 +161,7 @@ def _pipeline(
     reporter: ProgressReporter,
     writer: WriterThread,
     validator: ValidatorProcess,
+    report: BatchReport,
 ) -> None:
     writer.start()
     state = {"submitted": 0, "received": 0, "cancelled": False}
@@ -145,15 +182,8 @@ def _pipeline(
                     continue
                 return
             state["received"] += 1
-            chunk, result = done.chunk, done.result
-            if reporter.advance(
-                chunk.rows,
-                created=result.created,
-                updated=result.updated,
-                unchanged=result.unchanged,
-                errors=sorted([*chunk.errors, *result.errors], key=lambda e: e.row_number),
-                checkpoint_row=None if job.atomic or job.dry_run else chunk.last_row,
-            ):
+            cancelled = done.cancelled if done.reported else report(done.chunk, done.result)
+            if cancelled:
                 state["cancelled"] = True
 
     def submit(chunk: Chunk) -> None:
