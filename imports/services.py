@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import django_rq
+import redis
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -55,6 +57,16 @@ class UploadTooLarge(ServiceError):
 
 class InvalidState(ServiceError):
     status_code = 409
+
+
+class QueueUnavailable(ServiceError):
+    status_code = 503
+
+
+QUEUE_DOWN = (
+    "Jobs cannot be queued right now: the job queue (Redis) is not reachable. "
+    "Nothing was started; try again in a minute."
+)
 
 
 def _choice(value: str | None, choices: type, label: str, default: str) -> str:
@@ -133,9 +145,11 @@ def import_job_create(
     """Validate the upload, store it, create the job and queue it."""
     options = import_options(mode=mode, dry_run=dry_run, atomic=atomic, batch_size=batch_size)
     prio = _choice(priority, Priority, "priority", Priority.DEFAULT)
+    require_queue(prio)
     check_upload(upload)
     filename = Path(upload.name or "upload.csv").name[:200]
-    with transaction.atomic():
+
+    def create() -> ImportJob:
         job = ImportJob(
             organization=organization,
             created_by=user if getattr(user, "is_authenticated", False) else None,
@@ -148,7 +162,64 @@ def import_job_create(
         job.file.save(filename, upload, save=False)
         job.save()
         job_enqueue(job)
-    return job
+        return job
+
+    return _commit_queued(create)
+
+
+def require_queue(priority: str) -> None:
+    """Refuse (503) before anything is stored when RQ's Redis does not answer."""
+    try:
+        django_rq.get_connection(priority).ping()
+    except redis.RedisError as exc:
+        log.warning("queue unavailable: %s", exc)
+        raise QueueUnavailable(QUEUE_DOWN)
+
+
+def _commit_queued(make: Callable[[], ImportJob]) -> ImportJob:
+    """Run ``make`` (which saves a job and calls ``job_enqueue``) in a transaction.
+
+    django-rq enqueues when the transaction commits; should Redis fail just then, the job row
+    is already committed as ``queued`` with nothing behind it. It is marked failed with a
+    message saying so (a retry queues it again), and the caller gets a 503.
+    """
+    made: list[ImportJob] = []
+    try:
+        with transaction.atomic():
+            made.append(make())
+    except redis.RedisError as exc:
+        log.warning("job not queued, Redis failed: %s", exc)
+        if made:
+            job_not_queued(job=made[0])
+        raise QueueUnavailable(QUEUE_DOWN)
+    return made[0]
+
+
+def job_not_queued(*, job: ImportJob) -> None:
+    """Mark a committed ``queued`` job that RQ never received as failed, saying why."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if job.status != JobStatus.QUEUED:
+            return
+        job.status = JobStatus.FAILED
+        job.error_message = (
+            "The job could not be queued: the job queue (Redis) was not reachable. "
+            "Retry it once the service is back."
+        )
+        job.enter_stage("failed")
+        job.finished_at = now
+        job.save(
+            update_fields=[
+                "status",
+                "error_message",
+                "stage",
+                "stages",
+                "finished_at",
+                "updated_at",
+            ]
+        )
+        publish_job_event(job, "job.failed", reason="not_queued")
 
 
 def job_enqueue(job: ImportJob, *, event: str = "job.queued", **extra: Any) -> None:
@@ -219,18 +290,22 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
     would refuse every one of their rows in ``create`` mode and count them ``unchanged`` in
     the others. An all-or-nothing job or a dry run committed nothing, so it starts over.
     """
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update().get(pk=job.pk)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+    require_queue(job.priority)
+
+    def retry() -> ImportJob:
+        locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise InvalidState(
-                f"Only failed or cancelled jobs can be retried; this one is {job.status}."
+                f"Only failed or cancelled jobs can be retried; this one is {locked.status}."
             )
-        if not job.file:
+        if not locked.file:
             raise InvalidState("The job's file is no longer stored; upload it again.")
-        job.cancel_requested_at = None
-        job_next_attempt(job)
-        job_enqueue(job)
-    return job
+        locked.cancel_requested_at = None
+        job_next_attempt(locked)
+        job_enqueue(locked)
+        return locked
+
+    return _commit_queued(retry)
 
 
 def job_next_attempt(job: ImportJob) -> None:
@@ -260,27 +335,31 @@ def job_next_attempt(job: ImportJob) -> None:
 
 def import_job_confirm(*, job: ImportJob, user: Any) -> ImportJob:
     """Import a completed dry run's stored file for real, as a new job linked to it."""
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update().get(pk=job.pk)
-        if not job.dry_run:
+    require_queue(job.priority)
+
+    def confirm() -> ImportJob:
+        dry = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if not dry.dry_run:
             raise InvalidState("Only a dry run can be confirmed; this job already imported.")
-        if job.status != JobStatus.COMPLETED:
-            raise InvalidState(f"The dry run is {job.status}; confirm it once it has completed.")
-        existing = job.confirmations.exclude(
+        if dry.status != JobStatus.COMPLETED:
+            raise InvalidState(f"The dry run is {dry.status}; confirm it once it has completed.")
+        existing = dry.confirmations.exclude(
             status__in=[JobStatus.FAILED, JobStatus.CANCELLED]
         ).first()
         if existing:
             raise InvalidState(f"This dry run was already confirmed by job {existing.id}.")
         confirmed = ImportJob.objects.create(
-            organization=job.organization,
+            organization=dry.organization,
             created_by=user if getattr(user, "is_authenticated", False) else None,
-            kind=job.kind,
-            original_filename=job.original_filename,
-            file=job.file.name,
-            file_size=job.file_size,
-            priority=job.priority,
-            options={**job.options, "dry_run": False},
-            source_job=job,
+            kind=dry.kind,
+            original_filename=dry.original_filename,
+            file=dry.file.name,
+            file_size=dry.file_size,
+            priority=dry.priority,
+            options={**dry.options, "dry_run": False},
+            source_job=dry,
         )
         job_enqueue(confirmed)
-    return confirmed
+        return confirmed
+
+    return _commit_queued(confirm)

@@ -25,13 +25,14 @@ HELP = {
     "streams_opened": ("counter", "Streams opened, by transport"),
     "streams_closed": ("counter", "Streams closed, by transport"),
     "events_published": ("counter", "Events published, by type"),
+    "events_publish_failed": ("counter", "Events not published (Redis failed), by type"),
     "events_delivered": ("counter", "Events sent to clients, by type"),
     "events_received_by_hub": ("counter", "Events the per-process hubs received, by type"),
     "events_coalesced": ("counter", "Progress/status/heartbeat events replaced by a newer one"),
     "events_dropped": ("counter", "Events not delivered to a client that was reset"),
     "replays": ("counter", "Stream (re)connections that replayed the log"),
     "resets": ("counter", "Reset events sent (cursor too old, or client too slow)"),
-    "worker_lost_jobs": ("counter", "Jobs failed because their worker was lost"),
+    "worker_lost_jobs": ("counter", "Jobs whose worker was lost (resumed or failed)"),
 }
 
 
