@@ -11,9 +11,10 @@ from django.conf import settings
 from django.db import transaction
 
 from .models import ImportJob, JobKind, JobStatus
+from .outages import OUTAGE_ERRORS
 from .pipeline.product_import import run_product_import
 from .progress import JobFenced, ProgressReporter
-from .recovery import check_jobs
+from .recovery import check_jobs, resume_after_outage
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,10 @@ def run_job(job_id: str) -> None:
     except JobFenced:
         # presumed lost and resumed elsewhere, but alive: the newer attempt owns the job
         log.warning("job %s: attempt %s was superseded; it stops here", job_id, reporter.attempt)
+    except OUTAGE_ERRORS as exc:
+        # not the job's fault: the next attempt goes on after the checkpoint
+        log.warning("job %s: attempt %s stopped by a database outage: %s", job_id, job.attempt, exc)
+        resume_after_outage(job_id=job.pk, rq_job_id=job.rq_job_id, error=exc)
     except Exception as exc:
         log.exception("job %s crashed", job_id)
         reporter.failed(

@@ -19,6 +19,7 @@ from realtime.events import job_topic, org_topic
 from realtime.publish import Event, publish_together
 
 from .models import ImportJob, ImportRowError, JobStatus
+from .outages import retrying
 from .pipeline.validation import RowError
 from .serializers import job_snapshot
 
@@ -154,6 +155,10 @@ class ProgressReporter:
         if job.total_rows:
             job.progress = min(99, int(job.processed_rows * 100 / job.total_rows))
         job.heartbeat_at = timezone.now()
+        return retrying(lambda: self._store_advance(errors), what="reporting progress")
+
+    def _store_advance(self, errors: list[RowError]) -> bool:
+        job = self.job
         # Inside a writer's batch transaction (a checkpointed import), this commits with the
         # batch: no savepoint of its own, a refused write rolls the batch back too.
         with transaction.atomic(savepoint=False):
@@ -228,8 +233,9 @@ class ProgressReporter:
         job = self.job
         job.updated_at = timezone.now()
         values = {name: getattr(job, name) for name in (*fields, "updated_at")}
-        # fenced: only while the row is still at this reporter's attempt
-        if not ImportJob.objects.filter(pk=job.pk, attempt=self.attempt).update(**values):
+        fenced = ImportJob.objects.filter(pk=job.pk, attempt=self.attempt)
+        # only while the row is still at this reporter's attempt
+        if not retrying(lambda: fenced.update(**values), what="saving the job"):
             raise JobFenced(
                 f"job {job.pk}: attempt {self.attempt} was superseded by a newer attempt"
             )

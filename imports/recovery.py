@@ -132,6 +132,7 @@ def job_lost(
     why: str,
     rq_job_id: str | None = None,
     stale_before: datetime | None = None,
+    reason: str = "worker_lost",
 ) -> str | None:
     """End the lost attempt of a ``processing`` job: resume it after its checkpoint, or fail it
     after ``JOB_MAX_ATTEMPTS``. Returns "resumed", "failed", "cancelled" or None (not lost
@@ -156,12 +157,12 @@ def job_lost(
                 f"The worker running this job was lost ({why}) on each of its {job.attempt} "
                 "attempts; retry the job to run it again, and if it is lost again, give its id "
                 "to an administrator.",
-                reason="worker_lost",
+                reason=reason,
             )
             return "failed"
         lost_attempt = job.attempt
         job_next_attempt(job)
-        job_enqueue(job, event="job.resumed", attempt=job.attempt, reason="worker_lost")
+        job_enqueue(job, event="job.resumed", attempt=job.attempt, reason=reason)
     log.warning(
         "job %s: attempt %s lost (%s); resumed as attempt %s",
         job_id,
@@ -199,6 +200,24 @@ def _requeue_orphans(running: set[str], result: CheckResult) -> None:
             job_enqueue(job, requeued=True)
         log.warning("job %s was queued with nothing behind it in RQ: queued again", job.id)
         result.requeued.append(str(job.id))
+
+
+def resume_after_outage(*, job_id: object, rq_job_id: str, error: BaseException) -> str | None:
+    """An attempt stopped on a database outage: once the database answers again, resume the
+    job after its checkpoint at once (the periodic check would, but only after
+    ``WORKER_LOST_AFTER_SECONDS``)."""
+    from .outages import drop_connection, retrying
+
+    drop_connection()
+    return retrying(
+        lambda: job_lost(
+            job_id=job_id,
+            why=f"its database connection was lost: {str(error).strip()[:200]}",
+            rq_job_id=rq_job_id,
+            reason="database_outage",
+        ),
+        what="resuming the job",
+    )
 
 
 def check_jobs_safely() -> CheckResult | None:

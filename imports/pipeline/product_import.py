@@ -9,8 +9,10 @@ both cores are busy.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 from django.db import connection, transaction
 
 from ..models import ImportJob
+from ..outages import OUTAGE_ERRORS, backoff_delays, drop_connection
 from ..progress import ProgressReporter
 from .readers import FileReadError, open_source
 from .validation import HeaderError, map_header
@@ -25,6 +28,7 @@ from .validator_process import Chunk, ValidatorProcess
 from .writers import BatchResult, ProductWriter
 
 _DONE = object()
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,11 +79,35 @@ class WriterThread(threading.Thread):
 
     def _write(self, chunk: Chunk) -> ChunkResult:
         if self.report is None:
+            # all-or-nothing or dry run: an outage loses the whole transaction, so it goes
+            # up and the attempt starts over
             return ChunkResult(chunk, self.writer.write(chunk.products))
-        with transaction.atomic():
-            result = self.writer.write(chunk.products)
-            cancelled = self.report(chunk, result)
-        return ChunkResult(chunk, result, reported=True, cancelled=cancelled)
+        delays = backoff_delays()
+        reopen = False
+        while True:
+            try:
+                if reopen:
+                    # a new connection's session needs the stage table and settings again
+                    self.writer.open()
+                    reopen = False
+                with transaction.atomic():
+                    result = self.writer.write(chunk.products)
+                    cancelled = self.report(chunk, result)
+                return ChunkResult(chunk, result, reported=True, cancelled=cancelled)
+            except OUTAGE_ERRORS as exc:
+                # nothing of the batch was committed, nor its checkpoint: redo all of it
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                log.warning(
+                    "batch ending at row %s: database outage (%s); again in %.1f s",
+                    chunk.last_row,
+                    exc,
+                    delay,
+                )
+                drop_connection()
+                time.sleep(delay)
+                reopen = True
 
     def submit(self, chunk: Chunk) -> None:
         while True:

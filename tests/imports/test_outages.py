@@ -76,3 +76,71 @@ def test_an_upload_while_redis_is_down_gets_503_and_stores_nothing(operator, dap
     assert resp.status_code == 503, resp.text
     assert "job queue (Redis) is not reachable" in resp.json()["detail"]
     assert ImportJob.objects.count() == 0
+
+
+def _terminate_backend(pid: int) -> None:
+    """Cut one server connection, as a PostgreSQL restart does to all of them."""
+    import psycopg
+
+    from tests.fixtures.services import testing_database_url
+
+    with psycopg.connect(testing_database_url(), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+def test_a_connection_lost_mid_batch_is_redone_not_counted_as_row_errors(
+    org, settings, monkeypatch, caplog
+):
+    """Before: every row of the batch 'failed' on the dead connection, the checkpoint moved
+    past them and the job said completed. Now the batch is redone on a new connection."""
+    from django.db import connection
+
+    from imports.pipeline.writers import ProductWriter
+
+    settings.IMPORT_BATCH_SIZE = 10
+    settings.DB_OUTAGE_RETRY_SECONDS = 10
+    job = services.import_job_create(
+        organization=org, user=None, upload=upload(csv_bytes(product_rows(50)))
+    )
+    original = ProductWriter.write
+    calls = {"n": 0}
+
+    def write(self, batch):
+        calls["n"] += 1
+        if calls["n"] in (3, 4):  # twice in a row: the reconnect itself is retried too
+            connection.ensure_connection()
+            _terminate_backend(connection.connection.info.backend_pid)
+        return original(self, batch)
+
+    monkeypatch.setattr(ProductWriter, "write", write)
+    jobs.run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert (job.processed_rows, job.created_rows, job.error_count) == (50, 50, 0), job.errors
+    assert Product.objects.filter(organization=org).count() == 50
+    assert caplog.text.count("database outage") == 2
+
+
+def test_a_connection_lost_before_the_job_row_is_written_is_retried(
+    org, settings, monkeypatch, caplog
+):
+    from django.db import connection
+
+    from imports.progress import ProgressReporter
+
+    settings.DB_OUTAGE_RETRY_SECONDS = 10
+    job = services.import_job_create(
+        organization=org, user=None, upload=upload(csv_bytes(product_rows(5)))
+    )
+    original = ProgressReporter.finished
+
+    def finished(self, **kw):
+        connection.ensure_connection()
+        _terminate_backend(connection.connection.info.backend_pid)
+        return original(self, **kw)
+
+    monkeypatch.setattr(ProgressReporter, "finished", finished)
+    jobs.run_job(str(job.id))
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.created_rows) == (JobStatus.COMPLETED, 1, 5)
+    assert "database outage while saving the job" in caplog.text
