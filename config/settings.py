@@ -181,6 +181,21 @@ JOB_STALLED_AFTER_SECONDS = env.float("JOB_STALLED_AFTER_SECONDS", default=30.0)
 # A database outage (imports/outages.py): a batch or a job-row write is tried again on a new
 # connection, with backoff, for this long; then the attempt stops and the job resumes.
 DB_OUTAGE_RETRY_SECONDS = env.float("DB_OUTAGE_RETRY_SECONDS", default=60.0)
+# Time limits (config/database_timeouts.py). Web requests answer people: a statement or a lock
+# wait that long is a 503, not a hung request. Workers run big COPYs and upserts, so theirs are
+# wider; a batch's statement past it is an outage (the batch is redone), never a row error.
+DB_TIMEOUTS = {
+    "web": (
+        env.int("DB_WEB_STATEMENT_TIMEOUT_MS", default=30_000),
+        env.int("DB_WEB_LOCK_TIMEOUT_MS", default=5_000),
+    ),
+    "worker": (
+        env.int("DB_WORKER_STATEMENT_TIMEOUT_MS", default=600_000),
+        env.int("DB_WORKER_LOCK_TIMEOUT_MS", default=60_000),
+    ),
+}
+# The import's writer thread must hand back a batch within this long (it is joined with it).
+IMPORT_WRITER_TIMEOUT_SECONDS = env.float("IMPORT_WRITER_TIMEOUT_SECONDS", default=900.0)
 
 LOGGING = {
     "version": 1,

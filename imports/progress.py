@@ -18,7 +18,7 @@ from django.utils import timezone
 from realtime.events import job_topic, org_topic
 from realtime.publish import Event, publish_together
 
-from .models import ImportJob, ImportRowError, JobStatus
+from .models import TERMINAL_STATUSES, ImportJob, ImportRowError, JobStatus
 from .outages import retrying
 from .pipeline.validation import RowError
 from .serializers import job_snapshot
@@ -233,9 +233,12 @@ class ProgressReporter:
         job = self.job
         job.updated_at = timezone.now()
         values = {name: getattr(job, name) for name in (*fields, "updated_at")}
-        fenced = ImportJob.objects.filter(pk=job.pk, attempt=self.attempt)
-        # only while the row is still at this reporter's attempt
+        # only while the row is still at this reporter's attempt, and has not ended
+        fenced = ImportJob.objects.filter(pk=job.pk, attempt=self.attempt).exclude(
+            status__in=TERMINAL_STATUSES
+        )
         if not retrying(lambda: fenced.update(**values), what="saving the job"):
             raise JobFenced(
-                f"job {job.pk}: attempt {self.attempt} was superseded by a newer attempt"
+                f"job {job.pk}: attempt {self.attempt} was superseded by a newer attempt, "
+                "or the job has ended"
             )

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connections
 from rq.worker import Worker
 
+from config import database_timeouts
 from realtime import publish
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class IntakeWorker(Worker):
         if lower_by > 0:
             os.nice(lower_by)
         publish.warm_up()
+        database_timeouts.apply("worker")  # wider than the web's: batches are big statements
         self._next_check = 0.0
 
     # recovery ------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from ..models import ImportJob
@@ -29,6 +30,14 @@ from .writers import BatchResult, ProductWriter
 
 _DONE = object()
 log = logging.getLogger(__name__)
+_STUCK = (
+    "The database writer did not finish a batch in time; the batches before it are kept. "
+    "Retry the job to go on from there."
+)
+
+
+class WriterStuck(RuntimeError):
+    """The writer thread did not answer within ``IMPORT_WRITER_TIMEOUT_SECONDS``."""
 
 
 @dataclass
@@ -180,6 +189,8 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
         _pipeline(job, reporter, writer, validator, report)
     except FileReadError as exc:  # unreadable part-way: batches before it are kept
         reporter.failed(str(exc))
+    except WriterStuck as exc:
+        reporter.failed(str(exc))
     finally:
         validator.stop()
 
@@ -200,6 +211,7 @@ def _pipeline(
 
     def drain(*, wait: bool) -> None:
         """Report what the writer has finished; with ``wait``, everything submitted so far."""
+        waiting_since = time.monotonic()
         while state["received"] < state["submitted"]:
             try:
                 done = writer.outbox.get(timeout=0.2) if wait else writer.outbox.get_nowait()
@@ -207,8 +219,11 @@ def _pipeline(
                 if writer.error is not None:
                     raise writer.error
                 if wait:
+                    if time.monotonic() - waiting_since > settings.IMPORT_WRITER_TIMEOUT_SECONDS:
+                        raise WriterStuck(_STUCK)
                     continue
                 return
+            waiting_since = time.monotonic()
             state["received"] += 1
             cancelled = done.cancelled if done.reported else report(done.chunk, done.result)
             if cancelled:
@@ -260,4 +275,9 @@ def _stop(writer: WriterThread) -> None:
             # the writer died or is busy; make room so it can see the end
             with contextlib.suppress(queue.Empty):
                 writer.inbox.get_nowait()
-    writer.join()
+    # Bounded: the writer's statements have their own timeout (DB_WORKER_STATEMENT_TIMEOUT_MS),
+    # so one that is still busy after this is stuck outside the database. It is a daemon
+    # thread: the work horse exits without it, and its connection closes with the process.
+    writer.join(settings.IMPORT_WRITER_TIMEOUT_SECONDS)
+    if writer.is_alive():
+        raise WriterStuck(_STUCK)

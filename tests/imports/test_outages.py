@@ -144,3 +144,87 @@ def test_a_connection_lost_before_the_job_row_is_written_is_retried(
     job.refresh_from_db()
     assert (job.status, job.attempt, job.created_rows) == (JobStatus.COMPLETED, 1, 5)
     assert "database outage while saving the job" in caplog.text
+
+
+def test_a_request_waiting_on_a_lock_gets_503_after_the_web_lock_timeout(org, operator, daphne_env):
+    """Web requests have a lock (and statement) timeout: a request that would wait on a row
+    another transaction holds answers 503 with a message instead of hanging."""
+    import time
+
+    import psycopg
+
+    from tests.fixtures.services import testing_database_url
+
+    job = services.import_job_create(
+        organization=org, user=None, upload=upload(csv_bytes(product_rows(3)))
+    )
+    server = Daphne({**daphne_env, "DB_WEB_LOCK_TIMEOUT_MS": "300"})
+    server.start()
+    token, _ = Token.objects.get_or_create(user=operator)
+    try:
+        with psycopg.connect(testing_database_url()) as holder:
+            holder.execute("SELECT 1 FROM imports_importjob WHERE id = %s FOR UPDATE", [job.pk])
+            started = time.monotonic()
+            resp = httpx.post(
+                f"{server.url}/api/v1/products/import/{job.pk}/cancel",
+                headers={"Authorization": f"Token {token.key}"},
+                timeout=30,
+            )
+            waited = time.monotonic() - started
+    finally:
+        server.stop()
+    assert resp.status_code == 503, resp.text
+    assert "did not answer in time" in resp.json()["detail"]
+    assert waited < 10
+    job.refresh_from_db()
+    assert job.status == JobStatus.QUEUED  # nothing changed
+
+
+def test_each_kind_of_process_gets_its_own_timeouts(settings):
+    from django.db import connection
+
+    from config import database_timeouts
+
+    original = dict(connection.settings_dict.get("OPTIONS", {}))
+    try:
+        database_timeouts.apply("worker")
+        with connection.cursor() as cur:
+            cur.execute("SHOW statement_timeout")
+            assert cur.fetchone()[0] == "10min"
+        database_timeouts.apply("web")
+        with connection.cursor() as cur:
+            cur.execute("SHOW statement_timeout")
+            assert cur.fetchone()[0] == "30s"
+            cur.execute("SHOW lock_timeout")
+            assert cur.fetchone()[0] == "5s"
+    finally:
+        connection.settings_dict["OPTIONS"] = original
+        connection.close()
+
+
+def test_a_writer_that_does_not_answer_ends_the_attempt_with_a_message(org, settings, monkeypatch):
+    import time
+
+    from imports.pipeline.writers import ProductWriter
+
+    settings.IMPORT_BATCH_SIZE = 10
+    settings.IMPORT_WRITER_TIMEOUT_SECONDS = 1
+    job = services.import_job_create(
+        organization=org, user=None, upload=upload(csv_bytes(product_rows(30)))
+    )
+    original = ProductWriter.write
+
+    def write(self, batch):
+        if batch.row_numbers[0] > 10:
+            time.sleep(3)  # stuck outside the database
+        return original(self, batch)
+
+    monkeypatch.setattr(ProductWriter, "write", write)
+    jobs.run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED
+    assert "did not finish a batch in time" in job.error_message
+    assert job.checkpoint_row == 11 and job.processed_rows == 10  # the first batch is kept
+    time.sleep(3)  # the stuck thread wakes up: its late write is refused
+    job.refresh_from_db()
+    assert (job.status, job.processed_rows) == (JobStatus.FAILED, 10)
