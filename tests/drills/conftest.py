@@ -1,0 +1,155 @@
+"""Recovery drills: real workers, servers and clients, killed and restarted on purpose.
+
+Each drill fails with a message that says what was lost. They use short recovery settings
+(``DRILL_ENV``) so that a lost worker is noticed in seconds rather than a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from imports.models import ImportJob, Product
+from tests.fixtures.files import csv_bytes, product_rows, upload
+
+ROOT = Path(__file__).resolve().parents[2]
+LOGS = ROOT / "var" / "drills"
+
+# Short recovery settings for the drills' workers
+DRILL_ENV = {
+    "WORKER_LOST_AFTER_SECONDS": "8",
+    "JOB_CHECK_SECONDS": "2",
+    "JOB_MAX_ATTEMPTS": "6",
+    "WORKER_NICE": "0",
+    "LOG_LEVEL": "INFO",
+}
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, failure: str) -> object:
+    """Poll ``condition`` until it is truthy; fail with ``failure`` (what was lost) if not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{failure} (waited {timeout:.0f} s)")
+        time.sleep(0.05)
+
+
+class DrillWorker:
+    """``rqworker --with-scheduler`` as ``make run`` starts it, in a session of its own."""
+
+    def __init__(self, env: dict[str, str], name: str) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOGS / f"{name}-{os.getpid()}-{int(time.time() * 1000)}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "manage.py", "rqworker", "high", "default", "low", "--with-scheduler"],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=self.log_path.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def horse(self) -> psutil.Process | None:
+        """The work horse: RQ forks it into a process group of its own (the scheduler, also a
+        child with the same command line, stays in the worker's)."""
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.proc.pid).children():
+                with contextlib.suppress(ProcessLookupError):
+                    if os.getpgid(child.pid) == child.pid:
+                        return child
+        return None
+
+    def family(self) -> list[int]:
+        pids = [self.proc.pid]
+        with contextlib.suppress(psutil.Error):
+            pids += [c.pid for c in psutil.Process(self.proc.pid).children(recursive=True)]
+        return pids
+
+    def kill_everything(self) -> None:
+        """SIGKILL the worker, its scheduler, its horse and the horse's validator: a host
+        that lost power, as far as this job is concerned."""
+        for pid in self.family():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            family = self.family()
+            self.proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(15)
+            for pid in family:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def drill_env(daphne_env, media_root):
+    return {**daphne_env, **DRILL_ENV, "MEDIA_ROOT": media_root}
+
+
+@pytest.fixture
+def workers(drill_env):
+    started: list[DrillWorker] = []
+
+    def start(name: str = "worker", env: dict[str, str] | None = None) -> DrillWorker:
+        worker = DrillWorker(env or drill_env, name)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def make_import(org, rows: int, batch_size: int):
+    """A product import of ``rows`` new products, queued."""
+    from imports import services
+
+    return services.import_job_create(
+        organization=org,
+        user=None,
+        upload=upload(csv_bytes(product_rows(rows))),
+        batch_size=batch_size,
+    )
+
+
+def processed(job_id) -> int:
+    return ImportJob.objects.values_list("processed_rows", flat=True).get(pk=job_id)
+
+
+def assert_table_exact(org, rows: int) -> None:
+    """Every product of the file exactly once, with its own values."""
+    stored = Product.objects.filter(organization=org)
+    count = stored.count()
+    distinct = stored.values("sku").distinct().count()
+    lost = rows - distinct
+    assert count == distinct, f"{count - distinct} products were imported twice"
+    assert lost == 0, f"{lost} of {rows} products were lost"
+    wrong = stored.exclude(name__regex=r"^Product [0-9]+$").count()
+    assert wrong == 0, f"{wrong} products have values that are not their row's"
+    skus = set(stored.values_list("sku", flat=True))
+    missing = [f"SKU-{i:06d}" for i in range(1, rows + 1) if f"SKU-{i:06d}" not in skus]
+    assert not missing, f"missing products, e.g. {missing[:5]}"
+
+
+def random_points(count: int, total: int, rng: random.Random) -> list[int]:
+    """``count`` increasing row counts between 10 % and 85 % of ``total``."""
+    return sorted(rng.sample(range(total // 10, total * 85 // 100), count))
