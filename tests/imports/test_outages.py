@@ -228,3 +228,36 @@ def test_a_writer_that_does_not_answer_ends_the_attempt_with_a_message(org, sett
     time.sleep(3)  # the stuck thread wakes up: its late write is refused
     job.refresh_from_db()
     assert (job.status, job.processed_rows) == (JobStatus.FAILED, 10)
+
+
+def test_a_connection_lost_while_a_batch_is_reported_counts_the_batch_once(
+    org, settings, monkeypatch
+):
+    """The batch and its report share a transaction: when the report's write is what dies,
+    the redone batch is counted once (the job object is not left half-advanced)."""
+    import threading
+
+    from django.db import connection
+
+    from imports.progress import ProgressReporter
+
+    settings.IMPORT_BATCH_SIZE = 10
+    settings.DB_OUTAGE_RETRY_SECONDS = 10
+    job = services.import_job_create(
+        organization=org, user=None, upload=upload(csv_bytes(product_rows(50)))
+    )
+    original = ProgressReporter._save
+    calls = {"n": 0}
+
+    def _save(self, *fields):
+        if threading.current_thread().name == "intake-writer":
+            calls["n"] += 1
+            if calls["n"] == 3:
+                _terminate_backend(connection.connection.info.backend_pid)
+        return original(self, *fields)
+
+    monkeypatch.setattr(ProgressReporter, "_save", _save)
+    jobs.run_job(str(job.id))
+    job.refresh_from_db()
+    assert (job.status, job.processed_rows, job.created_rows) == (JobStatus.COMPLETED, 50, 50)
+    assert Product.objects.filter(organization=org).count() == 50
