@@ -204,6 +204,31 @@ REALTIME = {
     # apart): what a crashed daphne still counts for
     "METRICS_PROCESS_TTL": env.float("REALTIME_METRICS_PROCESS_TTL", default=15.0),
 }
+# Recovery (imports/recovery.py): a lost job is resumed after its checkpoint up to this many
+# attempts in all; workers with their scheduler check for lost, orphaned and stalled jobs
+# every JOB_CHECK_SECONDS; a running job whose heartbeat is older than JOB_STALLED_AFTER_SECONDS
+# shows ``stalled: true``.
+JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
+JOB_CHECK_SECONDS = env.float("JOB_CHECK_SECONDS", default=15.0)
+JOB_STALLED_AFTER_SECONDS = env.float("JOB_STALLED_AFTER_SECONDS", default=30.0)
+# A database outage (imports/outages.py): a batch or a job-row write is tried again on a new
+# connection, with backoff, for this long; then the attempt stops and the job resumes.
+DB_OUTAGE_RETRY_SECONDS = env.float("DB_OUTAGE_RETRY_SECONDS", default=60.0)
+# Time limits (config/database_timeouts.py). Web requests answer people: a statement or a lock
+# wait that long is a 503, not a hung request. Workers run big COPYs and upserts, so theirs are
+# wider; a batch's statement past it is an outage (the batch is redone), never a row error.
+DB_TIMEOUTS = {
+    "web": (
+        env.int("DB_WEB_STATEMENT_TIMEOUT_MS", default=30_000),
+        env.int("DB_WEB_LOCK_TIMEOUT_MS", default=5_000),
+    ),
+    "worker": (
+        env.int("DB_WORKER_STATEMENT_TIMEOUT_MS", default=600_000),
+        env.int("DB_WORKER_LOCK_TIMEOUT_MS", default=60_000),
+    ),
+}
+# The import's writer thread must hand back a batch within this long (it is joined with it).
+IMPORT_WRITER_TIMEOUT_SECONDS = env.float("IMPORT_WRITER_TIMEOUT_SECONDS", default=900.0)
 
 LOGGING = {
     "version": 1,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -18,6 +19,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # some carry what a client needs to resend (a column mapping's proposal)
         return Response(
             {"detail": exc.message, **getattr(exc, "payload", {})}, status=exc.status_code
+        )
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # a statement or lock timeout, or the database restarting: not the request's fault
+        return Response(
+            {"detail": "The database did not answer in time; try again in a moment."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
     if isinstance(exc, RequestDataTooBig):
         return Response(

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import timedelta
 
 import django_rq
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
-from rq import Worker
-
-from realtime.metrics import metrics
 
 from .models import ImportJob, JobKind, JobStatus
+from .outages import OUTAGE_ERRORS
 from .pipeline.product_import import run_product_import
-from .progress import ProgressReporter
+from .progress import JobFenced, ProgressReporter
+from .recovery import check_jobs, resume_after_outage
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +57,13 @@ def run_job(job_id: str) -> None:
         return
     try:
         runner(job, reporter)
+    except JobFenced:
+        # presumed lost and resumed elsewhere, but alive: the newer attempt owns the job
+        log.warning("job %s: attempt %s was superseded; it stops here", job_id, reporter.attempt)
+    except OUTAGE_ERRORS as exc:
+        # not the job's fault: the next attempt goes on after the checkpoint
+        log.warning("job %s: attempt %s stopped by a database outage: %s", job_id, job.attempt, exc)
+        resume_after_outage(job_id=job.pk, rq_job_id=job.rq_job_id, error=exc)
     except Exception as exc:
         log.exception("job %s crashed", job_id)
         reporter.failed(
@@ -71,58 +76,14 @@ def run_job(job_id: str) -> None:
 # ---------------------------------------------------------------------- worker lost
 
 CHECK_LOST_JOB_ID = "intake-check-lost-workers"
-CHECK_LOST_EVERY = timedelta(seconds=15)
 
 
-def running_rq_job_ids() -> set[str]:
-    """RQ job ids that a worker with a fresh heartbeat is working on right now."""
-    conn = django_rq.get_connection("default")
-    horizon = timezone.now() - timedelta(seconds=settings.REALTIME["WORKER_LOST_AFTER_SECONDS"])
-    running = set()
-    for worker in Worker.all(connection=conn):
-        beat = worker.last_heartbeat
-        if beat is not None and beat.tzinfo is None:
-            beat = beat.replace(tzinfo=UTC)
-        job_id = worker.get_current_job_id()
-        if job_id and beat is not None and beat >= horizon:
-            running.add(job_id)
-    return running
-
-
-def fail_lost_jobs() -> list[str]:
-    """End ``processing`` jobs whose heartbeat is stale and that no live worker is running."""
-    horizon = timezone.now() - timedelta(seconds=settings.REALTIME["WORKER_LOST_AFTER_SECONDS"])
-    stale = list(ImportJob.objects.filter(status=JobStatus.PROCESSING, heartbeat_at__lt=horizon))
-    if not stale:
-        return []
-    running = running_rq_job_ids()
-    lost = []
-    for job in stale:
-        if job.rq_job_id in running:
-            continue
-        with transaction.atomic():
-            job = ImportJob.objects.select_for_update().get(pk=job.pk)
-            if job.status != JobStatus.PROCESSING or (
-                job.heartbeat_at and job.heartbeat_at >= horizon
-            ):
-                continue
-            seconds = (
-                int((timezone.now() - job.heartbeat_at).total_seconds()) if job.heartbeat_at else 0
-            )
-            ProgressReporter(job).failed(
-                f"The worker running this job was lost (no heartbeat for {seconds} s); "
-                "retry the job to run it again.",
-                reason="worker_lost",
-            )
-        metrics.inc("worker_lost_jobs")
-        lost.append(str(job.id))
-    return lost
-
-
-def check_lost_workers() -> list[str]:
-    """Periodic (RQ scheduler, every 15 s): fail lost jobs, then schedule the next check."""
+def check_lost_workers() -> None:
+    """The lost-worker check as an RQ job that schedules its own next run
+    (``manage.py schedule_maintenance``). Not needed: every worker started with
+    ``--with-scheduler`` runs the same check itself (``imports.worker``)."""
     try:
-        return fail_lost_jobs()
+        check_jobs()
     finally:
         schedule_lost_worker_check()
 
@@ -130,7 +91,7 @@ def check_lost_workers() -> list[str]:
 def schedule_lost_worker_check() -> None:
     queue = django_rq.get_queue("high")
     queue.enqueue_in(
-        CHECK_LOST_EVERY,
+        timedelta(seconds=settings.JOB_CHECK_SECONDS),
         check_lost_workers,
         job_id=CHECK_LOST_JOB_ID,
         result_ttl=0,

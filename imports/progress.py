@@ -18,7 +18,8 @@ from django.utils import timezone
 from realtime.events import job_topic, org_topic
 from realtime.publish import Event, publish_together
 
-from .models import ImportJob, ImportRowError, JobStatus
+from .models import TERMINAL_STATUSES, ImportJob, ImportRowError, JobStatus
+from .outages import retrying
 from .pipeline.validation import RowError
 from .serializers import job_snapshot
 
@@ -52,9 +53,22 @@ class JobCancelled(Exception):
     """Raised inside a runner when the job's cancellation was requested."""
 
 
+class JobFenced(Exception):
+    """A newer attempt of the job took over: this one's writes are refused, and it stops.
+
+    A worker presumed lost (no heartbeat) may still be alive; once the job was resumed as
+    attempt N + 1, nothing attempt N writes may land on the row, or it would overwrite the
+    newer attempt's state.
+    """
+
+
 class ProgressReporter:
+    """Reports one attempt of a job. Every write of the job row is conditional on that
+    attempt (``attempt`` fencing): a refused write raises ``JobFenced``."""
+
     def __init__(self, job: ImportJob, *, min_interval: float | None = None) -> None:
         self.job = job
+        self.attempt = job.attempt
         self.min_interval = settings.PROGRESS_MIN_INTERVAL if min_interval is None else min_interval
         self.max_stored_errors = settings.IMPORT_MAX_STORED_ERRORS
         self._last_publish = 0.0
@@ -122,9 +136,51 @@ class ProgressReporter:
         errors: Iterable[RowError] = (),
         checkpoint_row: int | None = None,
     ) -> bool:
-        """Count ``rows`` more handled; store their errors. Returns True when cancel was asked."""
+        """Count ``rows`` more handled; store their errors. Returns True when cancel was asked.
+
+        If the write fails, the job object is left as it was: inside a writer's batch
+        transaction, the batch is redone and reported again, and must not count twice.
+        """
         job = self.job
-        errors = list(errors)
+        before = {name: getattr(job, name) for name in self._ADVANCED}
+        try:
+            return self._advance(
+                rows,
+                created=created,
+                updated=updated,
+                unchanged=unchanged,
+                errors=list(errors),
+                checkpoint_row=checkpoint_row,
+            )
+        except BaseException:
+            for name, value in before.items():
+                setattr(job, name, value)
+            raise
+
+    _ADVANCED = (
+        "processed_rows",
+        "created_rows",
+        "updated_rows",
+        "unchanged_rows",
+        "failed_rows",
+        "error_count",
+        "checkpoint_row",
+        "errors",
+        "progress",
+        "heartbeat_at",
+    )
+
+    def _advance(
+        self,
+        rows: int,
+        *,
+        created: int,
+        updated: int,
+        unchanged: int,
+        errors: list[RowError],
+        checkpoint_row: int | None,
+    ) -> bool:
+        job = self.job
         job.processed_rows += rows
         job.created_rows += created
         job.updated_rows += updated
@@ -141,17 +197,14 @@ class ProgressReporter:
         if job.total_rows:
             job.progress = min(99, int(job.processed_rows * 100 / job.total_rows))
         job.heartbeat_at = timezone.now()
-        with transaction.atomic():
-            if errors:
-                ImportRowError.objects.bulk_create(
-                    [
-                        ImportRowError(
-                            job=job, row_number=e.row_number, message=e.message, values=e.values
-                        )
-                        for e in errors
-                    ],
-                    batch_size=1000,
-                )
+        return retrying(lambda: self._store_advance(errors), what="reporting progress")
+
+    def _store_advance(self, errors: list[RowError]) -> bool:
+        job = self.job
+        # Inside a writer's batch transaction (a checkpointed import), this commits with the
+        # batch: no savepoint of its own, a refused write rolls the batch back too.
+        with transaction.atomic(savepoint=False):
+            # the fenced row update first: a superseded attempt stores no row errors either
             self._save(
                 "processed_rows",
                 "created_rows",
@@ -164,6 +217,16 @@ class ProgressReporter:
                 "heartbeat_at",
                 "checkpoint_row",
             )
+            if errors:
+                ImportRowError.objects.bulk_create(
+                    [
+                        ImportRowError(
+                            job=job, row_number=e.row_number, message=e.message, values=e.values
+                        )
+                        for e in errors
+                    ],
+                    batch_size=1000,
+                )
             now = time.monotonic()
             # The last batch's progress is not published: the terminal event follows at once
             # with the same counts, and two fan-outs back to back only delay it.
@@ -209,4 +272,15 @@ class ProgressReporter:
         self._save("status", "stage", "stages", "finished_at", "heartbeat_at", *fields)
 
     def _save(self, *fields: str) -> None:
-        self.job.save(update_fields=[*fields, "updated_at"])
+        job = self.job
+        job.updated_at = timezone.now()
+        values = {name: getattr(job, name) for name in (*fields, "updated_at")}
+        # only while the row is still at this reporter's attempt, and has not ended
+        fenced = ImportJob.objects.filter(pk=job.pk, attempt=self.attempt).exclude(
+            status__in=TERMINAL_STATUSES
+        )
+        if not retrying(lambda: fenced.update(**values), what="saving the job"):
+            raise JobFenced(
+                f"job {job.pk}: attempt {self.attempt} was superseded by a newer attempt, "
+                "or the job has ended"
+            )

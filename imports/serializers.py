@@ -57,6 +57,9 @@ class ImportJobSerializer(serializers.ModelSerializer):
     batch_size = serializers.IntegerField(read_only=True)
     rows_per_second = serializers.SerializerMethodField()
     eta_seconds = serializers.SerializerMethodField()
+    stalled = serializers.SerializerMethodField(
+        help_text="Running, but no progress for JOB_STALLED_AFTER_SECONDS (a stuck stage)."
+    )
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
     organization = serializers.PrimaryKeyRelatedField(read_only=True)
     source_job = serializers.PrimaryKeyRelatedField(read_only=True)
@@ -108,6 +111,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "finished_at",
             "updated_at",
             "heartbeat_at",
+            "stalled",
         ]
         read_only_fields = fields
 
@@ -125,6 +129,12 @@ class ImportJobSerializer(serializers.ModelSerializer):
         if not rate:
             return None
         return round(max(job.total_rows - job.processed_rows, 0) / rate, 1)
+
+    def get_stalled(self, job: ImportJob) -> bool:
+        if job.status != "processing" or job.heartbeat_at is None:
+            return False
+        age = (timezone.now() - job.heartbeat_at).total_seconds()
+        return age > settings.JOB_STALLED_AFTER_SECONDS
 
 
 def job_snapshot(job: ImportJob) -> dict[str, Any]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import django_rq
+import redis
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
@@ -56,6 +58,16 @@ class UploadTooLarge(ServiceError):
 
 class InvalidState(ServiceError):
     status_code = 409
+
+
+class QueueUnavailable(ServiceError):
+    status_code = 503
+
+
+QUEUE_DOWN = (
+    "Jobs cannot be queued right now: the job queue (Redis) is not reachable. "
+    "Nothing was started; try again in a minute."
+)
 
 
 def _choice(value: str | None, choices: type, label: str, default: str) -> str:
@@ -155,6 +167,7 @@ def import_job_create(
 
     options = import_options(mode=mode, dry_run=dry_run, atomic=atomic, batch_size=batch_size)
     prio = _choice(priority, Priority, "priority", Priority.DEFAULT)
+    require_queue(prio)
     header = check_upload(upload)
     options["columns"] = header
     if stage_only:
@@ -166,7 +179,8 @@ def import_job_create(
         options["mapping"], options["preset"] = plan.mapping, plan.preset
     filename = Path(upload.name or "upload.csv").name[:200]
     content_sha256, storable = content_hash_and_storable(upload)
-    with transaction.atomic():
+
+    def create() -> ImportJob:
         if mapping is not None and not stage_only:
             mapping_remember(
                 organization=organization,
@@ -185,16 +199,17 @@ def import_job_create(
             options=options,
         )
         job.file.save(filename, storable, save=False)
-        if content_sha256 is None:
-            content_sha256 = storable.sha256.hexdigest()  # type: ignore[attr-defined]
-        job.content_sha256 = content_sha256
+        # hashed as the upload arrived, or (a small in-memory one) while it was stored
+        job.content_sha256 = content_sha256 or storable.sha256.hexdigest()  # type: ignore[attr-defined]
         earlier = earlier_import_of_same_content(job)
         if earlier is not None:
             job.warnings = [duplicate_warning(earlier)]
         job.save()
         if not stage_only:
             job_enqueue(job)
-    return job
+        return job
+
+    return _commit_queued(create)
 
 
 def import_job_start(
@@ -208,29 +223,32 @@ def import_job_start(
     that mapping for the organization's next file with the same columns."""
     from .mappings import file_header, import_plan_decide, mapping_remember
 
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update().get(pk=job.pk)
-        if job.status != JobStatus.PENDING:
-            raise InvalidState(f"This upload is already {job.status}; its mapping is settled.")
-        if not job.file:
+    def start() -> ImportJob:
+        staged = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if staged.status != JobStatus.PENDING:
+            raise InvalidState(f"This upload is already {staged.status}; its mapping is settled.")
+        if not staged.file:
             raise InvalidState("The upload's file is no longer stored; upload it again.")
-        header = job.options.get("columns") or file_header(
-            Path(job.file.path), job.original_filename
+        header = staged.options.get("columns") or file_header(
+            Path(staged.file.path), staged.original_filename
         )
         plan, _ = import_plan_decide(
-            organization=job.organization, header=header, mapping=mapping, preset=preset
+            organization=staged.organization, header=header, mapping=mapping, preset=preset
         )
         mapping_remember(
-            organization=job.organization,
+            organization=staged.organization,
             user=user,
             header=header,
             mapping=mapping,
             preset=plan.preset,
         )
-        job.options = {**job.options, "mapping": plan.mapping, "preset": plan.preset}
-        job.save(update_fields=["options", "updated_at"])
-        job_enqueue(job)
-    return job
+        staged.options = {**staged.options, "mapping": plan.mapping, "preset": plan.preset}
+        staged.save(update_fields=["options", "updated_at"])
+        job_enqueue(staged)
+        return staged
+
+    require_queue(job.priority)
+    return _commit_queued(start)
 
 
 def earlier_import_of_same_content(job: ImportJob) -> ImportJob | None:
@@ -260,8 +278,64 @@ def duplicate_warning(earlier: ImportJob) -> str:
     )
 
 
-def job_enqueue(job: ImportJob) -> None:
-    """Queue ``job`` on its priority's queue. Call inside the transaction that made it ready."""
+def require_queue(priority: str) -> None:
+    """Refuse (503) before anything is stored when RQ's Redis does not answer."""
+    try:
+        django_rq.get_connection(priority).ping()
+    except redis.RedisError as exc:
+        log.warning("queue unavailable: %s", exc)
+        raise QueueUnavailable(QUEUE_DOWN)
+
+
+def _commit_queued(make: Callable[[], ImportJob]) -> ImportJob:
+    """Run ``make`` (which saves a job and calls ``job_enqueue``) in a transaction.
+
+    django-rq enqueues when the transaction commits; should Redis fail just then, the job row
+    is already committed as ``queued`` with nothing behind it. It is marked failed with a
+    message saying so (a retry queues it again), and the caller gets a 503.
+    """
+    made: list[ImportJob] = []
+    try:
+        with transaction.atomic():
+            made.append(make())
+    except redis.RedisError as exc:
+        log.warning("job not queued, Redis failed: %s", exc)
+        if made:
+            job_not_queued(job=made[0])
+        raise QueueUnavailable(QUEUE_DOWN)
+    return made[0]
+
+
+def job_not_queued(*, job: ImportJob) -> None:
+    """Mark a committed ``queued`` job that RQ never received as failed, saying why."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if job.status != JobStatus.QUEUED:
+            return
+        job.status = JobStatus.FAILED
+        job.error_message = (
+            "The job could not be queued: the job queue (Redis) was not reachable. "
+            "Retry it once the service is back."
+        )
+        job.enter_stage("failed")
+        job.finished_at = now
+        job.save(
+            update_fields=[
+                "status",
+                "error_message",
+                "stage",
+                "stages",
+                "finished_at",
+                "updated_at",
+            ]
+        )
+        publish_job_event(job, "job.failed", reason="not_queued")
+
+
+def job_enqueue(job: ImportJob, *, event: str = "job.queued", **extra: Any) -> None:
+    """Queue ``job`` on its priority's queue and announce it (``event``, with ``extra``
+    fields). Call inside the transaction that made it ready."""
     from .jobs import run_job
 
     job.rq_job_id = f"{job.id}-{job.attempt}"
@@ -271,7 +345,7 @@ def job_enqueue(job: ImportJob) -> None:
     django_rq.get_queue(job.priority).enqueue(
         run_job, str(job.id), job_id=job.rq_job_id, result_ttl=3600, failure_ttl=7 * 24 * 3600
     )
-    publish_job_event(job, "job.queued")
+    publish_job_event(job, event, **extra)
 
 
 def import_job_cancel(*, job: ImportJob) -> ImportJob:
@@ -327,57 +401,77 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
     would refuse every one of their rows in ``create`` mode and count them ``unchanged`` in
     the others. An all-or-nothing job or a dry run committed nothing, so it starts over.
     """
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update().get(pk=job.pk)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+    require_queue(job.priority)
+
+    def retry() -> ImportJob:
+        locked = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if locked.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise InvalidState(
-                f"Only failed or cancelled jobs can be retried; this one is {job.status}."
+                f"Only failed or cancelled jobs can be retried; this one is {locked.status}."
             )
-        if not job.file:
+        if not locked.file:
             raise InvalidState("The job's file is no longer stored; upload it again.")
-        # only batches that stay committed advance it: never an all-or-nothing job's or a
-        # dry run's (the pipeline's rule), so those start over
-        resume_after = job.checkpoint_row
-        ImportRowError.objects.filter(job=job, row_number__gt=resume_after).delete()
-        job.attempt += 1
-        if resume_after:
-            job.errors = [e for e in job.errors if e["row"] <= resume_after]
-        else:
-            for name in ImportJob.COUNTERS:
-                setattr(job, name, 0)
-            job.errors = []
-        job.warnings, job.stages = [], []
-        job.error_message = ""
-        job.started_at = job.finished_at = job.heartbeat_at = job.cancel_requested_at = None
-        job.save()
-        job_enqueue(job)
-    return job
+        locked.cancel_requested_at = None
+        job_next_attempt(locked)
+        job_enqueue(locked)
+        return locked
+
+    return _commit_queued(retry)
+
+
+def job_next_attempt(job: ImportJob) -> None:
+    """Make ``job`` its next attempt, to go on after its checkpoint. Call inside a transaction
+    that holds the job's row lock; the caller queues it.
+
+    Raising ``attempt`` also fences the earlier attempt: every write of its reporter is
+    conditional on its own attempt, so a worker that is still running it stops at its next
+    write instead of overwriting this one's state.
+    """
+    # only batches that stay committed advance the checkpoint: never an all-or-nothing job's
+    # or a dry run's (the pipeline's rule), so those start over
+    resume_after = job.checkpoint_row
+    ImportRowError.objects.filter(job=job, row_number__gt=resume_after).delete()
+    job.attempt += 1
+    if resume_after:
+        job.errors = [e for e in job.errors if e["row"] <= resume_after]
+    else:
+        for name in ImportJob.COUNTERS:
+            setattr(job, name, 0)
+        job.errors = []
+    job.warnings, job.stages = [], []
+    job.error_message = ""
+    job.started_at = job.finished_at = job.heartbeat_at = None
+    job.save()
 
 
 def import_job_confirm(*, job: ImportJob, user: Any) -> ImportJob:
     """Import a completed dry run's stored file for real, as a new job linked to it."""
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update().get(pk=job.pk)
-        if not job.dry_run:
+    require_queue(job.priority)
+
+    def confirm() -> ImportJob:
+        dry = ImportJob.objects.select_for_update().get(pk=job.pk)
+        if not dry.dry_run:
             raise InvalidState("Only a dry run can be confirmed; this job already imported.")
-        if job.status != JobStatus.COMPLETED:
-            raise InvalidState(f"The dry run is {job.status}; confirm it once it has completed.")
-        existing = job.confirmations.exclude(
+        if dry.status != JobStatus.COMPLETED:
+            raise InvalidState(f"The dry run is {dry.status}; confirm it once it has completed.")
+        existing = dry.confirmations.exclude(
             status__in=[JobStatus.FAILED, JobStatus.CANCELLED]
         ).first()
         if existing:
             raise InvalidState(f"This dry run was already confirmed by job {existing.id}.")
         confirmed = ImportJob.objects.create(
-            organization=job.organization,
+            organization=dry.organization,
             created_by=user if getattr(user, "is_authenticated", False) else None,
-            kind=job.kind,
-            original_filename=job.original_filename,
-            file=job.file.name,
-            file_size=job.file_size,
-            content_sha256=job.content_sha256,
-            priority=job.priority,
-            options={**job.options, "dry_run": False},
-            source_job=job,
+            kind=dry.kind,
+            original_filename=dry.original_filename,
+            file=dry.file.name,
+            file_size=dry.file_size,
+            content_sha256=dry.content_sha256,
+            priority=dry.priority,
+            options={**dry.options, "dry_run": False},
+            source_job=dry,
         )
         job_enqueue(confirmed)
-    return confirmed
+        return confirmed
+
+    return _commit_queued(confirm)

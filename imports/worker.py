@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import gc
+import logging
 import os
+import time
 from typing import Any
 
+import redis
 from django.conf import settings
+from django.db import connections
 from rq.worker import Worker
 
+from config import database_timeouts
 from realtime import publish
 from realtime.metrics import metrics
+
+log = logging.getLogger(__name__)
 
 
 class IntakeWorker(Worker):
@@ -30,6 +37,13 @@ class IntakeWorker(Worker):
     Freezing: a work horse shares its parent's memory copy-on-write, but the horse's garbage
     collector writes to every tracked object it scans, copying the page it sits on. Frozen
     objects are left alone, so more of Django and the app stay shared between worker and horse.
+
+    Recovery (``imports.recovery``): started with its scheduler (``--with-scheduler``), the
+    worker itself checks every ``JOB_CHECK_SECONDS`` for lost, orphaned and stalled jobs —
+    idle or while its horse runs, with nothing to schedule and nothing that a Redis restart
+    could forget — and starts RQ's scheduler process again when it died (it exits on a Redis
+    error, and RQ alone would restart it only every 10 minutes). When its own work horse dies,
+    it resumes that job at once. A Redis outage is waited out, not a reason to quit.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -38,6 +52,77 @@ class IntakeWorker(Worker):
         if lower_by > 0:
             os.nice(lower_by)
         publish.warm_up()
+        database_timeouts.apply("worker")  # wider than the web's: batches are big statements
+        self._next_check = 0.0
+
+    # recovery ------------------------------------------------------------------------------
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # wake up while idle often enough to run the job check
+        return max(1, min(super().dequeue_timeout, int(settings.JOB_CHECK_SECONDS)))
+
+    @property
+    def should_run_maintenance_tasks(self) -> bool:
+        return super().should_run_maintenance_tasks or self._check_due()
+
+    def run_maintenance_tasks(self) -> None:
+        if super().should_run_maintenance_tasks:
+            super().run_maintenance_tasks()
+        self._check_jobs()
+
+    def _check_due(self) -> bool:
+        return self.scheduler is not None and time.monotonic() >= self._next_check
+
+    def _check_jobs(self) -> None:
+        """Run the job check and keep RQ's scheduler alive (workers with their scheduler)."""
+        if not self._check_due():
+            return
+        from .recovery import check_jobs_safely
+
+        self._next_check = time.monotonic() + settings.JOB_CHECK_SECONDS
+        try:
+            check_jobs_safely()
+        finally:
+            connections.close_all()  # never carry a connection into a forked process
+        scheduler = self.scheduler
+        if scheduler is not None and not (scheduler._process and scheduler._process.is_alive()):
+            try:
+                scheduler.acquire_locks(auto_start=True)
+            except redis.RedisError as exc:
+                log.warning("RQ scheduler not restarted: Redis is not reachable (%s)", exc)
+
+    def maintain_heartbeats(self, job: Any, execution: Any) -> None:
+        # while a horse runs: a Redis outage must not make the worker quit and orphan it
+        try:
+            super().maintain_heartbeats(job, execution)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("worker heartbeat skipped: Redis is not reachable (%s)", exc)
+        self._check_jobs()
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            return super().heartbeat(timeout, pipeline)
+        try:
+            super().heartbeat(timeout, pipeline)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("worker heartbeat skipped: Redis is not reachable (%s)", exc)
+
+    def handle_work_horse_killed(self, job: Any, retpid: Any, ret_val: Any, rusage: Any) -> None:
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        from .recovery import horse_lost
+
+        how = (
+            f"its process was killed by signal {os.WTERMSIG(ret_val)}"
+            if ret_val and os.WIFSIGNALED(ret_val)
+            else f"its process exited with status {ret_val}"
+        )
+        try:
+            horse_lost(rq_job_id=job.id, detail=how)
+        except Exception:  # the periodic check resumes it later
+            log.exception("could not resume job %s after its work horse died", job.id)
+        finally:
+            connections.close_all()
 
     def perform_job(self, job: Any, queue: Any, execution: Any) -> bool:
         try:
@@ -48,6 +133,7 @@ class IntakeWorker(Worker):
             metrics.flush()
 
     def fork_work_horse(self, job: Any, queue: Any) -> None:
+        connections.close_all()  # the horse opens its own; a shared socket would corrupt both
         gc.collect()
         gc.freeze()
         try:

@@ -35,6 +35,7 @@ COUNTERS: dict[str, tuple[str, str | None]] = {
     "streams_opened": ("Streams opened", "transport"),
     "streams_closed": ("Streams closed", "transport"),
     "events_published": ("Events published (one per topic)", "type"),
+    "events_publish_failed": ("Events not published (Redis failed)", "type"),
     "events_delivered": ("Events sent to clients", "type"),
     "events_received_by_hub": ("Events the per-process hubs received", "type"),
     "events_coalesced": ("Progress/status/heartbeat events replaced by a newer one", "type"),
@@ -42,7 +43,7 @@ COUNTERS: dict[str, tuple[str, str | None]] = {
     "replays": ("Stream (re)connections that replayed the log", "kind"),
     "resets": ("Reset events sent (cursor too old, or client too slow)", "reason"),
     "hub_resyncs": ("Replays of missed events after a Pub/Sub reconnect, per process", None),
-    "worker_lost_jobs": ("Jobs failed because their worker was lost", None),
+    "worker_lost_jobs": ("Jobs whose worker was lost (resumed or failed)", None),
 }
 INTERNAL = {"latency_bucket", "latency_sum", "latency_count"}
 TRANSPORTS = ("sse", "websocket")

@@ -94,7 +94,19 @@ def publish_together(batch: Sequence[Event]) -> None:
     ts = events.now_iso()
     sent_at = time.time()
     batch = list(batch)
-    transaction.on_commit(lambda: _publish_now(batch, ts=ts, sent_at=sent_at))
+    transaction.on_commit(lambda: _publish_or_log(batch, ts=ts, sent_at=sent_at))
+
+
+def _publish_or_log(batch: list[Event], *, ts: str, sent_at: float) -> None:
+    """Publishing never fails the change it announces: the database row is the truth, and a
+    client that missed the event is right again with the next one, or with the snapshot it
+    gets when it reconnects. So a Redis outage is logged and counted, not raised."""
+    try:
+        _publish_now(batch, ts=ts, sent_at=sent_at)
+    except redis.RedisError as exc:
+        log.warning("realtime: %d event(s) not published, Redis failed: %s", len(batch), exc)
+        for event in batch:
+            metrics.inc("events_publish_failed", event.type)
 
 
 def publish_now(

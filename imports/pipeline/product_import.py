@@ -9,14 +9,19 @@ both cores are busy.
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from django.db import connection
+from django.conf import settings
+from django.db import connection, transaction
 
 from ..models import ImportJob
+from ..outages import OUTAGE_ERRORS, backoff_delays, drop_connection
 from ..progress import ProgressReporter
 from .mapping import MappingError
 from .readers import FileReadError, open_source
@@ -26,18 +31,39 @@ from .validator_process import Chunk, ValidatorProcess
 from .writers import BatchResult, ProductWriter
 
 _DONE = object()
+log = logging.getLogger(__name__)
+_STUCK = (
+    "The database writer did not finish a batch in time; the batches before it are kept. "
+    "Retry the job to go on from there."
+)
+
+
+class WriterStuck(RuntimeError):
+    """The writer thread did not answer within ``IMPORT_WRITER_TIMEOUT_SECONDS``."""
 
 
 @dataclass
 class ChunkResult:
     chunk: Chunk
     result: BatchResult
+    reported: bool = False  # already reported, in the batch's own transaction
+    cancelled: bool = False  # what that report answered
+
+
+# reports a written batch (ProgressReporter.advance); returns whether cancel was asked
+BatchReport = Callable[[Chunk, BatchResult], bool]
 
 
 class WriterThread(threading.Thread):
-    def __init__(self, writer: ProductWriter) -> None:
+    """Writes batches on its own connection. With ``report``, each batch is reported inside
+    its own transaction: the products, the job's counts, its row errors and the checkpoint
+    commit together (and only while the job is still at this attempt), so a worker killed
+    at any moment can neither import a batch twice nor lose its counts."""
+
+    def __init__(self, writer: ProductWriter, *, report: BatchReport | None = None) -> None:
         super().__init__(name="intake-writer", daemon=True)
         self.writer = writer
+        self.report = report
         self.inbox: queue.Queue[object] = queue.Queue(maxsize=2)
         self.outbox: queue.Queue[ChunkResult] = queue.Queue()
         self.error: BaseException | None = None
@@ -53,7 +79,7 @@ class WriterThread(threading.Thread):
                 if item is _DONE:
                     break
                 assert isinstance(item, Chunk)
-                self.outbox.put(ChunkResult(item, self.writer.write(item.products)))
+                self.outbox.put(self._write(item))
             self.writer.close(commit=self.commit)
         except BaseException as exc:  # re-raised in the reading thread
             self.error = exc
@@ -61,6 +87,38 @@ class WriterThread(threading.Thread):
         finally:
             self.opened.set()
             connection.close()
+
+    def _write(self, chunk: Chunk) -> ChunkResult:
+        if self.report is None:
+            # all-or-nothing or dry run: an outage loses the whole transaction, so it goes
+            # up and the attempt starts over
+            return ChunkResult(chunk, self.writer.write(chunk.products))
+        delays = backoff_delays()
+        reopen = False
+        while True:
+            try:
+                if reopen:
+                    # a new connection's session needs the stage table and settings again
+                    self.writer.open()
+                    reopen = False
+                with transaction.atomic():
+                    result = self.writer.write(chunk.products)
+                    cancelled = self.report(chunk, result)
+                return ChunkResult(chunk, result, reported=True, cancelled=cancelled)
+            except OUTAGE_ERRORS as exc:
+                # nothing of the batch was committed, nor its checkpoint: redo all of it
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                log.warning(
+                    "batch ending at row %s: database outage (%s); again in %.1f s",
+                    chunk.last_row,
+                    exc,
+                    delay,
+                )
+                drop_connection()
+                time.sleep(delay)
+                reopen = True
 
     def submit(self, chunk: Chunk) -> None:
         while True:
@@ -107,18 +165,35 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
         organization_id=job.organization_id,
         plan=plan,
     )
+    # Only batches that stay committed move the checkpoint, and those are reported in their
+    # own transaction; an all-or-nothing job's or a dry run's are reported afterwards.
+    checkpointed = not (job.atomic or job.dry_run)
+
+    def report(chunk: Chunk, result: BatchResult) -> bool:
+        return reporter.advance(
+            chunk.rows,
+            created=result.created,
+            updated=result.updated,
+            unchanged=result.unchanged,
+            errors=sorted([*chunk.errors, *result.errors], key=lambda e: e.row_number),
+            checkpoint_row=chunk.last_row if checkpointed else None,
+        )
+
     writer = WriterThread(
         ProductWriter(
             organization_id=job.organization_id,
             mode=job.mode,
             dry_run=job.dry_run,
             atomic=job.atomic,
-        )
+        ),
+        report=report if checkpointed else None,
     )
     validator.start()  # it parses while the writer connects
     try:
-        _pipeline(job, reporter, writer, validator)
+        _pipeline(job, reporter, writer, validator, report)
     except FileReadError as exc:  # unreadable part-way: batches before it are kept
+        reporter.failed(str(exc))
+    except WriterStuck as exc:
         reporter.failed(str(exc))
     finally:
         validator.stop()
@@ -129,6 +204,7 @@ def _pipeline(
     reporter: ProgressReporter,
     writer: WriterThread,
     validator: ValidatorProcess,
+    report: BatchReport,
 ) -> None:
     writer.start()
     state = {"submitted": 0, "received": 0, "cancelled": False}
@@ -140,6 +216,7 @@ def _pipeline(
 
     def drain(*, wait: bool) -> None:
         """Report what the writer has finished; with ``wait``, everything submitted so far."""
+        waiting_since = time.monotonic()
         while state["received"] < state["submitted"]:
             try:
                 done = writer.outbox.get(timeout=0.2) if wait else writer.outbox.get_nowait()
@@ -147,20 +224,16 @@ def _pipeline(
                 if writer.error is not None:
                     raise writer.error
                 if wait:
+                    if time.monotonic() - waiting_since > settings.IMPORT_WRITER_TIMEOUT_SECONDS:
+                        raise WriterStuck(_STUCK)
                     continue
                 return
+            waiting_since = time.monotonic()
             state["received"] += 1
-            chunk, result = done.chunk, done.result
-            for reason, count in chunk.skipped.items():
+            for reason, count in done.chunk.skipped.items():
                 skipped[reason] = skipped.get(reason, 0) + count
-            if reporter.advance(
-                chunk.rows,
-                created=result.created,
-                updated=result.updated,
-                unchanged=result.unchanged,
-                errors=sorted([*chunk.errors, *result.errors], key=lambda e: e.row_number),
-                checkpoint_row=None if job.atomic or job.dry_run else chunk.last_row,
-            ):
+            cancelled = done.cancelled if done.reported else report(done.chunk, done.result)
+            if cancelled:
                 state["cancelled"] = True
 
     def submit(chunk: Chunk) -> None:
@@ -215,4 +288,9 @@ def _stop(writer: WriterThread) -> None:
             # the writer died or is busy; make room so it can see the end
             with contextlib.suppress(queue.Empty):
                 writer.inbox.get_nowait()
-    writer.join()
+    # Bounded: the writer's statements have their own timeout (DB_WORKER_STATEMENT_TIMEOUT_MS),
+    # so one that is still busy after this is stuck outside the database. It is a daemon
+    # thread: the work horse exits without it, and its connection closes with the process.
+    writer.join(settings.IMPORT_WRITER_TIMEOUT_SECONDS)
+    if writer.is_alive():
+        raise WriterStuck(_STUCK)

@@ -12,9 +12,14 @@ the whole batch (bench: new rows fell from ~105k to ~75k rows/s).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import multiprocessing
+import os
 import queue
+import signal
+import sys
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,6 +55,35 @@ class _End:
     crash: str | None = None  # any other exception, as a traceback
 
 
+def _die_with_parent() -> Any:
+    """Make sure the child never outlives the process that reads its batches.
+
+    A work horse killed with SIGKILL runs no cleanup, and its validator would sit forever in
+    ``put`` on a full queue. Linux kills the child with its parent (``PR_SET_PDEATHSIG``);
+    elsewhere, and as a second guard, ``put`` gives up once the parent is gone.
+    """
+    if multiprocessing.parent_process() is None:  # called inline (tests): no parent to watch
+        return lambda out, item: out.put(item)
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
+
+    def put(out: Any, item: object) -> None:
+        while True:
+            try:
+                out.put(item, timeout=1.0)
+                return
+            except queue.Full:
+                if os.getppid() != parent:
+                    os._exit(1)
+
+    return put
+
+
 def _produce(
     path: str,
     filename: str,
@@ -60,6 +94,7 @@ def _produce(
     plan: ImportPlan | None = None,
 ) -> None:
     """The child: file → validated batches → ``out``; always ends with an ``_End``."""
+    put = _die_with_parent()
     # Batches keep thousands of rows' lists alive at once, which made the cyclic collector run
     # over and over for nothing (it made validation 40 % slower, measured): nothing here forms
     # a reference cycle, so reference counting frees it all.
@@ -90,16 +125,16 @@ def _produce(
                 chunk.last_row = head[-1]
                 if chunk.rows == batch_size:
                     chunk.products = ProductBatch.joined(pending)
-                    out.put(chunk)
+                    put(out, chunk)
                     pending, chunk = [], Chunk(0, 0, ProductBatch())
         if chunk.rows:
             chunk.products = ProductBatch.joined(pending)
-            out.put(chunk)
-        out.put(_End())
+            put(out, chunk)
+        put(out, _End())
     except FileReadError as exc:
-        out.put(_End(error=str(exc)))
+        put(out, _End(error=str(exc)))
     except BaseException:
-        out.put(_End(crash=traceback.format_exc()))
+        put(out, _End(crash=traceback.format_exc()))
     finally:
         if collecting:
             gc.enable()

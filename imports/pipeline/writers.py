@@ -16,7 +16,8 @@ probing path.
 Every batch runs in its own transaction (or savepoint, when the job is all-or-nothing). A database
 error on a batch (a constraint only the database knows, or a concurrent import of the same SKU)
 rolls that batch back and replays it row by row, so every failing row gets its own row-numbered
-error and nothing already stored changes.
+error and nothing already stored changes. A lost connection, a server restart or a timeout is
+not about any row: it goes up to the caller (``OUTAGE_ERRORS``), which redoes the whole batch.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 import psycopg
 from django.db import DatabaseError, connection, transaction
 
+from ..outages import OUTAGE_ERRORS
 from .copy_text import ProductBatch, values_of
 from .validation import FIELDS, RowError
 
@@ -149,6 +151,8 @@ class ProductWriter:
             return BatchResult()
         try:
             return self._apply(batch)
+        except OUTAGE_ERRORS:
+            raise  # never a row error: every row would "fail" and the batch would be skipped
         except psycopg.errors.UniqueViolation:
             if self.all_new:
                 # another writer added one of our SKUs since the job started: probe from now on
@@ -164,6 +168,8 @@ class ProductWriter:
         for row, sku, line in zip(batch.row_numbers, batch.skus, batch.lines, strict=True):
             try:
                 result.add(self._apply(ProductBatch([row], [sku], line)))
+            except OUTAGE_ERRORS:
+                raise
             except _DB_ERRORS as exc:
                 reason = str(exc).strip().splitlines()[0]
                 result.errors.append(

@@ -1,0 +1,114 @@
+"""Fencing and lost-worker recovery (imports/recovery.py, imports/progress.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from imports import recovery, services
+from imports.models import ImportJob, JobStatus
+from imports.progress import JobFenced, ProgressReporter
+from realtime.events import job_topic
+from realtime.log import read_after
+from tests.fixtures.files import csv_bytes, product_rows, upload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _job(org, rows=30) -> ImportJob:
+    return services.import_job_create(
+        organization=org, user=None, upload=upload(csv_bytes(product_rows(rows)))
+    )
+
+
+def _processing(job: ImportJob, *, heartbeat_age: float) -> ImportJob:
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.PROCESSING,
+        heartbeat_at=timezone.now() - timedelta(seconds=heartbeat_age),
+    )
+    return ImportJob.objects.get(pk=job.pk)
+
+
+def test_an_older_attempts_writes_are_refused(org):
+    """Two reporters of two attempts: once the job is resumed as attempt 2, nothing attempt 1
+    writes lands on the row, and it learns so (JobFenced) to stop."""
+    job = _job(org)
+    old = ProgressReporter(ImportJob.objects.get(pk=job.pk))
+    old.started(first_stage="reading")
+    old.advance(10, created=10, checkpoint_row=11)
+
+    assert recovery.job_lost(job_id=job.pk, why="test") == "resumed"
+    new = ProgressReporter(ImportJob.objects.get(pk=job.pk))
+    assert new.attempt == 2
+    new.started(first_stage="reading")
+    new.advance(5, created=5, checkpoint_row=16)
+
+    with pytest.raises(JobFenced):
+        old.advance(20, created=20, checkpoint_row=31)
+    with pytest.raises(JobFenced):
+        old.finished()
+    with pytest.raises(JobFenced):
+        old.failed("late failure of a superseded attempt")
+
+    row = ImportJob.objects.get(pk=job.pk)
+    assert (row.status, row.attempt, row.processed_rows, row.checkpoint_row) == (
+        JobStatus.PROCESSING,
+        2,
+        15,
+        16,
+    )
+    assert row.error_message == ""
+    new.finished()
+    assert ImportJob.objects.get(pk=job.pk).status == JobStatus.COMPLETED
+
+
+def test_a_lost_job_is_resumed_until_its_last_attempt_then_fails(org, settings):
+    settings.JOB_MAX_ATTEMPTS = 2
+    job = _processing(_job(org), heartbeat_age=3600)
+    result = recovery.check_jobs()
+    assert result.resumed == [str(job.pk)]
+    job.refresh_from_db()
+    assert (job.status, job.attempt) == (JobStatus.QUEUED, 2)
+    events = read_after(job_topic(job.pk), None).events
+    assert events[-1]["type"] == "job.resumed"
+    assert events[-1]["attempt"] == 2 and events[-1]["reason"] == "worker_lost"
+
+    _processing(job, heartbeat_age=3600)
+    result = recovery.check_jobs()
+    assert result.failed == [str(job.pk)]
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and "worker running this job was lost" in (
+        job.error_message
+    )
+    last = read_after(job_topic(job.pk), None).events[-1]
+    assert last["type"] == "job.failed" and last["reason"] == "worker_lost"
+
+
+def test_a_fresh_heartbeat_is_not_lost(org):
+    _processing(_job(org), heartbeat_age=1)
+    assert recovery.check_jobs().resumed == []
+
+
+def test_a_queued_job_with_nothing_behind_it_is_queued_again(org):
+    import django_rq
+
+    job = _job(org)
+    django_rq.get_connection("default").flushdb()  # what a Redis restart does to the queues
+    ImportJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert recovery.check_jobs().requeued == [str(job.pk)]
+    assert django_rq.get_queue("default").job_ids == [job.rq_job_id]
+    # queued and waiting in RQ: left alone
+    ImportJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+    assert recovery.check_jobs().requeued == []
+
+
+def test_a_stalled_job_says_so_in_its_snapshot(org, settings):
+    from imports.serializers import job_snapshot
+
+    settings.JOB_STALLED_AFTER_SECONDS = 5
+    job = _processing(_job(org), heartbeat_age=10)
+    assert job_snapshot(job)["stalled"] is True
+    job = _processing(job, heartbeat_age=1)
+    assert job_snapshot(job)["stalled"] is False
