@@ -13,6 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.dispatch import Signal
 from django.utils import timezone
 
 from realtime.events import job_topic, org_topic
@@ -47,6 +48,12 @@ def job_event(
 def publish_job_event(job: ImportJob, event_type: str, **extra: Any) -> None:
     """Announce ``job``'s current state on its own topic and its organization's feed."""
     publish_together([job_event(job, event_type, **extra)])
+
+
+# Sent once a job's end is written. The reporter's writes are fenced updates, which send no
+# ``post_save``: an app whose objects follow a job (a purchase order) listens here. Its
+# arguments mirror ``post_save``'s (``instance``, ``update_fields``) so one receiver serves both.
+job_ended = Signal()
 
 
 class JobCancelled(Exception):
@@ -249,6 +256,7 @@ class ProgressReporter:
         job.enter_stage("done")
         self._finish("skipped_rows", "progress")
         publish_job_event(job, "job.completed")
+        job_ended.send(sender=ImportJob, instance=job, update_fields=["status"])
 
     def failed(self, message: str, *, reason: str = "error") -> None:
         job = self.job
@@ -257,6 +265,7 @@ class ProgressReporter:
         job.enter_stage("failed")
         self._finish("error_message")
         publish_job_event(job, "job.failed", reason=reason)
+        job_ended.send(sender=ImportJob, instance=job, update_fields=["status"])
 
     def cancelled(self) -> None:
         job = self.job
@@ -264,6 +273,7 @@ class ProgressReporter:
         job.enter_stage("cancelled")
         self._finish()
         publish_job_event(job, "job.cancelled")
+        job_ended.send(sender=ImportJob, instance=job, update_fields=["status"])
 
     # internals -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from django.db.models.signals import post_save
 from django.utils import timezone
 
 from ..models import ImportJob, JobKind, JobStatus
+from ..progress import job_ended as reporter_job_ended
 from .models import POStatus, PurchaseOrder, StageStatus, WorkflowStage
 
 
@@ -35,4 +36,9 @@ def job_ended(sender: type[ImportJob], instance: ImportJob, **kwargs: Any) -> No
 
 
 def connect() -> None:
+    # the job runner's reporter ends jobs with fenced updates (its own signal); the admin and
+    # the services save the row (post_save)
     post_save.connect(job_ended, sender=ImportJob, dispatch_uid="purchasing.job_ended")
+    reporter_job_ended.connect(
+        job_ended, sender=ImportJob, dispatch_uid="purchasing.reporter_job_ended"
+    )

@@ -17,8 +17,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from imports.models import ImportJob
-from imports.recovery import check_jobs
 from imports.purchasing.models import DeliveryAttempt, PurchaseOrder, SyncBatch, WorkflowStage
+from imports.recovery import check_jobs
 from tests.fixtures.services import ROOT
 from tests.fixtures.services import testing_database_url as database_url
 from tests.purchasing.documents import po_csv
