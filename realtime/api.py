@@ -140,7 +140,13 @@ class PollView(APIView):
     permission_classes = [IsMember]
 
     @extend_schema(
-        parameters=[OpenApiParameter("topic", str, required=True), OpenApiParameter("after", str)],
+        parameters=[
+            OpenApiParameter("topic", str, required=True),
+            OpenApiParameter("after", str),
+            OpenApiParameter(
+                "token", str, description="A stream token (instead of a session or API token)"
+            ),
+        ],
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request: Request) -> Response:
