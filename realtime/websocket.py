@@ -55,6 +55,8 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
     ) -> None:
         """A frame from the client: JSON text, or an error message back (the stream stays)."""
+        if self.slot is None:
+            return  # refused or closing: nothing is read any more
         if text_data is None:
             await self.send_json(
                 {"type": "error", "detail": "Send JSON text frames; binary frames are not read."}
