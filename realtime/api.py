@@ -165,6 +165,9 @@ class PollView(APIView):
                 description=f"Events per answer: {POLL_DEFAULT} by default, at most {POLL_MAX}; "
                 "poll again from the returned cursor for more.",
             ),
+            OpenApiParameter(
+                "token", str, description="A stream token (instead of a session or API token)"
+            ),
         ],
         responses={200: OpenApiTypes.OBJECT},
     )

@@ -53,6 +53,7 @@ class Hub:
         self._resync_task: asyncio.Task[None] | None = None
         self._resync_again = False
         self._watched: set[int] = set()  # ids of the Pub/Sub connections watched
+        self._watch_failed = False
         self.resyncs = 0  # for tests and metrics
 
     async def _ensure_started(self) -> None:
@@ -181,15 +182,25 @@ class Hub:
     def _watch_connections(self) -> None:
         """Be told when a Pub/Sub connection of the layer connects again (redis-py's connect
         callbacks, which it also uses to subscribe again)."""
-        try:
-            shards = self.layer._get_layer()._shards
-            connections = [s._pubsub.connection for s in shards if s._pubsub is not None]
-        except AttributeError:  # another layer: it has no reconnect to watch
+        get_layer = getattr(self.layer, "_get_layer", None)
+        if get_layer is None:  # not the Pub/Sub layer: nothing is lost while it reconnects
             return
-        for connection in connections:
-            if connection is not None and id(connection) not in self._watched:
-                connection.register_connect_callback(self._on_reconnect)
-                self._watched.add(id(connection))
+        try:
+            shards = get_layer()._shards
+            connections = [s._pubsub.connection for s in shards if s._pubsub is not None]
+            for connection in connections:
+                if connection is not None and id(connection) not in self._watched:
+                    connection.register_connect_callback(self._on_reconnect)
+                    self._watched.add(id(connection))
+        except AttributeError:
+            if not self._watch_failed:  # say it once, loudly: delivery still works, less safely
+                self._watch_failed = True
+                log.error(
+                    "realtime hub: cannot watch the Pub/Sub layer's connections (channels-redis "
+                    "or redis-py changed?); events published while one reconnects will not be "
+                    "replayed to connected clients",
+                    exc_info=True,
+                )
 
     def _on_reconnect(self, connection: Any) -> None:
         # called inside redis-py's connect (after the re-subscription was sent): only schedule

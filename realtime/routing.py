@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path, re_path
 
-from . import consumers
+from . import consumers, websocket
 from .access import SessionUserMiddleware
 
 UUID = r"[0-9a-fA-F-]{36}"
@@ -25,5 +25,5 @@ http_patterns = [
 ]
 
 websocket_patterns = [
-    path("ws/v1/stream/", consumers.StreamConsumer.as_asgi()),
+    path("ws/v1/stream/", websocket.StreamConsumer.as_asgi()),
 ]

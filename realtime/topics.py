@@ -116,7 +116,12 @@ def terminal_events_of(topic: str) -> frozenset[str]:
 def ended(topic: str, body: dict[str, Any]) -> bool:
     """Whether ``body`` (a snapshot of ``topic``) shows that nothing more will come."""
     kind = _kinds.get(topic.partition(":")[0])
-    return kind is not None and bool(kind.ended(body))
+    if kind is None:
+        return False
+    try:
+        return bool(kind.ended(body))
+    except (KeyError, TypeError, AttributeError):
+        return False  # the snapshot of an object that is gone has none of the kind's fields
 
 
 def terminal_event_types() -> frozenset[str]:

@@ -100,6 +100,8 @@ def test_a_kinds_terminal_events_and_end_decide_when_its_streams_close(widget_ki
     assert outgoing_from_envelope(done).terminal
     running = dict(done, topic="widget:7-1", widget={"id": "7-1", "done": False})
     assert not outgoing_from_envelope(running).terminal
+    gone = {"id": "1-0", "type": "reset", "topic": "widget:7-1", "ts": "", "reason": "x"}
+    assert not outgoing_from_envelope(gone).terminal  # no snapshot: not an end
 
 
 @pytest.mark.django_db

@@ -115,3 +115,28 @@ def test_events_published_while_the_hubs_pub_sub_reconnects_still_arrive(live, a
     reader.join(20)
     assert not reader.is_alive(), f"no terminal event: got {len(received)} of {len(published)}"
     assert received == published  # every one, once, in order
+
+
+def test_the_hub_watches_the_layers_pub_sub_connections():
+    """The replay after a reconnect hangs on channels-redis' and redis-py's internals: fail
+    here, not silently in production, when an upgrade moves them."""
+    import asyncio
+
+    from realtime.hub import Hub
+
+    def listener(messages):
+        pass
+
+    async def scenario():
+        hub = Hub()
+        topic = "job:00000000-0000-0000-0000-00000000000a"
+        await hub.subscribe(topic, listener)
+        try:
+            return len(hub._watched), hub._watch_failed, hub.last_ids[topic]
+        finally:
+            await hub.unsubscribe(topic, listener)
+            await hub.layer.flush()
+
+    watched, failed, start = asyncio.run(scenario())
+    assert watched >= 1 and not failed
+    assert start == "0-0"  # an empty log: a replay would start at its beginning
