@@ -65,10 +65,12 @@ def background_load(n: int) -> Iterator[list[int]]:
 def start_daphnes(
     n: int, env: dict, app: str, nice: int | None
 ) -> list[tuple[subprocess.Popen, int]]:
-    """``n`` daphne processes on ports of their own, sharing Redis and PostgreSQL, at
-    ``nice`` if given (what an operator's ``Nice=`` in the unit file would set)."""
+    """``n`` daphne processes on ports of their own, sharing Redis and PostgreSQL, with
+    ``DAPHNE_NICE=nice`` if given (daphne applies it at start-up: realtime.daphne_compat)."""
     from config.devservers import free_port, wait_for_port
 
+    if nice is not None:
+        env = {**env, "DAPHNE_NICE": str(nice)}
     out = []
     for _ in range(n):
         port = free_port()
@@ -91,8 +93,8 @@ def start_daphnes(
         out.append((proc, port))
     for proc, port in out:
         wait_for_port(port)
-        if nice is not None:
-            psutil.Process(proc.pid).nice(nice)
+        if nice is not None and psutil.Process(proc.pid).nice() != nice:
+            raise RuntimeError(f"daphne did not take DAPHNE_NICE={nice} (needs CAP_SYS_NICE)")
     return out
 
 

@@ -315,7 +315,7 @@ def parse_args() -> argparse.Namespace:
         "--daphne-nice",
         type=int,
         default=None,
-        help="set daphne's nice (negative needs root or CAP_SYS_NICE), as Nice= in its unit",
+        help="daphne's DAPHNE_NICE (negative needs root or CAP_SYS_NICE); default: the setting's",
     )
     ap.add_argument(
         "--quick",

@@ -49,6 +49,7 @@ import asyncio
 import functools
 import gc
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -93,6 +94,7 @@ def install() -> bool:
             "buffer its events without limit. Pin daphne to the version in requirements.txt."
         )
     disabled = frozenset(missing)
+    apply_nice()
     tune_gc()
     Server._intake_compat = True
     if "close_codes" not in disabled:
@@ -143,6 +145,28 @@ def _install_close_handshake(WebSocketFactory: Any) -> None:
         self.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_SECONDS)
 
     WebSocketFactory.__init__ = factory_with_close_time
+
+
+def apply_nice() -> None:
+    """Run daphne at ``settings.DAPHNE_NICE`` when that is a higher priority than it has: a
+    fan-out then waits less behind normal-priority work in the same scheduling group (the
+    workers lower their own, WORKER_NICE). Note that between systemd units or autogroups
+    (sessions) CPU is shared by group weight, not nice: there, CPUWeight= is the lever."""
+    from django.conf import settings
+
+    wanted = getattr(settings, "DAPHNE_NICE", 0)
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if not wanted or wanted >= current:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, wanted)
+    except PermissionError:
+        logger.warning(
+            "realtime: DAPHNE_NICE=%s needs CAP_SYS_NICE; daphne stays at nice %s "
+            "(set Nice= or CPUWeight= in its service instead)",
+            wanted,
+            current,
+        )
 
 
 def tune_gc() -> None:
