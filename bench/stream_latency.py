@@ -299,7 +299,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--kinds", default="sse,ws,naive")
     ap.add_argument("--rows", type=int, default=None, help="job: 150000; dashboard: 50000 each")
     ap.add_argument("--batch-size", type=int, default=500)
-    ap.add_argument("--runs", type=int, default=3, help="runs per scenario; medians are reported")
+    ap.add_argument(
+        "--runs", type=int, default=None, help="runs per scenario (3; --quick 1); medians reported"
+    )
     ap.add_argument(
         "--daphnes", default="1,2", help="dashboard: daphne processes sharing Redis, each count"
     )
@@ -344,7 +346,7 @@ def parse_args() -> argparse.Namespace:
     if args.quick:
         args.clients = args.clients or "50"
         args.rows = args.rows or 20_000
-        args.runs = 1
+    args.runs = args.runs or (1 if args.quick else 3)
     return args
 
 
