@@ -248,7 +248,7 @@ def median_of(runs: list[dict]) -> dict:
     """Per figure, the median over the runs; events lost are summed (any loss shows)."""
     out = dict(runs[0])
     for key, value in runs[0].items():
-        if isinstance(value, (int, float)) and key not in ("clients", "lost"):
+        if isinstance(value, (int, float)) and key not in ("clients", "lost", "load"):
             out[key] = statistics.median(r[key] for r in runs)
     out["lost"] = sum(r["lost"] for r in runs)
     out["runs"] = len(runs)
@@ -454,11 +454,11 @@ async def job_scenarios(args, org, token, env, loads, targets) -> None:
         print(
             f"| {names[r['kind']]} | {r['clients']} | {r['load']} | {r['p50_ms']:.0f} | "
             f"{r['p99_ms']:.0f} | {under} of {len(r['p99_runs'])} (< {target:g}) | "
-            f"{r['max_ms']:.0f} | {r['progress_coalesced']} of "
-            f"{r['progress_published'] * r['clients']} | "
+            f"{r['max_ms']:.0f} | {r['progress_coalesced']:.0f} of "
+            f"{r['progress_published'] * r['clients']:.0f} | "
             f"{r['lost']} | {r['terminal_all_ms']:.0f} | {r['read_p50_ms']:.0f} / "
             f"{r['read_p99_ms']:.0f} / {r['read_terminal_all_ms']:.0f} | {r['daphne_cpu']:.0f} | "
-            f"{r['daphne_rss_mib']:.0f} | {r['poll_requests']} |"
+            f"{r['daphne_rss_mib']:.0f} | {r['poll_requests']:.0f} |"
         )
     if "naive" in args.kinds:
         print("\n| layer | group members | ms per group_send | Redis commands per group_send |")
