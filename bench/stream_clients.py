@@ -3,7 +3,11 @@
     python bench/stream_clients.py KIND PORT JOB_ID TOKEN N [SCHED]
 
 KIND is ``sse`` (Intake's job stream), ``ws`` (Intake's WebSocket) or ``naive`` (the usual
-consumer per connection). The process opens N connections, prints ``ready`` once every one has
+consumer per connection), or ``feed``: the organization's activity feed with ``summary=1``, as
+the dashboard opens it, where JOB_ID is instead the number of jobs whose terminal event ends
+the watch. PORT may be several ports, comma-separated: the clients are spread over them
+(several daphne processes), and for ``feed`` each client's line says which it used.
+The process opens N connections, prints ``ready`` once every one has
 its starting state, and when every client has the job's terminal event (or after the timeout)
 prints one JSON line: per client, the (type, id, ts, arrived, read) of each event. No Django
 here: a light process per share of the clients.
@@ -61,18 +65,25 @@ def head(payload: str | bytes) -> dict:
 
 
 class Client:
-    def __init__(self) -> None:
+    def __init__(self, terminals: int = 1, port: int = 0) -> None:
         self.events: list[tuple[str | None, str | None, str | None, float, float]] = []
         self.connected = asyncio.Event()
         self.done = asyncio.Event()
         self.connection: TimestampedConnection | None = None
+        self.terminals_left = terminals  # a feed watches several jobs to their end
+        self.port = port
 
     def got(self, data: dict, arrived: float, read: float | None = None) -> None:
         kind = data.get("type")
-        if kind == "snapshot":
+        if kind in ("snapshot", "status"):
             self.connected.set()  # subscribed: the stream has sent its starting state
         self.events.append((kind, data.get("id"), data.get("ts"), arrived, read or time.time()))
         if kind in TERMINAL:
+            self.ended_one()
+
+    def ended_one(self, n: int = 1) -> None:
+        self.terminals_left -= n
+        if self.terminals_left <= 0:
             self.done.set()
 
 
@@ -131,9 +142,11 @@ class TimestampedConnection:
             return
         self.recorded.append(got)
         data = got[0]
-        window, self._tail = self._tail + data, data[-32:]
-        if any(mark in window for mark in _TERMINAL_MARKS):
-            self.protocol.client.done.set()
+        window, tail = self._tail + data, self._tail
+        self._tail = data[-32:]
+        ended = sum(window.count(mark) - tail.count(mark) for mark in _TERMINAL_MARKS)
+        if ended:
+            self.protocol.client.ended_one(ended)
 
     def _read(self, size: int) -> tuple[bytes, float, float] | None:
         """Up to ``size`` bytes with their arrival and read times; None when there is nothing
@@ -197,6 +210,7 @@ class SSEProtocol(asyncio.Protocol):
         self.client = client
         self.request = request
         self.buffer = b""
+        self.event = ""
         self.closed = asyncio.Event()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -205,8 +219,12 @@ class SSEProtocol(asyncio.Protocol):
     def data_received(self, data: bytes, received: float, read: float | None = None) -> None:
         *lines, self.buffer = (self.buffer + data).split(b"\n")
         for line in lines:
-            if line.startswith(b"data:"):
+            if line.startswith(b"event:"):
+                self.event = line[6:].strip().decode()
+            elif line.startswith(b"data:"):
                 payload = head(line[5:].lstrip())
+                if "type" not in payload and self.event:
+                    payload = {"type": self.event}  # a summary's data is the bare summary
                 if "type" in payload:
                     self.client.got(payload, received, read)
 
@@ -214,9 +232,10 @@ class SSEProtocol(asyncio.Protocol):
         self.closed.set()
 
 
-async def sse_client(port: int, job_id: str, token: str, c: Client) -> None:
+async def sse_client(port: int, job_id: str, token: str, c: Client, feed: bool = False) -> None:
+    path = "/api/v1/realtime/events?summary=1" if feed else f"/api/v1/jobs/{job_id}/events"
     request = (
-        f"GET /api/v1/jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Token {token}\r\nAccept: text/event-stream\r\n\r\n"
     ).encode()
     transport, proto = await connect_with_retry(
@@ -344,13 +363,18 @@ async def connect_with_retry(connect, attempts: int = 5):
     raise AssertionError("unreachable")
 
 
-async def main(kind: str, port: int, job_id: str, token: str, n: int) -> None:
-    clients = [Client() for _ in range(n)]
-    if kind == "sse":
-        tasks = [asyncio.create_task(sse_client(port, job_id, token, c)) for c in clients]
+async def main(kind: str, ports: list[int], job_id: str, token: str, n: int) -> None:
+    terminals = int(job_id) if kind == "feed" else 1
+    clients = [Client(terminals, ports[i % len(ports)]) for i in range(n)]
+    if kind in ("sse", "feed"):
+        tasks = [
+            asyncio.create_task(sse_client(c.port, job_id, token, c, kind == "feed"))
+            for c in clients
+        ]
     else:
         tasks = [
-            asyncio.create_task(ws_client(port, job_id, token, c, kind == "naive")) for c in clients
+            asyncio.create_task(ws_client(c.port, job_id, token, c, kind == "naive"))
+            for c in clients
         ]
     await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in clients)), 120)
     for c in clients:
@@ -366,7 +390,10 @@ async def main(kind: str, port: int, job_id: str, token: str, n: int) -> None:
     for c in clients:
         c.connection.replay()  # type: ignore[union-attr]
     print(f"# {n} {kind} clients: {cpu * 1000:.0f} ms of CPU following the job", file=sys.stderr)
-    print(json.dumps([c.events for c in clients]), flush=True)
+    if kind == "feed":
+        print(json.dumps([[c.port, c.events] for c in clients]), flush=True)
+    else:
+        print(json.dumps([c.events for c in clients]), flush=True)
 
 
 if __name__ == "__main__":
@@ -376,4 +403,4 @@ if __name__ == "__main__":
     )
     if policy is not None:
         os.sched_setscheduler(0, policy, os.sched_param(0))
-    asyncio.run(main(kind, int(port), job_id, token, int(n)))
+    asyncio.run(main(kind, [int(p) for p in port.split(",")], job_id, token, int(n)))

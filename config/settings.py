@@ -99,6 +99,10 @@ RQ = {"COMMIT_MODE": "on_db_commit", "WORKER_CLASS": "imports.worker.IntakeWorke
 # the CPU priority (nice) of workers: below the web process, whose streams are latency work
 # (imports/worker.py); 0 leaves them at the priority they were started with
 WORKER_NICE = env.int("WORKER_NICE", default=10)
+# daphne's own nice, applied at its start-up when below the one it was started with (raising
+# priority needs CAP_SYS_NICE: otherwise a warning, and the service manager's Nice= or
+# CPUWeight= is the way). 0: as started. docs/operations.md, "CPU priority".
+DAPHNE_NICE = env.int("DAPHNE_NICE", default=0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -49,6 +49,7 @@ import asyncio
 import functools
 import gc
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -93,6 +94,7 @@ def install() -> bool:
             "buffer its events without limit. Pin daphne to the version in requirements.txt."
         )
     disabled = frozenset(missing)
+    apply_nice()
     tune_gc()
     Server._intake_compat = True
     if "close_codes" not in disabled:
@@ -143,6 +145,28 @@ def _install_close_handshake(WebSocketFactory: Any) -> None:
         self.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_SECONDS)
 
     WebSocketFactory.__init__ = factory_with_close_time
+
+
+def apply_nice() -> None:
+    """Run daphne at ``settings.DAPHNE_NICE`` when that is a higher priority than it has: a
+    fan-out then waits less behind normal-priority work in the same scheduling group (the
+    workers lower their own, WORKER_NICE). Note that between systemd units or autogroups
+    (sessions) CPU is shared by group weight, not nice: there, CPUWeight= is the lever."""
+    from django.conf import settings
+
+    wanted = getattr(settings, "DAPHNE_NICE", 0)
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if not wanted or wanted >= current:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, wanted)
+    except PermissionError:
+        logger.warning(
+            "realtime: DAPHNE_NICE=%s needs CAP_SYS_NICE; daphne stays at nice %s "
+            "(set Nice= or CPUWeight= in its service instead)",
+            wanted,
+            current,
+        )
 
 
 def tune_gc() -> None:
@@ -198,63 +222,15 @@ def unsent_bytes(send: Any) -> Callable[[], int] | None:
         return None
     protocol = found[1]
     if "unsent_guard" in disabled:
-        return _paused_guard(protocol)
+        from .daphne_fallback import paused_guard
+
+        return paused_guard(protocol, _classes()[0])
 
     def unsent() -> int:
         conn = _tcp_transport(protocol)
         return 0 if conn is None else _unsent(conn)
 
     return unsent
-
-
-PAUSED = 1 << 30  # "unsent bytes" of a connection whose transport paused its producer
-
-
-class _Backpressure:
-    """Told by a Twisted transport when its buffer is past ``bufferSize`` (64 KiB) and when it
-    drained: the public way to know that a client reads slowly."""
-
-    paused = False
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-
-    def stopProducing(self) -> None:
-        self.paused = False
-
-
-@functools.cache
-def _declare_producer() -> None:
-    from twisted.internet.interfaces import IPushProducer
-    from zope.interface import classImplements
-
-    classImplements(_Backpressure, IPushProducer)
-
-
-def _paused_guard(protocol: Any) -> Callable[[], int] | None:
-    """The slow-reader guard through public Twisted API only, for when Twisted's buffer
-    internals are not where ``unsent_bytes`` reads them: PAUSED while the transport has paused
-    its producer (past 64 KiB unsent), else 0. An HTTP channel is its transport's producer
-    already; a WebSocket gets one of its own."""
-    web_request, _ = _classes()
-    if isinstance(protocol, web_request):
-
-        def unsent_http() -> int:
-            transport = getattr(protocol.channel, "transport", None)
-            return PAUSED if getattr(transport, "producerPaused", False) else 0
-
-        return unsent_http
-    _declare_producer()
-    pressure = _Backpressure()
-    try:
-        protocol.transport.registerProducer(pressure, True)
-    except Exception:
-        logger.error("realtime: no slow-reader guard for this WebSocket", exc_info=True)
-        return None
-    return lambda: PAUSED if pressure.paused else 0
 
 
 def _protocol_over_tcp(send: Any) -> tuple[Any, Any] | None:

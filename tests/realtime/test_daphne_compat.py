@@ -158,3 +158,25 @@ def test_streams_work_on_the_plain_path_when_private_parts_moved(api, operator, 
     log = (ROOT / "var" / f"daphne-test-{server.port}.log").read_text()
     assert "direct_writes is off" in log and "unsent_guard is off" in log
     assert "twisted.internet.tcp.Connection.dataBuffer" in log
+
+
+def test_daphne_raises_its_priority_to_daphne_nice_or_says_why_not(monkeypatch, settings, caplog):
+    import os
+
+    calls = []
+    monkeypatch.setattr(os, "getpriority", lambda which, who: 0)
+    monkeypatch.setattr(os, "setpriority", lambda which, who, value: calls.append(value))
+    settings.DAPHNE_NICE = 0
+    daphne_compat.apply_nice()
+    assert calls == []  # as started
+    settings.DAPHNE_NICE = -5
+    daphne_compat.apply_nice()
+    assert calls == [-5]
+
+    def refuse(which, who, value):
+        raise PermissionError
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    with caplog.at_level(logging.WARNING, logger="realtime.daphne_compat"):
+        daphne_compat.apply_nice()
+    assert "DAPHNE_NICE=-5 needs CAP_SYS_NICE" in caplog.text
