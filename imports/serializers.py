@@ -22,6 +22,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
     organization = serializers.PrimaryKeyRelatedField(read_only=True)
     source_job = serializers.PrimaryKeyRelatedField(read_only=True)
     fixes = serializers.PrimaryKeyRelatedField(read_only=True)
+    preset = serializers.SerializerMethodField()
     created_by = serializers.PrimaryKeyRelatedField(read_only=True)
 
     class Meta:
@@ -55,6 +56,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "attempt",
             "source_job",
             "fixes",
+            "preset",
             "created_by",
             "rq_job_id",
             "rows_per_second",
@@ -67,6 +69,10 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "heartbeat_at",
         ]
         read_only_fields = fields
+
+    def get_preset(self, job: ImportJob) -> str | None:
+        """The store preset the file was read with (shopify, woocommerce, …), if any."""
+        return job.options.get("preset") or None
 
     def get_rows_per_second(self, job: ImportJob) -> float | None:
         if not job.started_at or not job.processed_rows:
