@@ -228,3 +228,23 @@ def test_a_large_export_from_the_dashboard_opens_its_job_page(client, operator, 
     page = resp.content.decode()
     assert "3 products are more than 1: the export runs as a job." in page
     assert 'id="export-download"' in page and job.original_filename.endswith(".xlsx")
+
+
+def test_a_row_the_database_refused_is_shown_under_the_files_own_columns(
+    client, operator, org, run_worker
+):
+    from imports.models import Product
+
+    Product.objects.create(organization=org, sku="DUP-1", name="Old", price=1)
+    content = csv_bytes([["2.50", "New", "DUP-1"]], header=["price", "name", "sku"])
+    job = services.import_job_create(
+        organization=org, user=operator, upload=upload(content), mode="create"
+    )
+    run_worker()
+    [error] = job.row_errors.all()
+    assert "already exists" in error.message
+    client.force_login(operator)
+    page = client.get(f"/jobs/{job.id}/").content.decode()
+    # price, name, sku: the file's order, not the product fields' order
+    assert 'name="r2_0" value="2.50"' in page
+    assert 'name="r2_1" value="New"' in page and 'name="r2_2" value="DUP-1"' in page
