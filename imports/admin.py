@@ -19,7 +19,7 @@ from django_rq.settings import get_queues_map
 from realtime.events import job_topic, org_topic
 
 from . import services
-from .models import ImportJob, Membership, Organization, Product
+from .models import ColumnMapping, ImportJob, Membership, Organization, Product
 from .templatetags.intake import num, rows_of, status_label
 from .views import live_stream
 
@@ -249,6 +249,20 @@ class ImportJobAdmin(admin.ModelAdmin):
             raise Http404("No such action.")
         act(self, request, ImportJob.objects.filter(pk=job.pk))
         return HttpResponseRedirect(reverse("admin:imports_importjob_change", args=[job.pk]))
+
+
+@admin.register(ColumnMapping)
+class ColumnMappingAdmin(admin.ModelAdmin):
+    """Remembered column mappings: an admin can see them and delete a wrong one (the next
+    upload with those columns is then proposed afresh)."""
+
+    list_display = ("organization", "spec", "preset", "column_count", "updated_by", "updated_at")
+    list_filter = ("spec", "preset")
+    readonly_fields = ("organization", "spec", "header_key", "header", "mapping", "preset")
+
+    @admin.display(description="columns")
+    def column_count(self, obj: ColumnMapping) -> int:
+        return len(obj.header)
 
 
 from .purchasing import admin as _purchasing_admin  # noqa: E402, F401  (registers it)

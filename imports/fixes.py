@@ -18,6 +18,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from .models import ImportJob, ImportRowError, JobStatus
+from .pipeline.validation import FIELDS
 from .services import InvalidState, InvalidUpload, job_enqueue
 
 # the fix file's first data row is row 2 (the header is row 1)
@@ -35,6 +36,32 @@ def job_header(job: ImportJob) -> list[str]:
     from .mappings import file_header
 
     return file_header(Path(job.file.path), job.original_filename)
+
+
+# errors the database writer gives keep the product's values in FIELDS order, not the file's
+# cells (the writer never sees the file's rows)
+_WRITER_MESSAGES = ("' already exists", "' does not exist (update mode", "the database refused")
+
+
+def error_cells(job: ImportJob, error: ImportRowError, header: list[str]) -> list[str]:
+    """The failed row's cells in the file's column order, as the fix table shows them.
+
+    A writer's error holds the row's values by field; they are put back under the columns the
+    job's mapping read them from (the other columns stay empty: nothing imports them)."""
+    values = [str(v) for v in error.values]
+    mapping = job.options.get("mapping") or {}
+    if len(values) == len(FIELDS) and mapping and any(m in error.message for m in _WRITER_MESSAGES):
+        positions: dict[str, int] = {}
+        for index, column in enumerate(header):
+            field = mapping.get(column.strip())
+            if field:
+                positions.setdefault(field, index)
+        cells = [""] * len(header)
+        for field, value in zip(FIELDS, values, strict=True):
+            if field in positions:
+                cells[positions[field]] = value
+        return cells
+    return values
 
 
 def _cells(number: int, values: Any, header: list[str]) -> list[str]:

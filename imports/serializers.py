@@ -64,6 +64,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
     organization = serializers.PrimaryKeyRelatedField(read_only=True)
     source_job = serializers.PrimaryKeyRelatedField(read_only=True)
     fixes = serializers.PrimaryKeyRelatedField(read_only=True)
+    preset = serializers.SerializerMethodField()
     created_by = serializers.PrimaryKeyRelatedField(read_only=True)
     errors = SnapshotErrorsField(read_only=True)
     warnings = SnapshotWarningsField(read_only=True)
@@ -101,6 +102,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "attempt",
             "source_job",
             "fixes",
+            "preset",
             "created_by",
             "rq_job_id",
             "rows_per_second",
@@ -114,6 +116,10 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "stalled",
         ]
         read_only_fields = fields
+
+    def get_preset(self, job: ImportJob) -> str | None:
+        """The store preset the file was read with (shopify, woocommerce, …), if any."""
+        return job.options.get("preset") or None
 
     def get_rows_per_second(self, job: ImportJob) -> float | None:
         if not job.started_at or not job.processed_rows:

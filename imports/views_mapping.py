@@ -141,8 +141,9 @@ def fix_rows(request: HttpRequest, job_id: Any) -> HttpResponse:
         )
         return redirect("job-page", job_id=job.id)
     numbers = [int(n) for n in request.POST.getlist("row") if n.isdecimal()][:FIX_ROWS_PER_PAGE]
+    header = fixes.job_header(job)
     stored = {
-        e.row_number: [str(v) for v in e.values]
+        e.row_number: fixes.error_cells(job, e, header)
         for e in job.row_errors.filter(row_number__in=numbers)
     }
     corrected: dict[int, list[str]] = {}
@@ -173,11 +174,12 @@ def fix_context(job: ImportJob, page_rows: list[Any], can_operate: bool) -> dict
     except services.ServiceError:
         header = []
     fixed = fixes.fixed_rows(job) if job.is_terminal else set()
-    width = max([len(header), *(len(e.values) for e in page_rows)], default=0)
+    shown = {e.pk: fixes.error_cells(job, e, header) for e in page_rows}
+    width = max([len(header), *(len(cells) for cells in shown.values())], default=0)
     columns = header + [f"(extra {i + 1})" for i in range(width - len(header))]
     rows = []
     for error in page_rows:
-        cells = [str(v) for v in error.values]
+        cells = shown[error.pk]
         rows.append(
             {
                 "number": error.row_number,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from .presets import FORMULA_PREFIXES, text_to_html
+from .markup import text_to_html
+from .presets import FORMULA_PREFIXES
 from .validation import FIELDS
 
 Row = Sequence[object]  # one product's values in FIELDS order

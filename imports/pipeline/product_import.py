@@ -140,7 +140,7 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
     except (FileReadError, HeaderError, MappingError) as exc:
         reporter.failed(str(exc))
         return
-    if header.unknown:
+    if header.unknown and not plan.preset:  # a preset leaves its system's other columns out
         reporter.warn(f"Unknown columns ignored: {', '.join(header.unknown)}")
     try:
         total = source.count_rows()

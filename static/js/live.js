@@ -7,6 +7,8 @@
 // cursor every 30 s until streaming works again. Events carry full job snapshots, so applying
 // one twice is harmless and a missed one is repaired by the next.
 
+import { setUpFixTable, setUpMappingStep } from "./mapping.js";
+
 const MAX_DELAY_MS = 30000;
 const FAILURES_BEFORE_POLLING = 3;
 const MAX_ACTIVITY = 100;
@@ -357,6 +359,12 @@ class LiveStream {
 
 // ---------------------------------------------------------------- forms
 
+/** A job queued from the dashboard's mapping step: into the jobs table, live from now on. */
+function showQueued(job) {
+  ensureRow(job);
+  applyJob(job);
+}
+
 function csrfToken(form) {
   return form.querySelector("input[name=csrfmiddlewaretoken]")?.value ?? "";
 }
@@ -402,7 +410,7 @@ function setUpUpload() {
       }
       const slot = document.getElementById("mapping-slot");
       slot.replaceChildren(document.importNode(step, true));
-      setUpMappingStep(slot.firstElementChild, { inPlace: true });
+      setUpMappingStep(slot.firstElementChild, { onQueued: showQueued });
       slot.scrollIntoView({ block: "nearest" });
       input.value = "";
     } catch {
@@ -433,88 +441,6 @@ function setUpUpload() {
     const file = e.dataTransfer?.files?.[0];
     if (file) upload(file);
   });
-}
-
-// ---------------------------------------------------------------- the mapping step
-
-/** Keep a mapping step's preview live: every drop-down change re-renders the step on the
- * server (partial=1) from the stored upload. With `inPlace` (the dashboard), Import queues the
- * job and shows it in the jobs table; elsewhere it is a normal form post. */
-function setUpMappingStep(step, { inPlace = false } = {}) {
-  if (!step) return;
-  const form = step.querySelector("form");
-  // not form.action: the form's buttons are named "action", which shadows the property
-  const url = form.getAttribute("action");
-  let pending = null;
-
-  async function post(extra) {
-    const data = new FormData(form);
-    for (const [k, v] of Object.entries(extra)) data.set(k, v);
-    step.setAttribute("aria-busy", "true");
-    try {
-      return await fetch(url, {
-        method: "POST",
-        body: data,
-        credentials: "same-origin",
-        headers: { "X-CSRFToken": csrfToken(form) },
-      });
-    } finally {
-      step.removeAttribute("aria-busy");
-    }
-  }
-
-  function replaceWith(html) {
-    const doc = new DOMParser().parseFromString(html, "text/html");
-    const fresh = doc.getElementById("mapping-step");
-    if (!fresh) return;
-    const node = document.importNode(fresh, true);
-    // keep what the person opened (the columns not imported) open
-    const wasOpen = step.querySelector("details.unmapped")?.open;
-    if (wasOpen) node.querySelector("details.unmapped")?.setAttribute("open", "");
-    step.replaceWith(node);
-    setUpMappingStep(node, { inPlace });
-  }
-
-  form.addEventListener("change", (e) => {
-    if (e.target.tagName !== "SELECT") return;
-    const extra = { partial: "1", action: "preview" };
-    if (e.target.name === "preset") extra.preset_changed = "1";
-    const request = (pending = post(extra));
-    request.then(async (response) => {
-      if (request === pending) replaceWith(await response.text()); // only the latest answer
-    });
-  });
-
-  if (!inPlace) return;
-  form.addEventListener("submit", async (e) => {
-    const action = e.submitter?.value || "import";
-    e.preventDefault();
-    if (action !== "import") {
-      replaceWith(await (await post({ partial: "1", action })).text());
-      return;
-    }
-    const response = await post({ action: "import" });
-    const match = response.redirected && new URL(response.url).pathname.match(/^\/jobs\/([0-9a-f-]+)\/$/);
-    if (!match) {
-      replaceWith(await response.text()); // refused: the step says why
-      return;
-    }
-    const job = await fetch(`/api/v1/jobs/${match[1]}`, {
-      credentials: "same-origin", headers: { Accept: "application/json" },
-    }).then((r) => r.json());
-    step.remove();
-    ensureRow(job);
-    applyJob(job);
-  });
-}
-
-function setUpFixTable() {
-  // mark the cells a person changed, so they see what the fix job will carry
-  for (const input of document.querySelectorAll(".fix-table input[data-original]")) {
-    input.addEventListener("input", () => {
-      input.classList.toggle("edited", input.value !== input.dataset.original);
-    });
-  }
 }
 
 function setUpActions(streams) {

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from imports.pipeline.mapping import PRODUCT_SPEC, FieldSpec, MappingError, propose, resolve
-from imports.pipeline.presets import detect, html_to_text
+from imports.pipeline.markup import html_to_text
+from imports.pipeline.presets import detect
 from imports.pipeline.readers import open_source
 from imports.pipeline.shaping import ImportPlan
 

@@ -28,6 +28,7 @@ def test_shopify_export_imports_with_its_preset_detected(api, org, run_worker):
     job = ImportJob.objects.get(pk=resp.json()["id"])
     assert job.status == "completed", job.error_message
     assert job.options["preset"] == "shopify"
+    assert api.get(f"/api/v1/products/import/{job.id}").json()["preset"] == "shopify"
     assert (job.created_rows, job.skipped_rows, job.failed_rows) == (6, 2, 0)
     assert any("2 image rows" in w for w in job.warnings)
     tee = Product.objects.get(organization=org, sku="NW-TEE-WHT-L")

@@ -209,3 +209,42 @@ def test_mapping_step_can_turn_a_detected_preset_off(client, operator):
     assert "data-preset=" not in page
     # by names alone Variant SKU is only a guess, and Type and Product Category compete
     assert "could both mean &#x27;category&#x27;" in page
+
+
+def test_a_large_export_from_the_dashboard_opens_its_job_page(client, operator, org, settings):
+    settings.EXPORT_STREAM_MAX_ROWS = 1
+    services.import_job_create(
+        organization=org, user=operator, upload=upload(csv_bytes(product_rows(1)), "a.csv")
+    )
+    from imports.models import Product
+
+    Product.objects.bulk_create(
+        [Product(organization=org, sku=f"L-{i}", name="x", price=1) for i in range(3)]
+    )
+    client.force_login(operator)
+    resp = client.get("/export/?format=xlsx&preset=shopify", follow=True)
+    job = ImportJob.objects.get(kind="export")
+    assert resp.redirect_chain[-1][0] == f"/jobs/{job.id}/"
+    page = resp.content.decode()
+    assert "3 products are more than 1: the export runs as a job." in page
+    assert 'id="export-download"' in page and job.original_filename.endswith(".xlsx")
+
+
+def test_a_row_the_database_refused_is_shown_under_the_files_own_columns(
+    client, operator, org, run_worker
+):
+    from imports.models import Product
+
+    Product.objects.create(organization=org, sku="DUP-1", name="Old", price=1)
+    content = csv_bytes([["2.50", "New", "DUP-1"]], header=["price", "name", "sku"])
+    job = services.import_job_create(
+        organization=org, user=operator, upload=upload(content), mode="create"
+    )
+    run_worker()
+    [error] = job.row_errors.all()
+    assert "already exists" in error.message
+    client.force_login(operator)
+    page = client.get(f"/jobs/{job.id}/").content.decode()
+    # price, name, sku: the file's order, not the product fields' order
+    assert 'name="r2_0" value="2.50"' in page
+    assert 'name="r2_1" value="New"' in page and 'name="r2_2" value="DUP-1"' in page
