@@ -204,11 +204,9 @@ def import_preview(
     }
     numbers, values = [], []
     try:
-        for number, cells in source.rows():
+        for number, cells in source.head(rows):
             numbers.append(number)
             values.append(list(cells))
-            if len(numbers) >= rows:
-                break
     except FileReadError as exc:
         result["mapping_error"] = str(exc)
     try:

@@ -19,6 +19,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
+from .xlsx_head import XlsxHeadError, xlsx_head
+
 SAMPLE_BYTES = 64 * 1024
 DELIMITERS = ",;\t|"
 # the byte-level row count: its block size, and how far a block may grow to end outside quotes
@@ -66,6 +68,10 @@ class TabularSource:
 
     def count_rows(self) -> int:
         return sum(1 for _ in self.rows())
+
+    def head(self, count: int) -> list[tuple[int, list[str]]]:
+        """The first ``count`` data rows: what a preview shows, in bounded work."""
+        return list(itertools.islice(self.rows(), count))
 
 
 def detect_encoding(sample: bytes) -> str:
@@ -359,14 +365,21 @@ class XlsxSource(TabularSource):
         self.path = path
         check_xlsx_package(path)
         _require_defusedxml()
-        rows = self._rows()
-        try:
-            first = next(rows, None)
-        finally:
-            rows.close()
-        if first is None:
+        # the header without openpyxl, which would load every shared string first: this runs
+        # on the web request that takes the upload
+        first = self._head(1)
+        if not first:
             raise FileReadError("File is empty: the first sheet has no rows.")
-        self.header = [h.strip() for h in first.values]
+        self.header = [h.strip() for h in first[0][1]]
+
+    def _head(self, count: int) -> list[tuple[int, list[str]]]:
+        try:
+            return xlsx_head(self.path, count)
+        except XlsxHeadError as exc:
+            raise FileReadError(str(exc)) from exc
+
+    def head(self, count: int) -> list[tuple[int, list[str]]]:
+        return self._head(count + 1)[1:]
 
     def _rows(self) -> Iterator[Row]:
         from defusedxml import DefusedXmlException

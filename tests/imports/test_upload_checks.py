@@ -102,17 +102,16 @@ def test_openpyxl_parses_with_defusedxml():
     assert openpyxl.DEFUSEDXML is True
 
 
-def test_entity_expansion_fails_the_job_with_a_message(api, run_worker):
+def test_entity_expansion_is_refused_with_a_message(api):
     content = _rezip(GOOD, {"xl/worksheets/sheet1.xml": LAUGHS})
     resp = _post(api, content, "p.xlsx")
-    assert resp.status_code == 202  # the zip is fine; its XML is the worker's to refuse
-    run_worker()
-    job = ImportJob.objects.get(pk=resp.json()["id"])
-    assert job.status == "failed"
-    assert "entity declarations" in job.error_message
+    # the zip is fine; its XML is refused as soon as the header is read, and no job is made
+    assert resp.status_code == 400
+    assert "entity declarations" in resp.json()["detail"]
+    assert not ImportJob.objects.exists()
 
 
-def test_an_xlsx_upload_is_not_parsed_on_the_request_thread(api, monkeypatch, run_worker):
+def test_an_xlsx_upload_is_not_parsed_by_openpyxl_on_the_request_thread(api, monkeypatch):
     import openpyxl
 
     def refuse(*args, **kwargs):
@@ -121,12 +120,10 @@ def test_an_xlsx_upload_is_not_parsed_on_the_request_thread(api, monkeypatch, ru
     monkeypatch.setattr(openpyxl, "load_workbook", refuse)
     content = _workbook([["sku", "name", "cost"], ["A-1", "Lamp", 9.99]])
     resp = _post(api, content, "p.xlsx")
-    assert resp.status_code == 202
-    monkeypatch.undo()
-    run_worker()  # the worker reads it, and says what is wrong with its header
-    job = ImportJob.objects.get(pk=resp.json()["id"])
-    assert job.status == "failed"
-    assert "Column 'price' is missing (found: sku, name, cost)" in job.error_message
+    # the header was read (without openpyxl) and its missing price named, with the proposal
+    assert resp.status_code == 400
+    assert "price" in resp.json()["missing"]
+    assert resp.json()["proposal"]
 
 
 # ------------------------------------------------------------------ content hash
