@@ -172,7 +172,8 @@ def _publish_now(
             # job and bom topics live until the job ended plus the TTL
             expire = event.terminal and not topic.startswith("org:")
             args += [maxlen_for(topic), stored, topic, event.type, rest, job_id, int(expire)]
-    ids = iter(i.decode() for i in _publish_script()(keys=keys, args=args))
+    # the script's SHA is computed once; the connection is the process's current one
+    ids = iter(i.decode() for i in _publish_script()(keys=keys, args=args, client=client()))
     out = [
         events.envelope(next(ids), event.type, topic, ts, event.body)
         for event in batch
