@@ -34,7 +34,6 @@ import psutil
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 import import_throughput as products  # noqa: E402  (sets up Django)
-
 from django.core.files import File  # noqa: E402
 from django.db import connection  # noqa: E402
 
@@ -98,7 +97,7 @@ def generate_components(n: int) -> Path:
                     f"{cents / 100:.2f}",
                     "USD",
                     f"1:{cents / 100:.2f};1000:{cents / 200:.3f}",
-                ]  # fmt: skip
+                ]
             )
         # collision pairs: different parts whose normalized keys are equal
         for k in range(max(n // 1000, 1)):
@@ -272,12 +271,16 @@ def main() -> None:
             record("matching alone lines/s", args.lines / summary["seconds"])
             tiers_ok = True
             for tier in ("exact", "normalized", "packaging", "learned", "trigram"):
-                n = summary["lines_per_tier"].get(tier, 0)
+                n = summary["examined_per_tier"].get(tier, 0)
                 s = summary["seconds_per_tier"].get(tier, 0)
                 if s:
-                    # every line a tier looked at pays for its query, decided there or not
-                    record(f"tier {tier}: lines decided", n)
-                    record(f"tier {tier} lines/s (decided / its time)", n / s)
+                    # the lines a tier's statement looked up (decided there or passed on) per
+                    # second of that tier (its SQL and the pure decisions)
+                    record(f"tier {tier}: lines looked up", n)
+                    rows.setdefault(f"tier {tier}: decided", []).append(
+                        summary["lines_per_tier"].get(tier, 0)
+                    )
+                    record(f"tier {tier} lines/s", n / s)
                     if tier in ("exact", "normalized"):
                         tiers_ok &= n / s >= 20_000
             met["tiers"] += tiers_ok
