@@ -136,9 +136,12 @@ def generate_bom(n_lines: int, n_components: int, seed: int) -> tuple[Path, dict
                 else:
                     text = matching.normalize_mpn(mpn).lower()  # punctuation dropped
             elif roll < 0.90:
-                kind = "near"
-                j = n_components + rnd.randrange(10**6)  # same family, a number not catalogued
-                text = f"{FAMILIES[(i // 7) % len(FAMILIES)]}{j:07d}"
+                kind = "near"  # a typo: one digit of the catalogued MPN's number changed
+                digits = [k for k, ch in enumerate(mpn) if ch.isdigit()]
+                k = digits[len(digits) // 2]
+                text = mpn[:k] + str((int(mpn[k]) + 1 + rnd.randrange(8)) % 10) + mpn[k + 1 :]
+                if matching.exact_key(text) == matching.exact_key(mpn):
+                    text += "9"
             else:
                 kind, given = "unknown", ""
                 text = "Z" + "".join(rnd.choices(string.ascii_uppercase + string.digits, k=9))

@@ -37,10 +37,10 @@ JOIN enrichment_component c ON c.id = m.component_id
 # Trigram similarity only proposes. Cheap first: look-alikes that share the line's leading
 # characters, as a byte-wise range on the pattern-ops B-tree (a LIKE whose pattern is a column
 # cannot use the index: it walked every component of the organization per line), at most
-# PREFIX_SCAN of them ranked per line, with half the key and then three characters as the
+# PREFIX_SCAN of them ranked per line, with half the key and then a third of it as the
 # prefix; the GIN trigram index only for the few lines left (GIN_MAX_LINES a chunk): on a 1M
 # catalogue it costs milliseconds per line even at a high threshold.
-PREFIX_SCAN = 200
+PREFIX_SCAN = 100
 _SIMILAR_BY_PREFIX = f"""
 SELECT l.i, {_COMPONENT_COLUMNS}, similarity(c.mpn_norm, l.key) AS score
 FROM unnest(%s::int[], %s::bigint[], %s::text[], %s::text[], %s::text[])
@@ -67,18 +67,25 @@ CROSS JOIN LATERAL (
 GIN_MIN_SIMILARITY = 0.6  # below it a GIN probe of a large catalogue takes seconds per line
 GIN_MAX_LINES = 50
 
-_WRITE = """
+# A chunk's results go in by COPY to a session temp table and one UPDATE joined on the line id:
+# binding fourteen arrays of 2,000 values took psycopg longer than the UPDATE itself.
+_RESULTS = "intake_bomline_results"
+_CREATE_RESULTS = f"""
+CREATE TEMP TABLE IF NOT EXISTS {_RESULTS} (
+    id bigint, status text, tier text, confidence float8, component_id bigint,
+    candidates jsonb, lifecycle text, stock bigint, unit_price numeric, extended_price numeric,
+    currency text, datasheet_url text, warnings jsonb, notes jsonb
+) ON COMMIT DELETE ROWS
+"""
+_COPY_RESULTS = f"COPY {_RESULTS} FROM STDIN"
+_WRITE = f"""
 UPDATE enrichment_bomline b SET
     match_status = r.status, match_tier = r.tier, confidence = r.confidence,
-    component_id = r.component_id, candidates = r.candidates::jsonb, lifecycle = r.lifecycle,
+    component_id = r.component_id, candidates = r.candidates, lifecycle = r.lifecycle,
     stock = r.stock, unit_price = r.unit_price, extended_price = r.extended_price,
-    currency = r.currency, datasheet_url = r.datasheet_url, warnings = r.warnings::jsonb,
-    notes = r.notes::jsonb, enriched_at = now(), catalogue_version = %s
-FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[], %s::bigint[], %s::text[],
-            %s::text[], %s::bigint[], %s::numeric[], %s::numeric[], %s::text[], %s::text[],
-            %s::text[], %s::text[])
-     AS r(id, status, tier, confidence, component_id, candidates, lifecycle, stock, unit_price,
-          extended_price, currency, datasheet_url, warnings, notes)
+    currency = r.currency, datasheet_url = r.datasheet_url, warnings = r.warnings,
+    notes = r.notes, enriched_at = now(), catalogue_version = %s
+FROM {_RESULTS} r
 WHERE b.id = r.id
 """
 
@@ -243,7 +250,7 @@ class Matcher:
         keys = {i: matching.normalize_mpn(lines[i].mpn) for i in todo}
         usable = [i for i in todo if len(keys[i]) >= 3]  # shorter: no trigram to go on
         found: dict[int, list[Candidate]] = {}
-        for width in (lambda k: max(3, len(k) // 2), lambda k: 3):
+        for width in (lambda k: max(3, len(k) // 2), lambda k: max(3, len(k) // 3)):
             ask = [i for i in usable if i not in found]
             if not ask:
                 break
@@ -284,29 +291,35 @@ def _price(result: LineResult) -> None:
 
 
 def write_results(results: Sequence[LineResult], *, catalogue_version: int) -> None:
-    """Store a chunk's results with one UPDATE."""
+    """Store a chunk's results: COPY to a temp table, one UPDATE. Call inside a transaction."""
     if not results:
         return
-    cols: list[list] = [[] for _ in range(14)]
-    for r in results:
-        d, c = r.decision, r.decision.component
-        values = (
-            r.line.id,
-            d.status,
-            d.tier,
-            float(round(d.confidence, 4)),
-            c.id if c else None,
-            json.dumps([{"component_id": x.id, "score": round(x.score, 3)} for x in d.candidates]),
-            c.lifecycle if c else "",
-            c.stock if c else None,
-            r.unit_price,
-            r.extended_price,
-            c.currency if c else "",
-            c.datasheet_url if c else "",
-            json.dumps(list(r.warnings)),
-            json.dumps(d.notes),
-        )
-        for col, value in zip(cols, values, strict=True):
-            col.append(value)
-    with connection.cursor() as cur:
-        cur.execute(_WRITE, [catalogue_version, *cols])
+    with connection.cursor() as wrapper:
+        cur = wrapper.cursor
+        cur.execute(_CREATE_RESULTS)
+        cur.execute(f"TRUNCATE {_RESULTS}")
+        with cur.copy(_COPY_RESULTS) as copy:
+            for r in results:
+                d, c = r.decision, r.decision.component
+                candidates = [
+                    {"component_id": x.id, "score": round(x.score, 3)} for x in d.candidates
+                ]
+                copy.write_row(
+                    (
+                        r.line.id,
+                        d.status,
+                        d.tier,
+                        round(d.confidence, 4),
+                        c.id if c else None,
+                        json.dumps(candidates),
+                        c.lifecycle if c else "",
+                        c.stock if c else None,
+                        r.unit_price,
+                        r.extended_price,
+                        c.currency if c else "",
+                        c.datasheet_url if c else "",
+                        json.dumps(list(r.warnings)),
+                        json.dumps(d.notes),
+                    )
+                )
+        cur.execute(_WRITE, [catalogue_version])
