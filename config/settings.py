@@ -145,6 +145,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # the SSE endpoints and the WebSocket are ASGI routes: realtime.openapi describes them
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "realtime.openapi.add_stream_paths",
+    ],
 }
 
 # Uploads: the limit is enforced by the API (413) before a job is created.
@@ -177,6 +182,9 @@ REALTIME = {
     "METRICS_TOKEN": env.str("METRICS_TOKEN", default=""),
     # a job stuck in processing this long without a heartbeat, and no live worker on it, is lost
     "WORKER_LOST_AFTER_SECONDS": env.int("WORKER_LOST_AFTER_SECONDS", default=60),
+    # a process's open streams leave the gauge this long after its last metrics flush (2 s
+    # apart): what a crashed daphne still counts for
+    "METRICS_PROCESS_TTL": env.float("REALTIME_METRICS_PROCESS_TTL", default=15.0),
 }
 
 LOGGING = {

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from enrichment import urls as enrichment_urls
 from imports import views as pages
+from realtime import views as realtime_pages
 from realtime.api import metrics_view
 
 urlpatterns = [
@@ -26,6 +27,8 @@ urlpatterns = [
     path("api/v1/", include("enrichment.urls")),
     path("", include(enrichment_urls.pages)),
     path("metrics", metrics_view, name="metrics"),
+    path("realtime/", realtime_pages.ops_page, name="realtime-ops"),
+    path("realtime/data", realtime_pages.ops_data, name="realtime-ops-data"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]

@@ -10,6 +10,7 @@ from django.conf import settings
 from rq.worker import Worker
 
 from realtime import publish
+from realtime.metrics import metrics
 
 
 class IntakeWorker(Worker):
@@ -37,6 +38,14 @@ class IntakeWorker(Worker):
         if lower_by > 0:
             os.nice(lower_by)
         publish.warm_up()
+
+    def perform_job(self, job: Any, queue: Any, execution: Any) -> bool:
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            # a work horse ends with os._exit (no atexit): its last counts (events published)
+            # go to /metrics now or never
+            metrics.flush()
 
     def fork_work_horse(self, job: Any, queue: Any) -> None:
         gc.collect()

@@ -173,8 +173,11 @@ class SSEEndpoint:
             # a client that reads slowly: let its events wait in the stream's queue (where
             # progress coalesces, and too many stage events end in a reset), not in Twisted's
             # buffer, which has no limit
-            while unsent() > UNSENT_LIMIT and not (gone.is_set() or stream.overflowed):
-                await asyncio.sleep(UNSENT_POLL_SECONDS)
+            if unsent() > UNSENT_LIMIT:
+                stream.backed_up = True  # only now may its progress events coalesce
+                while unsent() > UNSENT_LIMIT and not (gone.is_set() or stream.overflowed):
+                    await asyncio.sleep(UNSENT_POLL_SECONDS)
+                stream.backed_up = False
             item = await stream.next_until(next_beat)
             if gone.is_set() or stream.ended:
                 return
@@ -389,6 +392,33 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                     await send({"type": "websocket.close", "code": 1012})
                 await self.disconnect(1012)
             raise
+        finally:
+            # however the consumer ended (an error included), its stream slot, subscriptions
+            # and sender go with it: a slot left behind counts against the user until it expires
+            if getattr(self, "slot", None) is not None:
+                await self.disconnect(1011)
+
+    async def receive(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any
+    ) -> None:
+        """A frame from the client: JSON text, or an error message back (the stream stays)."""
+        if text_data is None:
+            await self.send_json(
+                {"type": "error", "detail": "Send JSON text frames; binary frames are not read."}
+            )
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self.send_json(
+                {
+                    "type": "error",
+                    "detail": "That frame is not JSON; send "
+                    '{"action": "subscribe", "topics": ["job:<id>"]}.',
+                }
+            )
+            return
+        await self.receive_json(content)
 
     async def connect(self) -> None:
         self.stream = ClientStream(max_queue=settings.REALTIME["QUEUE_SIZE"])
@@ -466,8 +496,16 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 await self.close(code=4404)
                 return
             cursor = cursors.get(topic) if isinstance(cursors, dict) else cursors
-            if cursor and not log.valid_cursor(str(cursor)):
-                await self.send_json({"type": "error", "detail": f"Bad last_event_id {cursor}."})
+            if cursor is not None and not isinstance(cursor, str):
+                cursor = str(cursor)  # a bare number is a (partial) id; anything else is not
+            if cursor and not log.valid_cursor(cursor):
+                await self.send_json(
+                    {
+                        "type": "error",
+                        "detail": f"Bad last_event_id {cursor[:80]!r} for {topic}: "
+                        "expected an event id (<ms>-<seq>).",
+                    }
+                )
                 continue
             await self.stream.subscribe(topic, cursor, snapshot, initial=not cursor)
 
@@ -477,8 +515,11 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         next_beat = clock() + beat
         try:
             while True:
-                while self.unsent() > UNSENT_LIMIT and not self.stream.overflowed:
-                    await asyncio.sleep(UNSENT_POLL_SECONDS)  # a slow reader: see SSE's pump
+                if self.unsent() > UNSENT_LIMIT:  # a slow reader: see SSE's pump
+                    self.stream.backed_up = True
+                    while self.unsent() > UNSENT_LIMIT and not self.stream.overflowed:
+                        await asyncio.sleep(UNSENT_POLL_SECONDS)
+                    self.stream.backed_up = False
                 item: Outgoing | None = await self.stream.next_until(next_beat)
                 if item is None:
                     if clock() >= next_beat:
@@ -504,10 +545,11 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=1011)
 
     async def disconnect(self, code: int) -> None:
-        if self.sender is not None:
+        if getattr(self, "sender", None) is not None:
             self.sender.cancel()
-        await self.stream.close()
-        if self.slot is not None:
+        if getattr(self, "stream", None) is not None:
+            await self.stream.close()
+        if getattr(self, "slot", None) is not None:
             await self.slot.release()
             metrics.inc("streams_closed", "websocket")
             self.slot = None

@@ -28,6 +28,11 @@ installed by ``config.asgi``.
   once the application is loaded (Django, the app: never garbage, never walked again) and
   collects the young generation every ``GC_YOUNG_THRESHOLD`` allocations instead.
 
+Start-up check. ``install`` first looks for every private part these rely on
+(``realtime.daphne_probe.REQUIRED``, checked on objects made as the libraries make them); a
+feature with a part missing is left off with an ERROR that names the part, and the plain path
+serves: daphne's own ``send``, and a slow-reader guard on Twisted's public producer pause.
+
 Installed only in a process where daphne is already loaded, so importing the application
 elsewhere never pulls in Twisted.
 
@@ -48,6 +53,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from . import daphne_probe
+
 # 1001 going away, 1008 policy violation, 1011 internal error, 1012 service restart,
 # 1013 try again later
 SERVER_CLOSE_CODES = frozenset({1001, 1008, 1011, 1012, 1013})
@@ -62,7 +69,13 @@ GC_YOUNG_THRESHOLD = 10_000
 logger = logging.getLogger(__name__)
 
 
+# Features whose private parts the start-up check did not find (``realtime.daphne_probe``):
+# each is off, and its plain path serves instead.
+disabled: frozenset[str] = frozenset()
+
+
 def install() -> bool:
+    global disabled
     if "daphne.server" not in sys.modules:
         return False
     from daphne.server import Server
@@ -71,6 +84,29 @@ def install() -> bool:
 
     if getattr(Server, "_intake_compat", False):
         return True
+    missing = daphne_probe.missing_parts()
+    daphne_probe.report(missing)
+    if "daphne.server.Server.handle_reply" in missing.get("unsent_guard", ()):
+        logger.error(
+            "realtime: the slow-reader guard is OFF: without daphne's Server.handle_reply a "
+            "stream cannot find its connection, so a client that stops reading makes Twisted "
+            "buffer its events without limit. Pin daphne to the version in requirements.txt."
+        )
+    disabled = frozenset(missing)
+    tune_gc()
+    Server._intake_compat = True
+    if "close_codes" not in disabled:
+        _install_close_codes(WebSocketProtocol)
+    if "shutdown" not in disabled:
+        _install_shutdown(Server, defer)
+    if "close_handshake" not in disabled:
+        _install_close_handshake(WebSocketFactory)
+    if "write_through" not in disabled:
+        install_write_through()
+    return True
+
+
+def _install_close_codes(WebSocketProtocol: Any) -> None:
     close = WebSocketProtocol.serverClose
 
     def serverClose(self, code=None):
@@ -79,6 +115,10 @@ def install() -> bool:
         else:
             close(self, code)
 
+    WebSocketProtocol.serverClose = serverClose
+
+
+def _install_shutdown(Server: Any, defer: Any) -> None:
     def kill_all_applications(self):
         running = [
             details["application_instance"]
@@ -92,19 +132,17 @@ def install() -> bool:
         waiting.addErrback(lambda _: None)
         return waiting
 
+    Server.kill_all_applications = kill_all_applications
+
+
+def _install_close_handshake(WebSocketFactory: Any) -> None:
     factory_init = WebSocketFactory.__init__
 
     def factory_with_close_time(self, *args, **kwargs):
         factory_init(self, *args, **kwargs)
         self.setProtocolOptions(closeHandshakeTimeout=CLOSE_HANDSHAKE_SECONDS)
 
-    install_write_through()
-    tune_gc()
     WebSocketFactory.__init__ = factory_with_close_time
-    WebSocketProtocol.serverClose = serverClose
-    Server.kill_all_applications = kill_all_applications
-    Server._intake_compat = True
-    return True
 
 
 def tune_gc() -> None:
@@ -122,7 +160,8 @@ def _daphne_connection(send: Any) -> tuple[dict[Any, Any], Any] | None:
     server_module = sys.modules.get("daphne.server")
     if server_module is None or not isinstance(send, functools.partial) or len(send.args) != 1:
         return None
-    if getattr(send.func, "__func__", None) is not server_module.Server.handle_reply:
+    handle_reply = getattr(server_module.Server, "handle_reply", None)
+    if handle_reply is None or getattr(send.func, "__func__", None) is not handle_reply:
         return None
     return send.func.__self__.connections, send.args[0]
 
@@ -158,6 +197,8 @@ def unsent_bytes(send: Any) -> Callable[[], int] | None:
     if found is None:
         return None
     protocol = found[1]
+    if "unsent_guard" in disabled:
+        return _paused_guard(protocol)
 
     def unsent() -> int:
         conn = _tcp_transport(protocol)
@@ -166,9 +207,61 @@ def unsent_bytes(send: Any) -> Callable[[], int] | None:
     return unsent
 
 
+PAUSED = 1 << 30  # "unsent bytes" of a connection whose transport paused its producer
+
+
+class _Backpressure:
+    """Told by a Twisted transport when its buffer is past ``bufferSize`` (64 KiB) and when it
+    drained: the public way to know that a client reads slowly."""
+
+    paused = False
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        self.paused = False
+
+
+@functools.cache
+def _declare_producer() -> None:
+    from twisted.internet.interfaces import IPushProducer
+    from zope.interface import classImplements
+
+    classImplements(_Backpressure, IPushProducer)
+
+
+def _paused_guard(protocol: Any) -> Callable[[], int] | None:
+    """The slow-reader guard through public Twisted API only, for when Twisted's buffer
+    internals are not where ``unsent_bytes`` reads them: PAUSED while the transport has paused
+    its producer (past 64 KiB unsent), else 0. An HTTP channel is its transport's producer
+    already; a WebSocket gets one of its own."""
+    web_request, _ = _classes()
+    if isinstance(protocol, web_request):
+
+        def unsent_http() -> int:
+            transport = getattr(protocol.channel, "transport", None)
+            return PAUSED if getattr(transport, "producerPaused", False) else 0
+
+        return unsent_http
+    _declare_producer()
+    pressure = _Backpressure()
+    try:
+        protocol.transport.registerProducer(pressure, True)
+    except Exception:
+        logger.error("realtime: no slow-reader guard for this WebSocket", exc_info=True)
+        return None
+    return lambda: PAUSED if pressure.paused else 0
+
+
 def _protocol_over_tcp(send: Any) -> tuple[Any, Any] | None:
     """The daphne protocol behind ``send`` and its plain TCP connection, or None (not daphne's
-    ``send``, TLS, a closed channel)."""
+    ``send``, TLS, a closed channel, or the direct writes are off)."""
+    if "direct_writes" in disabled:
+        return None
     found = _daphne_connection(send)
     if found is None:
         return None

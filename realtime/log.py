@@ -28,7 +28,8 @@ def maxlen_for(topic: str) -> int:
     return conf["ORG_LOG_MAXLEN"] if topic.startswith("org:") else conf["JOB_LOG_MAXLEN"]
 
 
-def _decode(topic: str, entry_id: bytes | str, fields: dict[bytes, bytes]) -> dict[str, Any]:
+def decode_entry(topic: str, entry_id: bytes | str, fields: dict[bytes, bytes]) -> dict[str, Any]:
+    """A log entry as the envelope clients see."""
     raw = json.loads(fields[STREAM_FIELD])
     eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return events.envelope(eid, raw.pop("type"), topic, raw.pop("ts"), raw)
@@ -52,7 +53,7 @@ def read_after(topic: str, cursor: str | None, count: int = 10_000) -> Replay:
     r = client()
     if not cursor:
         entries = r.xrange(key, "-", "+", count=count)
-        return Replay([_decode(topic, i, f) for i, f in entries], gap=False)
+        return Replay([decode_entry(topic, i, f) for i, f in entries], gap=False)
     entries = r.xrange(key, "(" + cursor, "+", count=count)
     first = r.xrange(key, "-", "+", count=1)
     if not first:
@@ -60,7 +61,7 @@ def read_after(topic: str, cursor: str | None, count: int = 10_000) -> Replay:
         return Replay([], gap=True)
     first_id = first[0][0].decode()
     gap = cursor_key(cursor) < cursor_key(first_id) and not _exists(key, cursor)
-    return Replay([_decode(topic, i, f) for i, f in entries], gap=gap)
+    return Replay([decode_entry(topic, i, f) for i, f in entries], gap=gap)
 
 
 def _exists(key: str, cursor: str) -> bool:
@@ -81,7 +82,7 @@ def last_id(topic: str) -> str | None:
 
 def last_event(topic: str) -> dict[str, Any] | None:
     entries = client().xrevrange(stream_key(topic), "+", "-", count=1)
-    return _decode(topic, *entries[0]) if entries else None
+    return decode_entry(topic, *entries[0]) if entries else None
 
 
 def recent(topic: str, *, limit: int, skip_types: frozenset[str], scan: int = 2000) -> list[dict]:
@@ -92,7 +93,7 @@ def recent(topic: str, *, limit: int, skip_types: frozenset[str], scan: int = 20
     for entry_id, fields in client().xrevrange(stream_key(topic), "+", "-", count=scan):
         if fields[STREAM_FIELD].startswith(skip):
             continue  # the type leads the stored JSON: skip without decoding
-        out.append(_decode(topic, entry_id, fields))
+        out.append(decode_entry(topic, entry_id, fields))
         if len(out) >= limit:
             break
     return out

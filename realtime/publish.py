@@ -58,6 +58,20 @@ class Event:
     terminal: bool = False
 
 
+def fanout_message(env: dict[str, Any], *, sent_at: float | None) -> dict[str, Any]:
+    """The Channels-layer message that carries ``env`` to every daphne process's hub (and that a
+    hub rebuilds from the log when it replays what it missed)."""
+    return {
+        "type": "realtime.event",
+        "topic": env["topic"],
+        "id": env["id"],
+        "event_type": env["type"],
+        "sent_at": sent_at,
+        "json": events.dumps(env),
+        "job_id": str((env.get("job") or {}).get("id") or "") or None,
+    }
+
+
 def publish(
     event_type: str,
     *,
@@ -123,15 +137,7 @@ def _publish_now(
             event_id = next(ids)
             env = events.envelope(event_id, event.type, topic, ts, body)
             out.append(env)
-            message = {
-                "type": "realtime.event",
-                "topic": topic,
-                "id": event_id,
-                "event_type": event.type,
-                "sent_at": sent_at or time.time(),
-                "json": events.dumps(env),
-                "job_id": str((body.get("job") or {}).get("id") or "") or None,
-            }
+            message = fanout_message(env, sent_at=sent_at or time.time())
             group = f"{prefix}__group__{events.group_name(topic)}"
             pipe.publish(group, serializer.serialize(message))
             if event.terminal and not topic.startswith("org:"):

@@ -3,10 +3,12 @@
 A ``ClientStream`` is one connection's view: the topics it follows, a cursor per topic and a
 bounded outgoing queue. Subscribing is gap-free and duplicate-free: it joins the live feed
 first (buffering), replays the log after the client's cursor, then releases the buffered live
-events that are newer than the last replayed one. Progress, status and heartbeat events are
-coalesced (the newest per topic wins, and moves to the back so ids stay in order); stage and
-terminal events are never dropped: a client that falls that far behind gets ``reset`` and is
-closed so that it resyncs from the log.
+events that are newer than the last replayed one. A replay delivers every event in the log
+after the cursor, exactly once. Only while a client's socket is backed up (its transport sets
+``backed_up``) are its live progress, status and heartbeat events coalesced (the newest per
+topic wins, and moves to the back so ids stay in order; each replaced one is counted); stage
+and terminal events are never dropped: a client that falls that far behind gets ``reset`` and
+is closed so that it resyncs from the log.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class Outgoing:
     ws: bytes | None = None  # the envelope as a WebSocket text frame
     key: tuple[int, int] | None = None  # the id as a cursor (log.cursor_key)
     final: bool = False  # a snapshot or reset that shows its topic has already ended
+    replayed: bool = False  # read from the log for one stream: never coalesced, not counted
     ends: bool | None = None  # ``terminal``, worked out once per process (not per client)
 
     def sse(self) -> bytes:
@@ -116,8 +119,12 @@ class ClientStream:
     cursors: dict[str, tuple[int, int]] = field(default_factory=dict)
     topics: set[str] = field(default_factory=set)
     overflowed: bool = False
+    # set by the transport while the client's socket has not taken what was written: only then
+    # do live progress events replace older ones still queued
+    backed_up: bool = False
     on_close: Callable[[], Awaitable[None]] | None = None
     _seq: int = 0
+    _replayed: int = 0  # replayed events queued: bounded by the replay, not by max_queue
     _coalesce: dict[tuple[str, str], int] = field(default_factory=dict)
     _buffers: dict[str, list[Outgoing]] = field(default_factory=dict)
     _waiter: asyncio.Future[None] | None = None  # set while the sender waits in next()
@@ -181,13 +188,20 @@ class ClientStream:
             return
         if self._idle() and self.direct((item,)):  # type: ignore[misc]
             return
+        self._seq += 1
+        if item.replayed:
+            # exact: every replayed event goes out, however many (the replay is bounded)
+            self._replayed += 1
+            self.queue[self._seq] = item
+            self.wake()
+            return
         ckey = (item.topic, item.type)
         coalescable = events.coalescable(item.type)
-        if coalescable:
+        if coalescable and self.backed_up:
             old = self._coalesce.pop(ckey, None)
             if old is not None and self.queue.pop(old, None) is not None:
                 metrics.inc("events_coalesced", item.type)
-        if len(self.queue) >= self.max_queue:
+        if len(self.queue) - self._replayed >= self.max_queue:
             if coalescable:
                 metrics.inc("events_dropped", item.type)
                 return
@@ -196,7 +210,6 @@ class ClientStream:
             metrics.inc("events_dropped", item.type)
             self.wake()
             return
-        self._seq += 1
         self.queue[self._seq] = item
         if coalescable:
             self._coalesce[ckey] = self._seq
@@ -246,12 +259,11 @@ class ClientStream:
             self.offer(item)
 
     def offer_replayed(self, item: Outgoing) -> None:
-        if self.job_filter is not None and item.job_id not in self.job_filter:
-            if item.id:
-                self.cursors[item.topic] = log.cursor_key(item.id)
-            return
         if item.id:
             self.cursors[item.topic] = log.cursor_key(item.id)
+        if self.job_filter is not None and item.job_id not in self.job_filter:
+            return
+        item.replayed = True
         self.enqueue(item)
 
     async def _reset(self, topic: str, snapshot: SnapshotFn, *, reason: str | None) -> None:
@@ -330,6 +342,9 @@ class ClientStream:
         if not self.queue:
             return None
         seq, item = self.queue.popitem(last=False)
+        if item.replayed:
+            self._replayed -= 1
+            return item
         key = (item.topic, item.type)
         if self._coalesce.get(key) == seq:
             del self._coalesce[key]

@@ -23,8 +23,21 @@ def drain(stream):
     return out
 
 
-def test_slow_client_gets_latest_progress_and_every_stage_and_terminal_event():
+class Counted:
+    """Stands in for ``realtime.streams.metrics``: what the stream counted."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def inc(self, name, label="", n=1):
+        self.counts[(name, label)] = self.counts.get((name, label), 0) + n
+
+
+def test_slow_client_gets_latest_progress_and_every_stage_and_terminal_event(monkeypatch):
+    counted = Counted()
+    monkeypatch.setattr("realtime.streams.metrics", counted)
     stream = ClientStream(max_queue=100)
+    stream.backed_up = True  # its socket has not taken what was written
     stream.offer(item("job.started", 1))
     for n in range(2, 50):
         stream.offer(item("job.progress", n))
@@ -39,6 +52,32 @@ def test_slow_client_gets_latest_progress_and_every_stage_and_terminal_event():
         ("job.progress", "89-0"),  # the newest progress, behind the stage event: ids stay ordered
         ("job.completed", "90-0"),
     ]
+    assert counted.counts[("events_coalesced", "job.progress")] == 48 + 38  # each one replaced
+
+
+def test_a_client_that_keeps_up_gets_every_progress_event():
+    """Events queue for a moment while a write is in flight; that is no reason to drop any."""
+    stream = ClientStream(max_queue=100)
+    for n in range(1, 6):
+        stream.offer(item("job.progress", n))
+    assert [i.id for i in drain(stream)] == [f"{n}-0" for n in range(1, 6)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resume_after_missing_two_progress_events_gets_both():
+    topic = "job:00000000-0000-0000-0000-000000000002"
+    body = {"job": {"id": "00000000-0000-0000-0000-000000000002"}}
+    seen = publish_now("job.stage", topics=[topic], body=body)[0]["id"]
+    missed = [publish_now("job.progress", topics=[topic], body=body)[0]["id"] for _ in range(2)]
+
+    async def resume():
+        stream = ClientStream(max_queue=1)  # the replay is not cut to the live queue's size
+        stream.backed_up = True  # nor coalesced, even for a client that is behind
+        await stream.subscribe(topic, seen, snapshot=lambda t: None)
+        await stream.close()
+        return [(i.type, i.id) for i in drain(stream)]
+
+    assert asyncio.run(resume()) == [("job.progress", missed[0]), ("job.progress", missed[1])]
 
 
 def test_duplicates_and_older_events_are_dropped():

@@ -28,8 +28,13 @@ def _project_apps() -> set[str]:
     return {
         config.name.split(".")[0]
         for config in apps.get_app_configs()
-        if Path(config.path).resolve().is_relative_to(ROOT) and config.name != "realtime"
+        if _in_repository(Path(config.path).resolve()) and config.name != "realtime"
     }
+
+
+def _in_repository(path: Path) -> bool:
+    # the virtualenv lives inside the checkout (.venv): its packages are not the project's
+    return path.is_relative_to(ROOT) and "site-packages" not in path.parts
 
 
 def _imported_modules(source: str) -> set[str]:
