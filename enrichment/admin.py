@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .models import Bom, BomLine, Catalogue, Component, LearnedMatch, ManufacturerAlias, Project
 
+# datasheet links are https today (and Django 6's default)
+URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
+
 
 @admin.register(Component)
 class ComponentAdmin(admin.ModelAdmin):
+    formfield_overrides = URL_FIELDS
     list_display = [
         "mpn",
         "manufacturer",
@@ -63,6 +68,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
 
 class BomLineInline(admin.TabularInline):
+    formfield_overrides = URL_FIELDS
     model = BomLine
     fields = [
         "line_number",
@@ -98,6 +104,7 @@ class BomAdmin(admin.ModelAdmin):
 
 @admin.register(BomLine)
 class BomLineAdmin(admin.ModelAdmin):
+    formfield_overrides = URL_FIELDS
     list_display = [
         "bom",
         "line_number",

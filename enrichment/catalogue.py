@@ -78,6 +78,7 @@ TEXT_MAX = 200
 INT_MAX = 2**62
 PRICE_MAX = Decimal("99999999")
 _INT = re.compile(r"[0-9]{1,18}")
+_PLAIN_PRICE = re.compile(r"[0-9]{1,8}(?:\.[0-9]{1,6})?")
 _BREAK = re.compile(r"^\s*([0-9]{1,12})\s*:\s*([0-9]+(?:\.[0-9]{1,6})?)\s*$")
 
 
@@ -178,10 +179,14 @@ class ComponentValidator:
         return good, errors
 
     def check(self, number: int, values: list[str]) -> tuple | RowError:
-        width = len(values)
+        # one strip per cell, and a padded row, instead of a helper call per field
+        cells = [v.strip() for v in values]
+        if len(cells) < self.width:
+            cells += [""] * (self.width - len(cells))
+        cells.append("")  # index -1: a column the file does not have
 
         def cell(i: int) -> str:
-            return values[i].strip() if 0 <= i < width else ""
+            return cells[i]
 
         i_mfr, i_mpn, i_desc, i_cat, i_pkg, i_life, i_url, i_stock, i_moq, i_price, i_cur, i_br = (
             self.idx
@@ -214,8 +219,12 @@ class ComponentValidator:
             problems.append(moq)
         elif moq > 2**31 - 1:
             problems.append(f"moq '{cell(i_moq)}' is too large")
-        price = parse_price(cell(i_price), "unit_price")
-        if isinstance(price, str):
+        raw_price = cell(i_price)
+        # a plain price goes to PostgreSQL as written (its numeric parses it); others are checked
+        price = (
+            raw_price if _PLAIN_PRICE.fullmatch(raw_price) else parse_price(raw_price, "unit_price")
+        )
+        if isinstance(price, str) and price is not raw_price:
             problems.append(price)
         breaks = parse_breaks(cell(i_br))
         if isinstance(breaks, str):

@@ -33,7 +33,8 @@ from .models import Catalogue
 _STAGE = "intake_component_stage"
 _CREATE_STAGE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (
-    row_number bigint NOT NULL, manufacturer text NOT NULL, mpn text NOT NULL,
+    organization_id bigint NOT NULL, row_number bigint NOT NULL,
+    manufacturer text NOT NULL, mpn text NOT NULL,
     manufacturer_key text NOT NULL, mpn_key text NOT NULL, mpn_norm text NOT NULL,
     mpn_base text NOT NULL, description text NOT NULL, category text NOT NULL,
     package text NOT NULL, lifecycle text NOT NULL, datasheet_url text NOT NULL,
@@ -41,7 +42,7 @@ CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (
     price_breaks jsonb NOT NULL
 ) ON COMMIT DELETE ROWS
 """
-_COPY = f"COPY {_STAGE} ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
+_COPY = f"COPY {_STAGE} (organization_id, {', '.join(STAGE_COLUMNS)}) FROM STDIN"
 _DATA = STAGE_COLUMNS[1:3] + STAGE_COLUMNS[5:]  # what an update may change (keys stay)
 _LATEST = f"""
 SELECT DISTINCT ON (manufacturer_key, mpn_key) * FROM {_STAGE}
@@ -51,7 +52,7 @@ _UPDATE = f"""
 UPDATE enrichment_component c SET {", ".join(f"{col} = s.{col}" for col in _DATA)},
     updated_at = now()
 FROM ({_LATEST}) s
-WHERE c.organization_id = %(org)s AND c.manufacturer_key = s.manufacturer_key
+WHERE c.organization_id = s.organization_id AND c.manufacturer_key = s.manufacturer_key
   AND c.mpn_key = s.mpn_key
   AND ({", ".join("c." + col for col in _DATA)})
       IS DISTINCT FROM ({", ".join("s." + col for col in _DATA)})
@@ -60,20 +61,37 @@ _INSERT_COLUMNS = [col for col in STAGE_COLUMNS if col != "row_number"]
 _INSERT = f"""
 INSERT INTO enrichment_component (organization_id, {", ".join(_INSERT_COLUMNS)},
     alternates, mpn_norm_shared, created_at, updated_at)
-SELECT %(org)s, {", ".join("s." + col for col in _INSERT_COLUMNS)}, '[]'::jsonb, false, now(), now()
+SELECT s.organization_id, {", ".join("s." + col for col in _INSERT_COLUMNS)}, '[]'::jsonb,
+    false, now(), now()
 FROM ({_LATEST}) s
 WHERE NOT EXISTS (
     SELECT 1 FROM enrichment_component c
-    WHERE c.organization_id = %(org)s AND c.manufacturer_key = s.manufacturer_key
+    WHERE c.organization_id = s.organization_id AND c.manufacturer_key = s.manufacturer_key
       AND c.mpn_key = s.mpn_key)
 """
-# A normalized MPN shared by two different parts is flagged once the catalogue has loaded.
+# The organization is a stage column, not a constant in the joins (as in the product import's
+# writer): with a constant, an organization new since the last ANALYZE is estimated at one row
+# and each staged row scanned all of its components (quadratic: 80 s for 20k rows). As a join
+# key it can only probe the unique (organization, manufacturer_key, mpn_key) index.
+
+# A normalized MPN that different parts share is flagged once the catalogue has loaded: the
+# shared keys are few, so they are found by one grouping pass and applied by index probes; a
+# flag that no longer holds is cleared by probing the few flagged rows. (One UPDATE joined to the
+# grouped catalogue took 272 s for 20k rows: the planner re-ran the grouping per row.)
 _FLAG_SHARED = """
-UPDATE enrichment_component c SET mpn_norm_shared = s.shared
-FROM (SELECT mpn_norm, count(DISTINCT mpn_key) > 1 AS shared FROM enrichment_component
-      WHERE organization_id = %(org)s GROUP BY mpn_norm) s
-WHERE c.organization_id = %(org)s AND c.mpn_norm = s.mpn_norm
-  AND c.mpn_norm_shared IS DISTINCT FROM s.shared
+WITH shared AS (
+    SELECT organization_id, mpn_norm FROM enrichment_component WHERE organization_id = %(org)s
+    GROUP BY organization_id, mpn_norm HAVING count(DISTINCT mpn_key) > 1)
+UPDATE enrichment_component c SET mpn_norm_shared = true
+FROM shared s
+WHERE c.organization_id = s.organization_id AND c.mpn_norm = s.mpn_norm AND NOT c.mpn_norm_shared
+"""
+_UNFLAG_SHARED = """
+UPDATE enrichment_component c SET mpn_norm_shared = false
+WHERE c.organization_id = %(org)s AND c.mpn_norm_shared AND NOT EXISTS (
+    SELECT 1 FROM enrichment_component d
+    WHERE d.organization_id = c.organization_id AND d.mpn_norm = c.mpn_norm
+      AND d.mpn_key <> c.mpn_key)
 """
 
 _DONE = object()
@@ -139,14 +157,16 @@ def write_batch(org_id: int, records: list[tuple]) -> tuple[int, int]:
         # probe the unique index per staged row whatever the (growing) table's statistics say
         cur.execute("SET LOCAL enable_hashjoin = off")
         cur.execute("SET LOCAL enable_mergejoin = off")
+        cur.execute("SET LOCAL enable_seqscan = off")
+        cur.execute("SET LOCAL jit = off")
         cur.execute("SET LOCAL synchronous_commit = off")
         cur.execute(f"TRUNCATE {_STAGE}")  # ON COMMIT empties it, unless an outer transaction
         with cur.copy(_COPY) as copy:
             for record in records:
-                copy.write_row(record)
-        cur.execute(_UPDATE, {"org": org_id})
+                copy.write_row((org_id, *record))
+        cur.execute(_UPDATE)
         updated = cur.rowcount
-        cur.execute(_INSERT, {"org": org_id})
+        cur.execute(_INSERT)
         created = cur.rowcount
     return created, updated
 
@@ -223,8 +243,9 @@ def catalogue_loaded(organization_id: int) -> int:
     """After components changed: flag normalized MPNs that different parts share, refresh the
     planner's statistics and move the catalogue to a new version (returned)."""
     with connection.cursor() as cur:
-        cur.execute(_FLAG_SHARED, {"org": organization_id})
         cur.execute("ANALYZE enrichment_component")
+        cur.execute(_UNFLAG_SHARED, {"org": organization_id})
+        cur.execute(_FLAG_SHARED, {"org": organization_id})
     return catalogue_bump(organization_id)
 
 

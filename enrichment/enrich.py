@@ -35,16 +35,21 @@ JOIN enrichment_learnedmatch m ON m.organization_id = l.org AND m.mpn_key = l.ke
 JOIN enrichment_component c ON c.id = m.component_id
 """
 # Trigram similarity only proposes. Cheap first: look-alikes that share the line's leading
-# characters (a B-tree prefix range, at most PREFIX_SCAN of them ranked per line); the GIN
-# trigram index only for lines that found none that way.
-PREFIX_SCAN = 200
+# characters, as a byte-wise range on the pattern-ops B-tree (a LIKE whose pattern is a column
+# cannot use the index: it walked every component of the organization per line), at most
+# PREFIX_SCAN of them ranked per line, with half the key and then a third of it as the
+# prefix; the GIN trigram index only for the few lines left (GIN_MAX_LINES a chunk): on a 1M
+# catalogue it costs milliseconds per line even at a high threshold.
+PREFIX_SCAN = 100
 _SIMILAR_BY_PREFIX = f"""
 SELECT l.i, {_COMPONENT_COLUMNS}, similarity(c.mpn_norm, l.key) AS score
-FROM unnest(%s::int[], %s::bigint[], %s::text[], %s::text[]) AS l(i, org, key, prefix)
+FROM unnest(%s::int[], %s::bigint[], %s::text[], %s::text[], %s::text[])
+     AS l(i, org, key, low, high)
 CROSS JOIN LATERAL (
     SELECT p.* FROM (
         SELECT * FROM enrichment_component c0
-        WHERE c0.organization_id = l.org AND c0.mpn_norm LIKE l.prefix || '%%'
+        WHERE c0.organization_id = l.org
+          AND c0.mpn_norm::text ~>=~ l.low AND c0.mpn_norm::text ~<~ l.high
         LIMIT {PREFIX_SCAN}) p
     WHERE similarity(p.mpn_norm, l.key) >= %s
     ORDER BY similarity(p.mpn_norm, l.key) DESC, p.id
@@ -60,19 +65,27 @@ CROSS JOIN LATERAL (
     LIMIT {matching.MAX_CANDIDATES}) c
 """
 GIN_MIN_SIMILARITY = 0.6  # below it a GIN probe of a large catalogue takes seconds per line
+GIN_MAX_LINES = 50
 
-_WRITE = """
+# A chunk's results go in by COPY to a session temp table and one UPDATE joined on the line id:
+# binding fourteen arrays of 2,000 values took psycopg longer than the UPDATE itself.
+_RESULTS = "intake_bomline_results"
+_CREATE_RESULTS = f"""
+CREATE TEMP TABLE IF NOT EXISTS {_RESULTS} (
+    id bigint, status text, tier text, confidence float8, component_id bigint,
+    candidates jsonb, lifecycle text, stock bigint, unit_price numeric, extended_price numeric,
+    currency text, datasheet_url text, warnings jsonb, notes jsonb
+) ON COMMIT DELETE ROWS
+"""
+_COPY_RESULTS = f"COPY {_RESULTS} FROM STDIN"
+_WRITE = f"""
 UPDATE enrichment_bomline b SET
     match_status = r.status, match_tier = r.tier, confidence = r.confidence,
-    component_id = r.component_id, candidates = r.candidates::jsonb, lifecycle = r.lifecycle,
+    component_id = r.component_id, candidates = r.candidates, lifecycle = r.lifecycle,
     stock = r.stock, unit_price = r.unit_price, extended_price = r.extended_price,
-    currency = r.currency, datasheet_url = r.datasheet_url, warnings = r.warnings::jsonb,
-    notes = r.notes::jsonb, enriched_at = now(), catalogue_version = %s
-FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::float8[], %s::bigint[], %s::text[],
-            %s::text[], %s::bigint[], %s::numeric[], %s::numeric[], %s::text[], %s::text[],
-            %s::text[], %s::text[])
-     AS r(id, status, tier, confidence, component_id, candidates, lifecycle, stock, unit_price,
-          extended_price, currency, datasheet_url, warnings, notes)
+    currency = r.currency, datasheet_url = r.datasheet_url, warnings = r.warnings,
+    notes = r.notes, enriched_at = now(), catalogue_version = %s
+FROM {_RESULTS} r
 WHERE b.id = r.id
 """
 
@@ -121,7 +134,8 @@ class Matcher:
         self.org = organization_id
         self.aliases = aliases
         self.seconds: dict[str, float] = defaultdict(float)
-        self.lines: dict[str, int] = defaultdict(int)
+        self.lines: dict[str, int] = defaultdict(int)  # decided in each tier
+        self.examined: dict[str, int] = defaultdict(int)  # looked up by each tier's statement
 
     def maker_key(self, name: str) -> str:
         key = matching.manufacturer_key(name)
@@ -159,6 +173,7 @@ class Matcher:
                     break
                 started = time.perf_counter()
                 keys = [keyfn(lines[i].mpn) for i in todo]
+                self.examined[tier] += len(todo)
                 found = _fetch(
                     cur,
                     _BY_KEY.format(column=column),
@@ -173,6 +188,7 @@ class Matcher:
             asked = sorted([*todo, *ambiguous])
             if asked:
                 started = time.perf_counter()
+                self.examined[Tier.LEARNED] += len(asked)
                 found = _fetch(
                     cur,
                     _LEARNED,
@@ -196,6 +212,7 @@ class Matcher:
                 self._similar(cur, lines, todo, results)
                 self.seconds[Tier.TRIGRAM] += time.perf_counter() - started
                 self.lines[Tier.TRIGRAM] += len(todo)
+                self.examined[Tier.TRIGRAM] += len(todo)
         out = [results[i] for i in range(len(lines))]
         for result in out:
             _price(result)
@@ -233,28 +250,33 @@ class Matcher:
         keys = {i: matching.normalize_mpn(lines[i].mpn) for i in todo}
         usable = [i for i in todo if len(keys[i]) >= 3]  # shorter: no trigram to go on
         found: dict[int, list[Candidate]] = {}
-        if usable:
-            prefixes = [keys[i][: max(3, len(keys[i]) // 2)] for i in usable]
-            found = _fetch(
-                cur,
-                _SIMILAR_BY_PREFIX,
-                [usable, [self.org] * len(usable), [keys[i] for i in usable], prefixes, threshold],
+        for width in (lambda k: max(3, len(k) // 2), lambda k: max(3, len(k) // 3)):
+            ask = [i for i in usable if i not in found]
+            if not ask:
+                break
+            low = [keys[i][: width(keys[i])] for i in ask]
+            high = [_next_key(p) for p in low]
+            params = [ask, [self.org] * len(ask), [keys[i] for i in ask], low, high, threshold]
+            found.update(_fetch(cur, _SIMILAR_BY_PREFIX, params))
+        rest = [i for i in usable if i not in found]
+        if 0 < len(rest) <= GIN_MAX_LINES:
+            cur.execute(
+                "SELECT set_config('pg_trgm.similarity_threshold', %s, true)",
+                [str(max(threshold, GIN_MIN_SIMILARITY))],
             )
-            rest = [i for i in usable if i not in found]
-            if rest:
-                cur.execute(
-                    "SELECT set_config('pg_trgm.similarity_threshold', %s, true)",
-                    [str(max(threshold, GIN_MIN_SIMILARITY))],
+            found.update(
+                _fetch(
+                    cur, _SIMILAR_BY_GIN, [rest, [self.org] * len(rest), [keys[i] for i in rest]]
                 )
-                found.update(
-                    _fetch(
-                        cur,
-                        _SIMILAR_BY_GIN,
-                        [rest, [self.org] * len(rest), [keys[i] for i in rest]],
-                    )
-                )
+            )
         for i in todo:
             results[i] = LineResult(lines[i], matching.decide_similar(found.get(i, [])))
+
+
+def _next_key(prefix: str) -> str:
+    """The smallest key above every key that starts with ``prefix`` (byte-wise; normalized
+    keys hold only ASCII letters and digits)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _price(result: LineResult) -> None:
@@ -269,29 +291,35 @@ def _price(result: LineResult) -> None:
 
 
 def write_results(results: Sequence[LineResult], *, catalogue_version: int) -> None:
-    """Store a chunk's results with one UPDATE."""
+    """Store a chunk's results: COPY to a temp table, one UPDATE. Call inside a transaction."""
     if not results:
         return
-    cols: list[list] = [[] for _ in range(14)]
-    for r in results:
-        d, c = r.decision, r.decision.component
-        values = (
-            r.line.id,
-            d.status,
-            d.tier,
-            float(round(d.confidence, 4)),
-            c.id if c else None,
-            json.dumps([{"component_id": x.id, "score": round(x.score, 3)} for x in d.candidates]),
-            c.lifecycle if c else "",
-            c.stock if c else None,
-            r.unit_price,
-            r.extended_price,
-            c.currency if c else "",
-            c.datasheet_url if c else "",
-            json.dumps(list(r.warnings)),
-            json.dumps(d.notes),
-        )
-        for col, value in zip(cols, values, strict=True):
-            col.append(value)
-    with connection.cursor() as cur:
-        cur.execute(_WRITE, [catalogue_version, *cols])
+    with connection.cursor() as wrapper:
+        cur = wrapper.cursor
+        cur.execute(_CREATE_RESULTS)
+        cur.execute(f"TRUNCATE {_RESULTS}")
+        with cur.copy(_COPY_RESULTS) as copy:
+            for r in results:
+                d, c = r.decision, r.decision.component
+                candidates = [
+                    {"component_id": x.id, "score": round(x.score, 3)} for x in d.candidates
+                ]
+                copy.write_row(
+                    (
+                        r.line.id,
+                        d.status,
+                        d.tier,
+                        round(d.confidence, 4),
+                        c.id if c else None,
+                        json.dumps(candidates),
+                        c.lifecycle if c else "",
+                        c.stock if c else None,
+                        r.unit_price,
+                        r.extended_price,
+                        c.currency if c else "",
+                        c.datasheet_url if c else "",
+                        json.dumps(list(r.warnings)),
+                        json.dumps(d.notes),
+                    )
+                )
+        cur.execute(_WRITE, [catalogue_version])

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from django.http import FileResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -19,6 +21,7 @@ from imports.tenancy import IsMember
 from .api import bom_or_404
 from .models import Bom, BomLine
 
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HEADER = [
     "line", "references", "quantity", "mpn", "manufacturer", "description", "dnp",
     "match_status", "match_tier", "confidence", "matched_manufacturer", "matched_mpn",
@@ -65,6 +68,10 @@ class BomExportView(APIView):
         # ``?format=`` names the file type here, not one of DRF's renderers
         return super().perform_content_negotiation(request, force=True)
 
+    @extend_schema(
+        parameters=[OpenApiParameter("format", str, description="csv (default) or xlsx")],
+        responses={(200, "text/csv"): OpenApiTypes.STR, (200, XLSX): OpenApiTypes.BINARY},
+    )
     def get(self, request: Request, bom_id: int):
         bom = bom_or_404(request, bom_id)
         fmt = request.query_params.get("format", "csv").lower()
@@ -88,6 +95,6 @@ class BomExportView(APIView):
                 fh,
                 as_attachment=True,
                 filename=f"{stem}-enriched.xlsx",
-                content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                content_type=XLSX,
             )
         raise ValidationError({"format": f"Unknown format '{fmt}': use csv or xlsx."})

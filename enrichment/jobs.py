@@ -134,6 +134,7 @@ def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) 
         "lines": total,
         "seconds": round(elapsed, 4),
         "lines_per_tier": dict(matcher.lines),
+        "examined_per_tier": dict(matcher.examined),
         "seconds_per_tier": {k: round(v, 4) for k, v in matcher.seconds.items()},
     }
     bom.summary = summary

@@ -209,6 +209,9 @@ def rank(candidates: Sequence[Candidate], quantity: int) -> list[Candidate]:
     [3, 2, 1]
     """
 
+    if len(candidates) < 2:  # the common case: nothing to rank
+        return list(candidates)
+
     def key(c: Candidate) -> tuple:
         price = unit_price_at(quantity, c.price_breaks, c.unit_price)
         return (
@@ -295,7 +298,7 @@ def decide(
             Status.AMBIGUOUS, tier, 0.0, None, rank(candidates, quantity)[:MAX_CANDIDATES], notes
         )
     ranked = rank(found, quantity)
-    if tier == Tier.NORMALIZED:
+    if tier == Tier.NORMALIZED and len(found) > 1:
         parts = _distinct_parts(found, lambda c: exact_key(c.mpn))
         if len(parts) > 1:
             names = " and ".join(sorted(parts))
@@ -307,7 +310,7 @@ def decide(
                 ranked[:MAX_CANDIDATES],
                 [f"Different catalogue parts share this normalized part number ({names})."],
             )
-    if tier == Tier.PACKAGING:
+    if tier == Tier.PACKAGING and len(found) > 1:
         parts = _distinct_parts(found, lambda c: strip_packaging(c.mpn))
         if len(parts) > 1:
             names = " and ".join(sorted(parts))
@@ -319,7 +322,7 @@ def decide(
                 ranked[:MAX_CANDIDATES],
                 [f"Different catalogue parts match without packaging ({names})."],
             )
-    makers = _distinct_parts(found, lambda c: c.manufacturer_key)
+    makers = _distinct_parts(found, lambda c: c.manufacturer_key) if len(found) > 1 else {}
     if len(makers) > 1:
         names = ", ".join(sorted({c.manufacturer for c in found}))
         return Decision(

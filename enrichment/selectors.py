@@ -16,11 +16,18 @@ COUNTED = ("matched", "ambiguous", "not_found", "skipped", "error", "pending")
 
 
 def alias_map(*, organization_id: int) -> dict[str, str]:
-    """Alias key → canonical name: the built-in list, overridden by the organization's own."""
+    """Alias key → canonical name: the built-in list (``aliases.BUILT_IN``, as edited in the
+    admin), overridden by the organization's own."""
+    from .aliases import BUILT_IN
+    from .matching import manufacturer_key
+
+    out: dict[str, str] = {}
+    for canonical, names in BUILT_IN.items():  # also when the table was emptied
+        for name in (canonical, *names):
+            out.setdefault(manufacturer_key(name), canonical)
     rows = ManufacturerAlias.objects.filter(
         Q(organization__isnull=True) | Q(organization_id=organization_id)
     ).values_list("organization_id", "alias_key", "canonical")
-    out: dict[str, str] = {}
     for _org, key, canonical in sorted(rows, key=lambda r: r[0] is not None):
         out[key] = canonical
     return out

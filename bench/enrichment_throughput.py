@@ -1,0 +1,314 @@
+"""BOM-enrichment throughput: the real worker path against the usual one-query-per-line loop.
+
+    make the dev servers, then:
+    python -m config.devservers exec -- .venv/bin/python bench/enrichment_throughput.py
+    python -m config.devservers exec -- .venv/bin/python bench/enrichment_throughput.py --quick
+
+Per run, side by side:
+  import    a --components catalogue CSV through the API service → job → real `rqworker --burst`
+            (rows/s by the job's clock, worker peak PSS), and the same number of products
+            through the product import (bench/import_throughput.py's path) for the ratio
+  enrich    a --lines BOM (about 70 % exact, 10 % normalized or packaging variants, 10 % near
+            misses, 10 % unknown) → `enrichment_start` → real `rqworker --burst`: end to end
+            (start → completed, from the job row), the matching alone, and lines/s per tier
+  naive     the usual approach on the same BOM: one ORM query per line (the MPN's indexed key,
+            then its normalized key for a miss), in this process
+Medians over --runs runs; the targets are printed beside the figures with how many runs met them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import random
+import statistics
+import string
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+import import_throughput as products  # noqa: E402  (sets up Django)
+from django.core.files import File  # noqa: E402
+from django.db import connection  # noqa: E402
+
+from enrichment import matching, services  # noqa: E402
+from enrichment.models import Bom, Component  # noqa: E402
+from imports.models import ImportJob, Organization  # noqa: E402
+
+OUT = BENCH / "out"
+MAKERS = [
+    "Texas Instruments", "Analog Devices", "STMicroelectronics", "NXP", "Microchip", "onsemi",
+    "Infineon", "Renesas", "Vishay", "Yageo", "Murata", "TDK", "KEMET", "Nexperia", "ROHM",
+    "Diodes Incorporated", "Littelfuse", "Bourns", "Panasonic", "Toshiba",
+]  # fmt: skip
+ALIASES = {"Texas Instruments": "TI", "Analog Devices": "ADI", "onsemi": "Fairchild"}
+FAMILIES = [
+    "TPS", "LM", "STM32F", "RC0603FR-", "GRM188R71H", "BAS", "ATMEGA", "LT", "MAX", "AD",
+    "IRF", "BSS", "PIC18F", "CRCW0805", "ERJ-3EKF", "SN74LVC", "NCP", "MCP", "TLV", "OPA",
+]  # fmt: skip
+SUFFIXES = ["", "-Q1", "DR", "/PT", "-XF", "DBVR", "-I/SO", ""]
+HEADER = [
+    "manufacturer", "mpn", "description", "category", "package", "lifecycle", "datasheet_url",
+    "stock", "moq", "unit_price", "currency", "price_breaks",
+]  # fmt: skip
+LIFECYCLES = ["active"] * 8 + ["nrnd", "eol"]
+
+
+def part(i: int) -> tuple[str, str]:
+    """The maker and MPN of catalogue part ``i`` (deterministic)."""
+    maker = MAKERS[i % len(MAKERS)]
+    fam = FAMILIES[(i // 7) % len(FAMILIES)]
+    mpn = f"{fam}{i:07d}{SUFFIXES[(i // 3) % len(SUFFIXES)]}"
+    if i % 50 == 0:
+        mpn += "#PBF"  # catalogued with its finish: a BOM line without it is a packaging match
+    return maker, mpn
+
+
+def generate_components(n: int) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"components_{n}.csv"
+    if path.exists():
+        return path
+    rnd = random.Random(7)
+    partial = path.with_suffix(".part")
+    with partial.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(HEADER)
+        for i in range(n):
+            maker, mpn = part(i)
+            cents = rnd.randint(1, 5000)
+            w.writerow(
+                [
+                    maker,
+                    mpn,
+                    f"Part {i}",
+                    "Semiconductors",
+                    "SOT-23",
+                    LIFECYCLES[i % len(LIFECYCLES)],
+                    f"https://example.com/ds/{i}.pdf",
+                    rnd.randint(0, 100000),
+                    1,
+                    f"{cents / 100:.2f}",
+                    "USD",
+                    f"1:{cents / 100:.2f};1000:{cents / 200:.3f}",
+                ]
+            )
+        # collision pairs: different parts whose normalized keys are equal
+        for k in range(max(n // 1000, 1)):
+            w.writerow(["Littelfuse", f"1.5SMC{k}8CA", "", "", "", "active", "", 10, 1, "0.4",
+                        "USD", ""])  # fmt: skip
+            w.writerow(["Littelfuse", f"1.5SMC{k}.8CA", "", "", "", "active", "", 10, 1, "0.4",
+                        "USD", ""])  # fmt: skip
+    partial.rename(path)
+    return path
+
+
+def generate_bom(n_lines: int, n_components: int, seed: int) -> tuple[Path, dict[str, int]]:
+    """A BOM of about 70 % exact, 10 % normalized/packaging, 10 % near misses, 10 % unknown."""
+    rnd = random.Random(seed)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"bom_{n_lines}_{n_components}_{seed}.csv"
+    kinds = {"exact": 0, "variant": 0, "near": 0, "unknown": 0}
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["Designator", "Qty", "Mfr Part #", "Manufacturer", "Description"])
+        for line in range(n_lines):
+            i = rnd.randrange(n_components)
+            maker, mpn = part(i)
+            roll = rnd.random()
+            given = maker if rnd.random() < 0.5 else ""
+            if given and maker in ALIASES and rnd.random() < 0.5:
+                given = ALIASES[maker]
+            if roll < 0.70:
+                kind, text = "exact", rnd.choice([mpn, mpn.lower()])
+            elif roll < 0.80:
+                kind = "variant"
+                if mpn.endswith("#PBF"):
+                    text = mpn[:-4]  # catalogued with its finish, written without
+                elif rnd.random() < 0.5:
+                    text = mpn + rnd.choice(["-TR", "#TRPBF", "/TR"])  # packaging
+                else:
+                    text = matching.normalize_mpn(mpn).lower()  # punctuation dropped
+            elif roll < 0.90:
+                kind = "near"  # a typo: one digit of the catalogued MPN's number changed
+                digits = [k for k, ch in enumerate(mpn) if ch.isdigit()]
+                k = digits[len(digits) // 2]
+                text = mpn[:k] + str((int(mpn[k]) + 1 + rnd.randrange(8)) % 10) + mpn[k + 1 :]
+                if matching.exact_key(text) == matching.exact_key(mpn):
+                    text += "9"
+            else:
+                kind, given = "unknown", ""
+                text = "Z" + "".join(rnd.choices(string.ascii_uppercase + string.digits, k=9))
+            kinds[kind] += 1
+            w.writerow([f"U{line + 1}", rnd.randint(1, 20), text, given, ""])
+    return path, kinds
+
+
+def import_components(org: Organization, path: Path) -> tuple[float, int, ImportJob]:
+    with path.open("rb") as fh:
+        upload = File(fh, name=path.name)
+        upload.size = path.stat().st_size  # type: ignore[misc]
+        job = services.component_import_create(organization=org, user=None, upload=upload)
+    seconds, peak = run_worker()
+    job.refresh_from_db()
+    if job.status != "completed":
+        raise SystemExit(f"component import ended {job.status}: {job.error_message}")
+    return job.duration_seconds or seconds, peak, job
+
+
+def run_worker() -> tuple[float, int]:
+    import subprocess
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "high", "default", "low", "--burst"],
+        cwd=BENCH.parent,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
+        stdout=subprocess.DEVNULL,
+    )
+    rss = products.PeakRss(proc.pid)
+    rss.start()
+    proc.wait()
+    rss.stop.set()
+    rss.join()
+    return time.perf_counter() - t0, rss.peak
+
+
+def enrich(org: Organization, path: Path) -> tuple[float, Bom, ImportJob]:
+    with path.open("rb") as fh:
+        upload = File(fh, name=path.name)
+        upload.size = path.stat().st_size  # type: ignore[misc]
+        bom, _ = services.bom_create(organization=org, user=None, upload=upload)
+    job = services.enrichment_start(bom=bom, user=None, priority=9)
+    run_worker()
+    job.refresh_from_db()
+    bom.refresh_from_db()
+    if job.status != "completed":
+        raise SystemExit(f"enrichment ended {job.status}: {job.error_message}")
+    # end to end by the job row: queued (created) → completed, worker start-up excluded
+    started = job.started_at or job.created_at
+    return (job.finished_at - started).total_seconds(), bom, job
+
+
+def naive(org: Organization, bom: Bom) -> float:
+    """The usual loop: one ORM query per line on the indexed key, another for a miss."""
+    lines = list(bom.lines.values_list("mpn", flat=True))
+    t0 = time.perf_counter()
+    for mpn in lines:
+        found = Component.objects.filter(organization=org, mpn_key=matching.exact_key(mpn)).first()
+        if found is None:
+            Component.objects.filter(organization=org, mpn_norm=matching.normalize_mpn(mpn)).first()
+    return len(lines) / (time.perf_counter() - t0)
+
+
+def drop(org: Organization) -> None:
+    with connection.cursor() as cur:
+        for sql in (
+            "DELETE FROM enrichment_bomline WHERE bom_id IN "
+            "(SELECT id FROM enrichment_bom WHERE organization_id = %s)",
+            "DELETE FROM enrichment_bom WHERE organization_id = %s",
+            "DELETE FROM enrichment_learnedmatch WHERE organization_id = %s",
+            "DELETE FROM enrichment_component WHERE organization_id = %s",
+            "DELETE FROM enrichment_catalogue WHERE organization_id = %s",
+        ):
+            cur.execute(sql, [org.id])
+    products.drop_org(org)
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE enrichment_component")
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--components", type=int, default=1_000_000)
+    ap.add_argument("--lines", type=int, default=10_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="20k components, 2,000 lines, 1 run")
+    ap.add_argument("--no-products", action="store_true", help="skip the product-import ratio")
+    args = ap.parse_args()
+    if args.quick:
+        args.components, args.lines, args.runs = 20_000, 2_000, 1
+    print(
+        f"# {' '.join(sys.argv)}\n# {platform.node()}, {os.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+    comp_path = generate_components(args.components)
+    prod_path = products.generate(args.components)
+    rows: dict[str, list[float]] = {}
+    met = {"tiers": 0, "bom": 0, "ratio": 0, "import": 0}
+    peaks: list[int] = []
+
+    def record(name: str, value: float) -> None:
+        rows.setdefault(name, []).append(value)
+
+    for run in range(args.runs):
+        org = products.fresh_org("enrich")
+        try:
+            seconds, peak, job = import_components(org, comp_path)
+            peaks.append(peak)
+            record("component import rows/s", job.processed_rows / seconds)
+            if not args.no_products:
+                porg = products.fresh_org("enrich-products")
+                try:
+                    p_seconds, _, p_job = products.run_intake(porg, prod_path, 500)
+                    record("product import rows/s", p_job.processed_rows / p_seconds)
+                    ratio = (job.processed_rows / seconds) / (p_job.processed_rows / p_seconds)
+                    record("component / product", ratio)
+                    met["import"] += ratio >= 0.5
+                finally:
+                    products.drop_org(porg)
+            bom_path, kinds = generate_bom(args.lines, args.components, seed=run)
+            e2e, bom, job = enrich(org, bom_path)
+            summary = bom.summary["run"]
+            record("enrichment end to end s", e2e)
+            record("enrichment end to end lines/s", args.lines / e2e)
+            record("matching alone lines/s", args.lines / summary["seconds"])
+            tiers_ok = True
+            for tier in ("exact", "normalized", "packaging", "learned", "trigram"):
+                n = summary["examined_per_tier"].get(tier, 0)
+                s = summary["seconds_per_tier"].get(tier, 0)
+                if s:
+                    # the lines a tier's statement looked up (decided there or passed on) per
+                    # second of that tier (its SQL and the pure decisions)
+                    record(f"tier {tier}: lines looked up", n)
+                    rows.setdefault(f"tier {tier}: decided", []).append(
+                        summary["lines_per_tier"].get(tier, 0)
+                    )
+                    record(f"tier {tier} lines/s", n / s)
+                    if tier in ("exact", "normalized"):
+                        tiers_ok &= n / s >= 20_000
+            met["tiers"] += tiers_ok
+            met["bom"] += e2e < 10
+            naive_rate = naive(org, bom)
+            record("naive one-query-per-line lines/s", naive_rate)
+            ratio = (args.lines / e2e) / naive_rate
+            record("intake end to end / naive", ratio)
+            met["ratio"] += ratio >= 20
+            counts = bom.summary["counts"]
+            print(f"run {run + 1}: BOM mix {kinds}; result {counts}", flush=True)
+        finally:
+            drop(org)
+
+    print(f"\n{args.components:,} components, {args.lines:,}-line BOM, medians of {args.runs}:")
+    for name, values in rows.items():
+        shown = ", ".join(f"{v:,.2f}" for v in values)
+        print(f"  {name:48s} {med(values):>14,.2f}   ({shown})")
+    print(f"  worker peak PSS during the import: {max(peaks) / 2**20:,.0f} MiB")
+    print(
+        f"\ntargets (runs that met them, of {args.runs}): exact and normalized >= 20,000 "
+        f"lines/s: {met['tiers']}; whole BOM < 10 s: {met['bom']}; >= 20x naive: "
+        f"{met['ratio']}; component import >= 1/2 product import: {met['import']}"
+    )
+
+
+if __name__ == "__main__":
+    main()

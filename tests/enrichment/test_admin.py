@@ -1,0 +1,57 @@
+"""The admin pages of the catalogue, aliases, projects, BOMs, lines and learned choices."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from enrichment import services
+from enrichment.models import BomLine, Component, ManufacturerAlias
+from imports.models import Role
+from tests.fixtures.accounts import member
+from tests.fixtures.enrichment import bom_csv
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client, org):
+    client.force_login(member(org, "ada", Role.ADMIN, is_staff=True, is_superuser=True))
+    return client
+
+
+def test_every_enrichment_admin_page_renders(admin_client, org, operator, catalogue):
+    bom, _ = services.bom_create(
+        organization=org,
+        user=operator,
+        upload=SimpleUploadedFile("b.csv", bom_csv([("U1", "1", "LM358D", "TI", "", "")])),
+    )
+    line = BomLine.objects.get(bom=bom)
+    component = Component.objects.filter(organization=org).first()
+    alias = ManufacturerAlias.objects.filter(alias="TI").first()
+    for model, obj in (
+        ("component", component),
+        ("manufactureralias", alias),
+        ("project", None),
+        ("bom", bom),
+        ("bomline", line),
+        ("learnedmatch", None),
+        ("catalogue", None),
+    ):
+        assert admin_client.get(f"/admin/enrichment/{model}/").status_code == 200, model
+        if obj is not None:
+            page = admin_client.get(f"/admin/enrichment/{model}/{obj.pk}/change/")
+            assert page.status_code == 200, model
+
+
+def test_component_search_is_by_normalized_mpn_prefix(admin_client, catalogue):
+    page = admin_client.get("/admin/enrichment/component/?q=1.5smc").content.decode()
+    assert "1.5SMC68CA" in page and "1.5SMC6.8CA" in page and "LM358D" not in page
+
+
+def test_an_organizations_own_alias_wins_over_the_built_in_one(org, other_org):
+    from enrichment.selectors import alias_map
+
+    ManufacturerAlias.objects.create(organization=org, alias="TI", canonical="Tiny Inc")
+    assert alias_map(organization_id=org.id)["TI"] == "Tiny Inc"
+    assert alias_map(organization_id=other_org.id)["TI"] == "Texas Instruments"
