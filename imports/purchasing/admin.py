@@ -21,6 +21,7 @@ from .models import (
     PurchaseOrderLine,
     StoreConnection,
     Supplier,
+    SyncBatch,
     WorkflowStage,
 )
 from .outbound import OutboundRefused, check_url
@@ -253,3 +254,22 @@ class DeliveryAttemptAdmin(admin.ModelAdmin):
     list_filter = ["outcome"]
     raw_id_fields = ["order", "batch"]
     readonly_fields = [f.name for f in DeliveryAttempt._meta.fields]
+
+
+@admin.register(SyncBatch)
+class SyncBatchAdmin(admin.ModelAdmin):
+    """The store requests of each order: key, state, attempts (the stored body is not shown)."""
+
+    list_display = ["order", "number", "idempotency_key", "product_count", "status", "attempts"]
+    list_filter = ["status"]
+    raw_id_fields = ["order"]
+    exclude = ["body"]
+    readonly_fields = [
+        "order",
+        "number",
+        "idempotency_key",
+        "product_count",
+        "status",
+        "attempts",
+        "delivered_at",
+    ]

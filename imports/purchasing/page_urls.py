@@ -11,4 +11,9 @@ urlpatterns = [
     path("<int:order_id>/", views.order_page, name="po-order-page"),
     path("<int:order_id>/review", views.order_review, name="po-order-review"),
     path("<int:order_id>/retry", views.order_retry, name="po-order-retry"),
+    path(
+        "<int:order_id>/lines/<int:line_number>/<str:kind>",
+        views.line_image,
+        name="po-line-image",
+    ),
 ]

@@ -68,10 +68,15 @@ class LineSerializer(serializers.ModelSerializer):
         }
 
     def get_image(self, line: PurchaseOrderLine) -> str | None:
-        return line.image.url if line.image else None
+        return self._url(line, "image") if line.image else None
 
     def get_thumbnail(self, line: PurchaseOrderLine) -> str | None:
-        return line.thumbnail.url if line.thumbnail else None
+        return self._url(line, "thumbnail") if line.thumbnail else None
+
+    @staticmethod
+    def _url(line: PurchaseOrderLine, kind: str) -> str:
+        # served by the order page's view, for the organization's members only
+        return f"/purchase-orders/{line.order_id}/lines/{line.line_number}/{kind}"
 
 
 class DeliverySerializer(serializers.ModelSerializer):

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -27,7 +27,7 @@ from ..services import ServiceError
 from ..tenancy import membership_for
 from ..views import live_stream
 from . import selectors, services
-from .models import POStatus, PurchaseOrder, StageStatus
+from .models import POStatus, PurchaseOrder, PurchaseOrderLine, StageStatus
 from .parsing import ParsedOrder
 from .parsing.document import HEADER_FIELDS, REQUIRED_FIELDS
 from .serializers import PurchaseOrderSerializer
@@ -267,3 +267,34 @@ def order_retry(request: HttpRequest, order_id: int) -> HttpResponse:
     except ServiceError as exc:
         messages.error(request, exc.message)
     return redirect("po-order-page", order_id=order.id)
+
+
+@login_required
+def line_image(request: HttpRequest, order_id: int, line_number: int, kind: str) -> HttpResponse:
+    """A line's stored image or thumbnail, for members of the order's organization only (media
+    files are not served publicly: a supplier's images stay within the tenant)."""
+    _membership_unused, order = _order_for(request, order_id)
+    line = PurchaseOrderLine.objects.filter(order=order, line_number=line_number).first()
+    stored = (
+        getattr(line, kind, None) if line is not None and kind in ("image", "thumbnail") else None
+    )
+    if not stored:
+        raise Http404("No such image.")
+    try:
+        handle = stored.open("rb")
+    except FileNotFoundError as exc:
+        raise Http404("The image is no longer stored.") from exc
+    response = FileResponse(handle, content_type=_content_type(stored.name))
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _content_type(name: str) -> str:
+    suffix = name.rsplit(".", 1)[-1].lower()
+    return {
+        "png": "image/png",
+        "jpg": "image/jpeg",
+        "gif": "image/gif",
+        "webp": "image/webp",
+    }.get(suffix, "application/octet-stream")

@@ -53,6 +53,8 @@ function addActivity(type, data) {
 
 function setSegment(poId, stage, status) {
   for (const scope of document.querySelectorAll(`[data-po-id="${CSS.escape(String(poId))}"]`)) {
+    const label = scope.querySelector("[data-po-stage]");
+    if (label && status === "running") label.textContent = STAGE_LABELS[stage] || stage;
     const seg = scope.querySelector(`[data-segment="${CSS.escape(stage)}"]`);
     if (seg) {
       seg.dataset.status = status;

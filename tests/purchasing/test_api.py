@@ -217,6 +217,10 @@ def test_images_are_attached_with_thumbnails_and_bad_ones_are_line_warnings(
 
     with Image.open(lines[0].thumbnail.path) as thumb:
         assert max(thumb.size) <= 200
+    detail = api.get(f"/api/v1/purchase-orders/{order_id}").json()
+    thumb_url = detail["lines"][0]["thumbnail"]
+    assert thumb_url == f"/purchase-orders/{order_id}/lines/1/thumbnail"
+    assert detail["lines"][1]["image"] is None
     assert "not JPEG, PNG, GIF or WebP" in lines[1].warnings[0]
     assert "not an image that can be read" in lines[2].warnings[0]
     assert "HTTP 404" in lines[3].warnings[0]

@@ -112,7 +112,8 @@ def test_the_admin_lists_orders_and_keeps_the_store_secret(client, org, store):
     admin = member(org, "root", is_staff=True, is_superuser=True)
     client.force_login(admin)
     assert client.get("/admin/imports/purchaseorder/").status_code == 200
-    assert client.get("/admin/imports/parsingtemplate/add/").status_code == 200
+    for model in ("parsingtemplate/add", "syncbatch", "deliveryattempt", "purchaseorderline"):
+        assert client.get(f"/admin/imports/{model}/").status_code == 200, model
     url = f"/admin/imports/storeconnection/{store.pk}/change/"
     page = client.get(url).content.decode()
     assert store.secret not in page
@@ -134,3 +135,27 @@ def test_the_admin_lists_orders_and_keeps_the_store_secret(client, org, store):
         },
     )
     assert bad.status_code == 200 and "po_number: missing )" in bad.content.decode()
+
+
+def test_line_images_are_served_to_the_organization_only(
+    client, api, operator, outsider, org, store_server, local_outbound, fast_sync, run_worker
+):
+    from tests.purchasing.documents import png
+
+    store_server.files = {"a.png": ("image/png", png((640, 480)))}
+    content = po_csv(1).decode().splitlines()
+    table_start = next(i for i, ln in enumerate(content) if ln.startswith("SKU,"))
+    content[table_start + 1] += store_server.file_url("a.png")
+    order_id = api.post(
+        "/api/v1/purchase-orders", {"file": upload("\n".join(content).encode())}, format="multipart"
+    ).json()["purchase_order"]["id"]
+    run_worker()
+    url = f"/purchase-orders/{order_id}/lines/1/thumbnail"
+    client.force_login(operator)
+    assert url in client.get(f"/purchase-orders/{order_id}/").content.decode()
+    resp = client.get(url)
+    assert resp.status_code == 200 and resp["Content-Type"] == "image/png"
+    assert b"".join(resp.streaming_content).startswith(b"\x89PNG")
+    assert client.get(f"/purchase-orders/{order_id}/lines/1/secret").status_code == 404
+    client.force_login(outsider)
+    assert client.get(url).status_code == 404

@@ -107,6 +107,8 @@ def test_an_uploaded_csv_runs_every_stage_and_reaches_the_store(
     assert [s["name"] for s in detail["stages"]] == STAGES
     assert detail["lines"][0]["product"]["sku"] == "ACME-00001"
     assert detail["lines"][0]["unit_cost"] == "2.2500"
+    page = api.get(f"/api/v1/purchase-orders/{order_id}/lines?limit=2&offset=1").json()
+    assert page["count"] == 3 and [ln["line_number"] for ln in page["results"]] == [2, 3]
 
 
 def test_without_a_store_endpoint_sync_is_skipped(api, org, run_worker):
