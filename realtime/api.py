@@ -19,6 +19,9 @@ from imports.tenancy import IsMember, request_membership
 
 from . import log, metrics
 from .access import MAX_TOKEN_TTL, Principal, issue_stream_token, topic_allowed_sync
+from .events import TOPIC_RE
+
+TOPIC_PATTERN = TOPIC_RE.pattern  # job:<id>, org:<id>, bom:<id>
 
 
 def _principal(request: Request) -> Principal:
@@ -27,7 +30,11 @@ def _principal(request: Request) -> Principal:
 
 
 class TokenRequest(serializers.Serializer):
-    topics = serializers.ListField(child=serializers.CharField(max_length=80), min_length=1)
+    topics = serializers.ListField(
+        child=serializers.RegexField(TOPIC_PATTERN, max_length=80),
+        min_length=1,
+        max_length=50,
+    )
     ttl = serializers.IntegerField(required=False, min_value=1, max_value=MAX_TOKEN_TTL)
 
 
@@ -69,11 +76,13 @@ class PollView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("topic", str, required=True),
-            OpenApiParameter("after", str),
+            OpenApiParameter("topic", {"type": "string", "pattern": TOPIC_PATTERN}, required=True),
+            OpenApiParameter(
+                "after", {"type": "string", "pattern": r"^[0-9]{1,19}(-[0-9]{1,19})?$"}
+            ),
             OpenApiParameter(
                 "limit",
-                int,
+                {"type": "integer", "minimum": 0},
                 description=f"Events per answer: {POLL_DEFAULT} by default, at most {POLL_MAX}; "
                 "poll again from the returned cursor for more.",
             ),
