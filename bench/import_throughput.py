@@ -237,6 +237,23 @@ def stage_times(job) -> str:
     )
 
 
+def longest_progress_gap(job: ImportJob) -> float:
+    """The longest time, in seconds, that a client following the job waited for news while it
+    imported: between consecutive events of its log from its first stage to its end (progress
+    is published at most every PROGRESS_MIN_INTERVAL, so the floor is that interval)."""
+    from realtime.events import job_topic
+    from realtime.log import read_after
+
+    events = read_after(job_topic(job.id), None, count=1_000_000).events
+    stamps = [
+        datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
+        for e in events
+        if e["type"] in ("job.stage", "job.progress", "job.completed")
+    ]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+    return max(gaps, default=float("nan"))
+
+
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -307,7 +324,8 @@ def main() -> None:
             record(pass_name, "intake", args.rows / seconds)
             print(
                 f"            worker peak PSS {peak / 2**20:.0f} MiB, {seconds:.1f} s "
-                f"({stage_times(job)})"
+                f"({stage_times(job)}); longest wait for a progress event "
+                f"{longest_progress_gap(job):.2f} s"
             )
         drop_org(org)
         if args.only == "intake":

@@ -168,7 +168,7 @@ FILE_UPLOAD_HANDLERS = [
 # An upload identical to one the organization imported this many days back gets a warning.
 IMPORT_DUPLICATE_DAYS = env.int("IMPORT_DUPLICATE_DAYS", default=30)
 # rows per batch when an upload names none; 0 sizes them automatically (500 doubling to
-# 10,000: imports/pipeline/validator_process.py), the fast path
+# 5,000: imports/pipeline/validator_process.py), the fast path
 IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=0)
 IMPORT_MAX_STORED_ERRORS = env.int("IMPORT_MAX_STORED_ERRORS", default=1000)
 # of those, what every job snapshot (API, events) carries: events go out several times a second

@@ -39,7 +39,7 @@ QUEUE_BATCHES = 2
 # size and row count), so a retry cuts the same batches and resumes exactly after its
 # checkpoint.
 ADAPTIVE_FIRST_ROWS = 500
-ADAPTIVE_MAX_ROWS = 10_000
+ADAPTIVE_MAX_ROWS = 5_000
 ADAPTIVE_MAX_BYTES = 4 * 1024 * 1024
 
 

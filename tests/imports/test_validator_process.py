@@ -52,7 +52,7 @@ def test_automatic_batches_ramp_up_to_a_cap_that_depends_only_on_the_file():
     from imports.pipeline.validator_process import batch_sizes
 
     narrow = list(islice(batch_sizes(0, file_bytes=130_000_000, total=1_000_000), 7))
-    assert narrow == [500, 1000, 2000, 4000, 8000, 10_000, 10_000]
+    assert narrow == [500, 1000, 2000, 4000, 5000, 5000, 5000]
     # 4 kB rows: at most 4 MiB of file a batch
     wide = list(islice(batch_sizes(0, file_bytes=4_096_000_000, total=1_000_000), 5))
     assert wide == [500, 1000, 1024, 1024, 1024]
@@ -70,4 +70,4 @@ def test_automatic_batches_are_the_same_cut_on_every_attempt(tmp_path):
         _produce(str(path), "f.csv", 20_000, 0, 42, out)
         cuts.append([(c.rows, c.last_row) for c in out[:-1]])
     assert cuts[0] == cuts[1]
-    assert [rows for rows, _ in cuts[0]] == [500, 1000, 2000, 4000, 8000, 4500]
+    assert [rows for rows, _ in cuts[0]] == [500, 1000, 2000, 4000, 5000, 5000, 2500]
