@@ -126,6 +126,28 @@ def test_invalid_requests_never_get_a_server_error(case, fuzz_daphne, fuzz_data)
     _call(case, fuzz_daphne, fuzz_data, checks=[not_a_server_error])
 
 
+def test_the_request_that_killed_the_server_is_one_bounded_page(fuzz_daphne, fuzz_data):
+    """The fuzzing run's find on 1.2M products: ``?limit=29607110478293`` (daphne grew to
+    23 GB and was killed). Here on PRODUCTS products: one capped page, memory flat."""
+    import httpx
+
+    process = psutil.Process(fuzz_daphne.proc.pid)
+    before = process.memory_info().rss
+    for param in ("limit", "page_size"):
+        resp = httpx.get(
+            f"{fuzz_daphne.url}/api/v1/products",
+            params={param: "29607110478293"},
+            headers={"Authorization": f"Token {fuzz_data['token']}"},
+            timeout=60,
+        )
+        assert resp.status_code == 200
+        body = resp.json()
+        assert body["count"] == PRODUCTS and len(body["results"]) == body["limit"] <= 500
+    grown = process.memory_info().rss - before
+    fuzz_daphne.rss_peak = max(fuzz_daphne.rss_peak, process.memory_info().rss)
+    assert grown < 50 * 1024 * 1024, f"daphne grew by {grown / 1e6:.0f} MB"
+
+
 def test_the_server_stayed_small(fuzz_daphne):
     grown = fuzz_daphne.rss_peak - fuzz_daphne.rss_start
     assert fuzz_daphne.proc.poll() is None, "daphne died during the run"
