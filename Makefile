@@ -33,7 +33,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 bench: $(STAMP)
-	$(PY) -m config.devservers exec -- $(PY) bench/import_throughput.py
+	$(PY) -m config.devservers exec -- $(PY) bench/import_throughput.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var

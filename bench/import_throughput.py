@@ -1,6 +1,7 @@
 """Product-import throughput: Intake's real worker path vs django-import-export vs plain COPY.
 
-    make bench                                   # 1,000,000 rows, 3 runs each
+    make bench                                   # 1,000,000 rows, 3 runs each, default settings
+    make bench BENCH_ARGS=--quick                # 200,000 rows, 1 run: a shared machine
     python -m config.devservers exec -- .venv/bin/python bench/import_throughput.py \
         --rows 5000000 --runs 1 --only intake     # memory at 5M rows
 
@@ -118,7 +119,9 @@ class PeakRss(threading.Thread):
             time.sleep(0.05)
 
 
-def run_intake(org: Organization, path: Path, batch_size: int) -> tuple[float, int, ImportJob]:
+def run_intake(
+    org: Organization, path: Path, batch_size: int | None
+) -> tuple[float, int, ImportJob]:
     with path.open("rb") as fh:
         upload = File(fh, name=path.name)
         upload.size = path.stat().st_size  # type: ignore[misc]
@@ -234,6 +237,23 @@ def stage_times(job) -> str:
     )
 
 
+def longest_progress_gap(job: ImportJob) -> float:
+    """The longest time, in seconds, that a client following the job waited for news while it
+    imported: between consecutive events of its log from its first stage to its end (progress
+    is published at most every PROGRESS_MIN_INTERVAL, so the floor is that interval)."""
+    from realtime.events import job_topic
+    from realtime.log import read_after
+
+    events = read_after(job_topic(job.id), None, count=1_000_000).events
+    stamps = [
+        datetime.fromisoformat(e["ts"].replace("Z", "+00:00"))
+        for e in events
+        if e["type"] in ("job.stage", "job.progress", "job.completed")
+    ]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(stamps)]
+    return max(gaps, default=float("nan"))
+
+
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -243,7 +263,13 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--die-rows", type=int, default=10_000)
-    ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="an upload's batch_size option; by default none, as an upload with no options",
+    )
+    ap.add_argument("--quick", action="store_true", help="200,000 rows, one run")
     ap.add_argument(
         "--only",
         choices=["intake", "intake+copy", "all"],
@@ -252,6 +278,8 @@ def main() -> None:
     )
     ap.add_argument("--passes", default="new,unchanged,updated", help="which intake passes")
     args = ap.parse_args()
+    if args.quick:
+        args.rows, args.runs = 200_000, 1
 
     new_file = generate(args.rows)
     changed_file = generate(args.rows, price_bump=1) if "updated" in args.passes else new_file
@@ -264,7 +292,8 @@ def main() -> None:
         cur.execute("SHOW server_version")
         print(
             f"# PostgreSQL {cur.fetchone()[0]}; file {new_file.stat().st_size / 2**20:.0f} MiB, "
-            f"{args.rows:,} rows x 10 columns; intake batch_size {args.batch_size}"
+            f"{args.rows:,} rows x 10 columns; intake batch_size "
+            f"{args.batch_size or 'default (automatic)'}"
         )
 
     results: dict[str, dict[str, list[float]]] = {}
@@ -295,7 +324,8 @@ def main() -> None:
             record(pass_name, "intake", args.rows / seconds)
             print(
                 f"            worker peak PSS {peak / 2**20:.0f} MiB, {seconds:.1f} s "
-                f"({stage_times(job)})"
+                f"({stage_times(job)}); longest wait for a progress event "
+                f"{longest_progress_gap(job):.2f} s"
             )
         drop_org(org)
         if args.only == "intake":

@@ -157,6 +157,7 @@ SPECTACULAR_SETTINGS = {
     # the SSE endpoints and the WebSocket are ASGI routes: realtime.openapi describes them
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
+        "imports.openapi.add_error_responses",
         "realtime.openapi.add_stream_paths",
     ],
 }
@@ -172,7 +173,9 @@ FILE_UPLOAD_HANDLERS = [
 ]
 # An upload identical to one the organization imported this many days back gets a warning.
 IMPORT_DUPLICATE_DAYS = env.int("IMPORT_DUPLICATE_DAYS", default=30)
-IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=500)
+# rows per batch when an upload names none; 0 sizes them automatically (500 doubling to
+# 5,000: imports/pipeline/validator_process.py), the fast path
+IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=0)
 IMPORT_MAX_STORED_ERRORS = env.int("IMPORT_MAX_STORED_ERRORS", default=1000)
 # fixing failed rows: how many corrected rows one request may send
 IMPORT_FIX_MAX_ROWS = env.int("IMPORT_FIX_MAX_ROWS", default=1000)

@@ -24,7 +24,7 @@ from realtime.events import job_topic
 from realtime.log import last_event
 
 from . import selectors, services
-from .models import ImportJob, ImportRowError, JobKind, Product
+from .models import ImportJob, ImportRowError, JobKind, JobStatus, Product, ProductStatus
 from .pagination import whole_number
 from .serializers import ImportJobSerializer, ImportRowErrorSerializer, ProductSerializer
 from .tenancy import IsMember, request_membership
@@ -119,7 +119,13 @@ class ImportStatusView(APIView):
     permission_classes = [IsMember]
 
     @extend_schema(
-        parameters=[OpenApiParameter("limit", int, description="0 to 50, default 5")],
+        parameters=[
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 0, "maximum": 50},
+                description="0 to 50, default 5",
+            )
+        ],
         responses={200: OpenApiTypes.OBJECT},
     )
     def get(self, request: Request) -> Response:
@@ -224,8 +230,8 @@ class JobListView(generics.ListAPIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("status", str),
-            OpenApiParameter("kind", str),
+            OpenApiParameter("status", str, enum=[c.value for c in JobStatus]),
+            OpenApiParameter("kind", str, enum=[c.value for c in JobKind]),
         ]
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -267,7 +273,12 @@ class ProductListView(generics.ListAPIView):
     permission_classes = [IsMember]
     serializer_class = ProductSerializer
 
-    @extend_schema(parameters=[OpenApiParameter("sku", str), OpenApiParameter("status", str)])
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("sku", {"type": "string", "maxLength": 64}),
+            OpenApiParameter("status", str, enum=[c.value for c in ProductStatus]),
+        ]
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -275,6 +286,11 @@ class ProductListView(generics.ListAPIView):
         org = request_membership(self.request).organization
         qs = Product.objects.filter(organization=org).order_by("sku")
         params = self.request.query_params
+        for name in ("sku", "status"):
+            value = params.get(name) or ""
+            if "\x00" in value or len(value) > 64:
+                # no SKU or status holds a NUL (PostgreSQL refuses one in text) or is longer
+                return qs.none()
         if params.get("sku"):
             qs = qs.filter(sku=params["sku"])
         if params.get("status"):

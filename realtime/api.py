@@ -66,6 +66,12 @@ class StreamTokenAuthentication(BaseAuthentication):
         return "Token"
 
 
+from .topics import IDENT_RE, PREFIX_RE
+
+# any registered kind's topic: <prefix>:<ident>
+TOPIC_PATTERN = f"{PREFIX_RE.pattern[:-1]}:{IDENT_RE.pattern[1:]}"
+
+
 def _principal(request: Request) -> Principal:
     """The caller as the streams see them, through the registered membership lookup."""
     cached = getattr(request, "_realtime_principal", None)
@@ -98,7 +104,7 @@ class IsMember(BasePermission):
 
 class TokenRequest(serializers.Serializer):
     topics = serializers.ListField(
-        child=serializers.CharField(max_length=80),
+        child=serializers.RegexField(TOPIC_PATTERN, max_length=80),
         min_length=1,
         max_length=MAX_TOPICS,
         error_messages={"max_length": f"At most {MAX_TOPICS} topics per stream token."},
@@ -157,11 +163,13 @@ class PollView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("topic", str, required=True),
-            OpenApiParameter("after", str),
+            OpenApiParameter("topic", {"type": "string", "pattern": TOPIC_PATTERN}, required=True),
+            OpenApiParameter(
+                "after", {"type": "string", "pattern": r"^[0-9]{1,19}(-[0-9]{1,19})?$"}
+            ),
             OpenApiParameter(
                 "limit",
-                int,
+                {"type": "integer", "minimum": 0},
                 description=f"Events per answer: {POLL_DEFAULT} by default, at most {POLL_MAX}; "
                 "poll again from the returned cursor for more.",
             ),

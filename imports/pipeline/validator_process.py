@@ -32,10 +32,37 @@ from .shaping import ImportPlan
 from .validation import RowError
 
 # Rows validated at a time: a run's strings and lists stay in the CPU's cache (measured: 3.3 µs
-# a row at 500, 4.1 at 2,000, 5.0 at 5,000); the writer still gets ``batch_size`` rows a chunk.
+# a row at 500, 4.1 at 2,000, 5.0 at 5,000); the writer still gets whole batches a chunk.
 CHECK_ROWS = 500
 # Two batches in flight: one being written, one ready. More buys nothing but memory.
 QUEUE_BATCHES = 2
+# With no batch size asked for (the default), batches are sized automatically: they start
+# small, so the first progress shows at once, and double up to ADAPTIVE_MAX_ROWS rows or
+# ADAPTIVE_MAX_BYTES of file, whichever is fewer rows. Each batch costs a transaction, an
+# existence probe, a progress write and a cancel check: at 500 rows those were over half the
+# time (61k rows/s against 150k at 5,000). The cap keeps a batch well under half a second, so
+# a running job still reports at least twice a second. The sizes depend only on the file (its
+# size and row count), so a retry cuts the same batches and resumes exactly after its
+# checkpoint.
+ADAPTIVE_FIRST_ROWS = 500
+ADAPTIVE_MAX_ROWS = 5_000
+ADAPTIVE_MAX_BYTES = 4 * 1024 * 1024
+
+
+def batch_sizes(batch_size: int, *, file_bytes: int, total: int) -> Iterator[int]:
+    """The size of each batch in turn: ``batch_size`` every time, or with 0 (automatic) a
+    ramp from ``ADAPTIVE_FIRST_ROWS`` doubling up to the cap for rows of this file's width."""
+    if batch_size > 0:
+        while True:
+            yield batch_size
+    row_bytes = max(file_bytes / max(total, 1), 1.0)
+    cap = int(min(ADAPTIVE_MAX_ROWS, max(ADAPTIVE_FIRST_ROWS, ADAPTIVE_MAX_BYTES / row_bytes)))
+    size = ADAPTIVE_FIRST_ROWS
+    while True:
+        yield min(size, cap)
+        size *= 2
+
+
 _CONTEXT = multiprocessing.get_context("spawn")
 
 
@@ -106,10 +133,12 @@ def _produce(
         org = str(organization_id)
         pending: list[ProductBatch] = []
         chunk = Chunk(0, 0, ProductBatch())
-        for numbers, values in source.batches(min(CHECK_ROWS, batch_size)):
+        sizes = batch_sizes(batch_size, file_bytes=Path(path).stat().st_size, total=total)
+        size = next(sizes)
+        for numbers, values in source.batches(min(CHECK_ROWS, size)):
             while values:
-                # exactly ``batch_size`` rows a chunk: split a run that crosses the boundary
-                need = batch_size - chunk.rows
+                # exactly ``size`` rows a chunk: split a run that crosses the boundary
+                need = size - chunk.rows
                 head, numbers, head_values, values = (
                     numbers[:need],
                     numbers[need:],
@@ -123,10 +152,11 @@ def _produce(
                     chunk.skipped[reason] = chunk.skipped.get(reason, 0) + count
                 chunk.rows += len(head_values)
                 chunk.last_row = head[-1]
-                if chunk.rows == batch_size:
+                if chunk.rows == size:
                     chunk.products = ProductBatch.joined(pending)
                     put(out, chunk)
                     pending, chunk = [], Chunk(0, 0, ProductBatch())
+                    size = next(sizes)
         if chunk.rows:
             chunk.products = ProductBatch.joined(pending)
             put(out, chunk)

@@ -183,3 +183,21 @@ def test_a_thousand_errors_on_10mb_cells_publish_small_events(org, settings):
     stored = ImportRowError.objects.filter(job=job).first()
     assert len(stored.message) <= 1000 and max(map(len, stored.values)) <= 1000
     assert "(10,000,000 characters)" in stored.message
+
+
+@pytest.mark.parametrize("query", ["sku=a%00b", "status=%00", "sku=" + "x" * 65])
+def test_product_filters_that_match_nothing_answer_an_empty_page(api, org, query):
+    insert_products(org, 3)
+    resp = api.get(f"/api/v1/products?{query}")
+    assert resp.status_code == 200
+    assert resp.json()["results"] == []
+
+
+def test_the_schema_documents_error_answers(api):
+    schema = api.get("/api/schema/?format=json").json()
+    upload = schema["paths"]["/api/v1/products/import"]["post"]["responses"]
+    assert {"400", "401", "403", "413"} <= set(upload)
+    detail = schema["paths"]["/api/v1/products/import/{job_id}"]["get"]["responses"]
+    assert detail["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"
+    }

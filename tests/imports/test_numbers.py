@@ -118,3 +118,31 @@ def test_a_row_error_quotes_at_most_200_characters_of_a_cell():
     assert f"'{'x' * QUOTE_MAX}…' (10,000,000 characters)" in error.message
     # what is kept of the row for the error CSV is bounded too
     assert max(map(len, error.values)) <= 1000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_superscript_quantity_is_one_row_error_and_the_rest_imports(api, run_worker):
+    """The issue's report: one cell of '²' in a quantity failed the whole import."""
+    from imports.models import ImportJob, Product
+    from tests.fixtures.files import upload
+
+    content = "sku,name,price,quantity\nA-1,Lamp,9.99,2\nA-2,Desk,1e400,²\nA-3,Chair,NaN,3\n"
+    content += "A-4,Stool,5,\uff14\nA-5,Shelf,7.50,99999999999999999999999\nA-6,Rug,1,1\n"
+    resp = api.post(
+        "/api/v1/products/import",
+        {"file": upload(content.encode(), "odd.csv")},
+        format="multipart",
+    )
+    assert resp.status_code == 202
+    run_worker()
+    job = ImportJob.objects.get(pk=resp.json()["id"])
+    assert job.status == "completed", job.error_message
+    assert sorted(Product.objects.values_list("sku", flat=True)) == ["A-1", "A-6"]
+    messages = [e["message"] for e in job.errors]
+    assert messages == [
+        "Row 3: price '1e400' is not a number; quantity '²' is not a whole number "
+        "(write numbers with the digits 0-9 only)",
+        "Row 4: price 'NaN' is not a number",
+        "Row 5: quantity '\uff14' is not a whole number (write numbers with the digits 0-9 only)",
+        f"Row 6: quantity '99999999999999999999999' is too large (at most {2**62})",
+    ]

@@ -44,3 +44,30 @@ def test_chunks_hold_exactly_batch_size_rows_with_errors_and_blank_lines(
         )
         assert len(chunk.products.lines) == len(chunk.products) == len(chunk.products.skus)
         assert all(line.startswith("42\tS-") for line in chunk.products.lines)
+
+
+def test_automatic_batches_ramp_up_to_a_cap_that_depends_only_on_the_file():
+    from itertools import islice
+
+    from imports.pipeline.validator_process import batch_sizes
+
+    narrow = list(islice(batch_sizes(0, file_bytes=130_000_000, total=1_000_000), 7))
+    assert narrow == [500, 1000, 2000, 4000, 5000, 5000, 5000]
+    # 4 kB rows: at most 4 MiB of file a batch
+    wide = list(islice(batch_sizes(0, file_bytes=4_096_000_000, total=1_000_000), 5))
+    assert wide == [500, 1000, 1024, 1024, 1024]
+    assert list(islice(batch_sizes(70, file_bytes=1, total=1), 3)) == [70, 70, 70]
+
+
+def test_automatic_batches_are_the_same_cut_on_every_attempt(tmp_path):
+    """A retry resumes after the last committed batch: it must cut the same batches."""
+    lines = ["sku,name,price", *(f"S-{i},Item {i},1.25" for i in range(1, 20_001))]
+    path = tmp_path / "f.csv"
+    path.write_text("\n".join(lines) + "\n")
+    cuts = []
+    for _attempt in range(2):
+        out = _Collect()
+        _produce(str(path), "f.csv", 20_000, 0, 42, out)
+        cuts.append([(c.rows, c.last_row) for c in out[:-1]])
+    assert cuts[0] == cuts[1]
+    assert [rows for rows, _ in cuts[0]] == [500, 1000, 2000, 4000, 5000, 5000, 2500]
