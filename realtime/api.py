@@ -36,6 +36,10 @@ from .access import (
     read_stream_token,
     topic_allowed_sync,
 )
+from .topics import IDENT_RE, PREFIX_RE
+
+# any registered kind's topic: <prefix>:<ident>
+TOPIC_PATTERN = f"{PREFIX_RE.pattern[:-1]}:{IDENT_RE.pattern[1:]}"
 
 
 class StreamToken:
@@ -64,12 +68,6 @@ class StreamTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return "Token"
-
-
-from .topics import IDENT_RE, PREFIX_RE
-
-# any registered kind's topic: <prefix>:<ident>
-TOPIC_PATTERN = f"{PREFIX_RE.pattern[:-1]}:{IDENT_RE.pattern[1:]}"
 
 
 def _principal(request: Request) -> Principal:
