@@ -67,7 +67,11 @@ class IntakeWorker(Worker):
 
     def run_maintenance_tasks(self) -> None:
         if super().should_run_maintenance_tasks:
-            super().run_maintenance_tasks()
+            try:
+                super().run_maintenance_tasks()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # RQ would quit here; its registries can be cleaned next time
+                log.warning("RQ maintenance skipped: Redis is not reachable (%s)", exc)
         self._check_jobs()
 
     def _check_due(self) -> bool:
