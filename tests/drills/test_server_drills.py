@@ -35,13 +35,16 @@ def _upload_through(server: Daphne, user, rows: int) -> str:
 
 
 def test_redis_restarted_during_an_import_it_completes_and_a_follower_sees_the_end(
-    org, operator, drill_env, drill_redis, workers
+    org, other_org, operator, outsider, drill_env, drill_redis, workers
 ):
+    """Redis restarts empty: the running import goes on, and an import that was waiting in
+    the queue (lost with it) is queued again by the worker's check and imported too."""
     env = {**drill_env, "REDIS_URL": drill_redis.url}
     server = Daphne(env)
     server.start()
     try:
         job_id = _upload_through(server, operator, ROWS)
+        waiting_id = _upload_through(server, outsider, 2_000)  # another tenant's, queued
         worker = workers("redis-drill", env)
         token, _ = Token.objects.get_or_create(user=operator)
         follower = JobFollower(server.url, job_id, {"Authorization": f"Token {token.key}"})
@@ -62,10 +65,17 @@ def test_redis_restarted_during_an_import_it_completes_and_a_follower_sees_the_e
             f"{ImportJob.objects.get(pk=job_id).status}, {processed(job_id)} rows; "
             f"worker log:\n{worker.log_tail()}",
         )
+        wait_for(
+            lambda: ImportJob.objects.get(pk=waiting_id).status == JobStatus.COMPLETED,
+            timeout=60,
+            failure=f"an import queued when Redis restarted was lost with its queue: "
+            f"{ImportJob.objects.get(pk=waiting_id).status}; worker log:\n{worker.log_tail()}",
+        )
         reader.join(60)
     finally:
         server.stop()
     assert_table_exact(org, ROWS)
+    assert_table_exact(other_org, 2_000)
     final = follower.final
     assert final is not None, (
         f"the SSE client following the job never saw it end ({follower.connections} "
