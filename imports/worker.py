@@ -95,6 +95,15 @@ class IntakeWorker(Worker):
             except redis.RedisError as exc:
                 log.warning("RQ scheduler not restarted: Redis is not reachable (%s)", exc)
 
+    def execute_job(self, job: Any, queue: Any) -> None:
+        # RQ asks Redis for the job's status when its horse exits; with Redis away just then,
+        # RQ's worker would quit. The job's own row already holds its outcome (and a job left
+        # queued or processing is picked up by the check), so wait Redis out instead.
+        try:
+            super().execute_job(job, queue)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Redis went away while job %s ended (%s); the worker goes on", job.id, exc)
+
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         # while a horse runs: a Redis outage must not make the worker quit and orphan it
         try:

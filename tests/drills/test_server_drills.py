@@ -56,6 +56,7 @@ def test_redis_restarted_during_an_import_it_completes_and_a_follower_sees_the_e
             failure=f"the job never got going; worker log:\n{worker.log_tail()}",
         )
         drill_redis.crash()  # its queues, event log and locks are gone with it
+        at_crash = processed(job_id)
         time.sleep(1.0)
         drill_redis.start()
         wait_for(
@@ -76,6 +77,7 @@ def test_redis_restarted_during_an_import_it_completes_and_a_follower_sees_the_e
         server.stop()
     assert_table_exact(org, ROWS)
     assert_table_exact(other_org, 2_000)
+    assert at_crash < ROWS, "the import had ended before Redis went away: nothing was drilled"
     final = follower.final
     assert final is not None, (
         f"the SSE client following the job never saw it end ({follower.connections} "
