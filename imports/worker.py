@@ -104,6 +104,22 @@ class IntakeWorker(Worker):
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("Redis went away while job %s ended (%s); the worker goes on", job.id, exc)
 
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            return super().set_state(state, pipeline)
+        try:  # before each dequeue, outside RQ's own wait for Redis
+            super().set_state(state)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("worker state not saved: Redis is not reachable (%s)", exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        # the top of RQ's work loop: with Redis away, RQ's worker would quit here too; the
+        # dequeue that follows waits for Redis with backoff
+        try:
+            super().check_for_suspension(burst)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("suspension not checked: Redis is not reachable (%s)", exc)
+
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         # while a horse runs: a Redis outage must not make the worker quit and orphan it
         try:

@@ -180,3 +180,44 @@ def test_postgres_restarted_during_an_import_it_completes_and_the_table_is_exact
         db.close()
     finally:
         pg.stop()
+
+
+def test_a_worker_outlives_a_redis_outage_that_spans_the_end_of_its_job(
+    org, other_org, operator, outsider, drill_env, drill_redis, workers
+):
+    """Redis is away for seconds while an import ends: RQ's own worker would quit as it asks
+    Redis about the ended job or about suspension. Ours goes on, and a job queued after Redis
+    is back is run by it."""
+    env = {**drill_env, "REDIS_URL": drill_redis.url}
+    server = Daphne(env)
+    server.start()
+    try:
+        job_id = _upload_through(server, operator, 3_000)
+        worker = workers("redis-outage-drill", env)
+        wait_for(
+            lambda: ImportJob.objects.get(pk=job_id).status != JobStatus.QUEUED,
+            timeout=60,
+            failure=f"the job never started; worker log:\n{worker.log_tail()}",
+        )
+        drill_redis.crash()
+        wait_for(
+            lambda: ImportJob.objects.get(pk=job_id).status == JobStatus.COMPLETED,
+            timeout=60,
+            failure="the import did not complete while Redis was away (publishing failed it?)",
+        )
+        time.sleep(3)  # the worker comes round its loop with Redis still away
+        drill_redis.start()
+        assert worker.proc.poll() is None, (
+            f"the worker quit during the Redis outage; its log:\n{worker.log_tail()}"
+        )
+        later_id = _upload_through(server, outsider, 500)
+        wait_for(
+            lambda: ImportJob.objects.get(pk=later_id).status == JobStatus.COMPLETED,
+            timeout=60,
+            failure=f"a job queued after Redis came back was not run; worker log:\n"
+            f"{worker.log_tail()}",
+        )
+    finally:
+        server.stop()
+    assert_table_exact(org, 3_000)
+    assert_table_exact(other_org, 500)
