@@ -245,7 +245,7 @@ def run() -> int:
     with servers() as env:
         _manage(env, "migrate", "--no-input")
         _manage(env, "bootstrap_demo")
-        _manage(env, "schedule_maintenance")
+        # no maintenance to schedule: the worker runs the lost-worker check itself
         env.setdefault("DEBUG", "true")
         port = env.get("INTAKE_PORT", "8000")
         # Each in a session of its own, so that a Ctrl-C reaches only this process, which

@@ -16,6 +16,7 @@ whose work horse died runs ``horse_lost()`` at once:
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -120,10 +121,12 @@ def _recover_lost(running: set[str], result: CheckResult) -> None:
 
 def horse_lost(*, rq_job_id: str, detail: str) -> str | None:
     """The work horse running ``rq_job_id`` died (its worker saw it): resume its job now."""
-    job = ImportJob.objects.filter(rq_job_id=rq_job_id).only("id").first()
-    if job is None:
+    # services.job_enqueue names RQ jobs "<job id>-<attempt>"
+    try:
+        job_id = uuid.UUID(rq_job_id.rsplit("-", 1)[0])
+    except ValueError:
         return None  # not one of ours (the periodic check itself, for one)
-    return job_lost(job_id=job.id, why=detail, rq_job_id=rq_job_id)
+    return job_lost(job_id=job_id, why=detail, rq_job_id=rq_job_id)
 
 
 def job_lost(

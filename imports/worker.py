@@ -68,7 +68,11 @@ class IntakeWorker(Worker):
 
     def run_maintenance_tasks(self) -> None:
         if super().should_run_maintenance_tasks:
-            super().run_maintenance_tasks()
+            try:
+                super().run_maintenance_tasks()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # RQ would quit here; its registries can be cleaned next time
+                log.warning("RQ maintenance skipped: Redis is not reachable (%s)", exc)
         self._check_jobs()
 
     def _check_due(self) -> bool:
@@ -91,6 +95,31 @@ class IntakeWorker(Worker):
                 scheduler.acquire_locks(auto_start=True)
             except redis.RedisError as exc:
                 log.warning("RQ scheduler not restarted: Redis is not reachable (%s)", exc)
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        # RQ asks Redis for the job's status when its horse exits; with Redis away just then,
+        # RQ's worker would quit. The job's own row already holds its outcome (and a job left
+        # queued or processing is picked up by the check), so wait Redis out instead.
+        try:
+            super().execute_job(job, queue)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Redis went away while job %s ended (%s); the worker goes on", job.id, exc)
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            return super().set_state(state, pipeline)
+        try:  # before each dequeue, outside RQ's own wait for Redis
+            super().set_state(state)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("worker state not saved: Redis is not reachable (%s)", exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        # the top of RQ's work loop: with Redis away, RQ's worker would quit here too; the
+        # dequeue that follows waits for Redis with backoff
+        try:
+            super().check_for_suspension(burst)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("suspension not checked: Redis is not reachable (%s)", exc)
 
     def maintain_heartbeats(self, job: Any, execution: Any) -> None:
         # while a horse runs: a Redis outage must not make the worker quit and orphan it

@@ -35,13 +35,16 @@ def _upload_through(server: Daphne, user, rows: int) -> str:
 
 
 def test_redis_restarted_during_an_import_it_completes_and_a_follower_sees_the_end(
-    org, operator, drill_env, drill_redis, workers
+    org, other_org, operator, outsider, drill_env, drill_redis, workers
 ):
+    """Redis restarts empty: the running import goes on, and an import that was waiting in
+    the queue (lost with it) is queued again by the worker's check and imported too."""
     env = {**drill_env, "REDIS_URL": drill_redis.url}
     server = Daphne(env)
     server.start()
     try:
         job_id = _upload_through(server, operator, ROWS)
+        waiting_id = _upload_through(server, outsider, 2_000)  # another tenant's, queued
         worker = workers("redis-drill", env)
         token, _ = Token.objects.get_or_create(user=operator)
         follower = JobFollower(server.url, job_id, {"Authorization": f"Token {token.key}"})
@@ -53,6 +56,7 @@ def test_redis_restarted_during_an_import_it_completes_and_a_follower_sees_the_e
             failure=f"the job never got going; worker log:\n{worker.log_tail()}",
         )
         drill_redis.crash()  # its queues, event log and locks are gone with it
+        at_crash = processed(job_id)
         time.sleep(1.0)
         drill_redis.start()
         wait_for(
@@ -62,10 +66,18 @@ def test_redis_restarted_during_an_import_it_completes_and_a_follower_sees_the_e
             f"{ImportJob.objects.get(pk=job_id).status}, {processed(job_id)} rows; "
             f"worker log:\n{worker.log_tail()}",
         )
+        wait_for(
+            lambda: ImportJob.objects.get(pk=waiting_id).status == JobStatus.COMPLETED,
+            timeout=60,
+            failure=f"an import queued when Redis restarted was lost with its queue: "
+            f"{ImportJob.objects.get(pk=waiting_id).status}; worker log:\n{worker.log_tail()}",
+        )
         reader.join(60)
     finally:
         server.stop()
     assert_table_exact(org, ROWS)
+    assert_table_exact(other_org, 2_000)
+    assert at_crash < ROWS, "the import had ended before Redis went away: nothing was drilled"
     final = follower.final
     assert final is not None, (
         f"the SSE client following the job never saw it end ({follower.connections} "
@@ -168,3 +180,44 @@ def test_postgres_restarted_during_an_import_it_completes_and_the_table_is_exact
         db.close()
     finally:
         pg.stop()
+
+
+def test_a_worker_outlives_a_redis_outage_that_spans_the_end_of_its_job(
+    org, other_org, operator, outsider, drill_env, drill_redis, workers
+):
+    """Redis is away for seconds while an import ends: RQ's own worker would quit as it asks
+    Redis about the ended job or about suspension. Ours goes on, and a job queued after Redis
+    is back is run by it."""
+    env = {**drill_env, "REDIS_URL": drill_redis.url}
+    server = Daphne(env)
+    server.start()
+    try:
+        job_id = _upload_through(server, operator, 3_000)
+        worker = workers("redis-outage-drill", env)
+        wait_for(
+            lambda: ImportJob.objects.get(pk=job_id).status != JobStatus.QUEUED,
+            timeout=60,
+            failure=f"the job never started; worker log:\n{worker.log_tail()}",
+        )
+        drill_redis.crash()
+        wait_for(
+            lambda: ImportJob.objects.get(pk=job_id).status == JobStatus.COMPLETED,
+            timeout=60,
+            failure="the import did not complete while Redis was away (publishing failed it?)",
+        )
+        time.sleep(3)  # the worker comes round its loop with Redis still away
+        drill_redis.start()
+        assert worker.proc.poll() is None, (
+            f"the worker quit during the Redis outage; its log:\n{worker.log_tail()}"
+        )
+        later_id = _upload_through(server, outsider, 500)
+        wait_for(
+            lambda: ImportJob.objects.get(pk=later_id).status == JobStatus.COMPLETED,
+            timeout=60,
+            failure=f"a job queued after Redis came back was not run; worker log:\n"
+            f"{worker.log_tail()}",
+        )
+    finally:
+        server.stop()
+    assert_table_exact(org, 3_000)
+    assert_table_exact(other_org, 500)

@@ -112,3 +112,29 @@ def test_a_stalled_job_says_so_in_its_snapshot(org, settings):
     assert job_snapshot(job)["stalled"] is True
     job = _processing(job, heartbeat_age=1)
     assert job_snapshot(job)["stalled"] is False
+
+
+def test_a_running_but_stalled_job_is_announced_as_stalled_not_resumed(org, settings, monkeypatch):
+    settings.JOB_STALLED_AFTER_SECONDS = 5
+    job = _processing(_job(org), heartbeat_age=3600)
+    monkeypatch.setattr(recovery, "running_rq_job_ids", lambda: {job.rq_job_id})
+    result = recovery.check_jobs()
+    assert (result.stalled, result.resumed) == ([str(job.pk)], [])
+    last = read_after(job_topic(job.pk), None).events[-1]
+    assert last["type"] == "job.progress" and last["job"]["stalled"] is True
+    job.refresh_from_db()
+    assert (job.status, job.attempt) == (JobStatus.PROCESSING, 1)
+
+
+def test_a_lost_job_whose_cancel_was_asked_ends_cancelled(org):
+    job = _processing(_job(org), heartbeat_age=3600)
+    ImportJob.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
+    assert recovery.check_jobs().failed == [str(job.pk)]
+    assert ImportJob.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+
+
+def test_the_check_runs_once_per_period_across_workers(org):
+    _processing(_job(org), heartbeat_age=3600)
+    first = recovery.check_jobs(exclusive=True)
+    second = recovery.check_jobs(exclusive=True)  # another worker, in the same period
+    assert len(first.resumed) == 1 and second == recovery.CheckResult()

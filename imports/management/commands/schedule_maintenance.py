@@ -1,7 +1,9 @@
-"""Schedule Intake's periodic jobs (the lost-worker check, every 15 s) on RQ's scheduler.
+"""Schedule the lost-worker check as an RQ job on RQ's scheduler (every ``JOB_CHECK_SECONDS``).
 
-Idempotent: the check has a fixed RQ job id and schedules its own next run. Run once when the
-workers start (``make run`` does); workers must run with ``--with-scheduler``.
+Not needed any more: every worker started with ``--with-scheduler`` runs the same check itself
+(``imports.worker.IntakeWorker``), which also survives a Redis restart that would forget this
+schedule. Kept for deployments that already call it; idempotent (a fixed RQ job id that
+schedules its own next run).
 """
 
 from __future__ import annotations
@@ -18,4 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         schedule_lost_worker_check()
-        self.stdout.write("Scheduled the lost-worker check (every 15 s).")
+        self.stdout.write(
+            "Scheduled the lost-worker check. (Not needed: workers started with "
+            "--with-scheduler run it themselves.)"
+        )
