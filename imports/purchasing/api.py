@@ -24,7 +24,7 @@ from .serializers import LineSerializer, PurchaseOrderDetailSerializer, Purchase
 
 class Pagination(LimitOffsetPagination):
     default_limit = 50
-    max_limit = 200  # a huge ?limit= must not serialize a whole table (PITFALLS)
+    max_limit = 200  # a huge ?limit= must not serialize a whole table into memory
 
 
 class LinePagination(LimitOffsetPagination):
