@@ -125,6 +125,7 @@ def test_resolving_a_line_with_bad_json(api, ids, body, words):
         ({"priority": 11}, ["priority"]),
         ({"priority": "high"}, ["priority"]),
         ({"priority": "²"}, ["priority"]),
+        ({"priority": HUGER}, ["priority"]),
         ({"priority": int(HUGE)}, ["priority"]),
         ({"priority": 5.5}, ["priority"]),
         ({"priority": True}, ["priority"]),
@@ -135,6 +136,8 @@ def test_resolving_a_line_with_bad_json(api, ids, body, words):
         ({"only": {"a": 1}}, ["only"]),
         ({"project_id": "x"}, ["project_id"]),
         ({"project_id": [1]}, ["project_id"]),
+        ([1, 2], []),
+        ("just a string", []),
     ],
 )
 def test_starting_an_enrichment_with_bad_json(api, ids, body, words):
