@@ -392,8 +392,10 @@ def test_a_bom_upload_with_a_bad_project_is_named(api, project_id):
 @pytest.mark.parametrize(
     ("path", "data"),
     [
+        ("/boms/{bom}/start", {"priority": HUGER}),
         ("/boms/{bom}/start", {"priority": "²"}),
         ("/boms/{bom}/start", {"priority": "0"}),
+        ("/boms/{bom}/resolve", {"line": "x", "component": "1"}),
         ("/boms/{bom}/resolve", {"line": HUGE, "component": "1"}),
         ("/boms/{bom}/resolve", {"line": "{line}", "component": HUGE}),
         ("/boms/{bom}/resolve", {"line": "{line}", "component": "²"}),
@@ -413,10 +415,21 @@ def test_page_forms_with_bad_input_never_500(browser, ids, path, data):
     assert resp.status_code < 500, resp.content[:300]
 
 
+def test_a_page_upload_with_a_project_that_is_not_a_number(browser):
+    from tests.fixtures.enrichment import bom_csv
+
+    resp = browser.post(
+        "/boms/",
+        {"project": "x", "file": upload(bom_csv([["R1", "1", "LM358D", "TI", "", ""]]), "b.csv")},
+    )
+    assert resp.status_code < 500
+
+
 @pytest.mark.parametrize(
     "path",
     [
         "/boms/?project=x",
+        f"/boms/?project={HUGER}",
         f"/boms/?project={HUGE}",
         "/boms/?page=x",
         f"/boms/?page={HUGE}",
@@ -435,7 +448,7 @@ def test_page_queries_with_bad_input_never_500(browser, ids, path):
     assert resp.status_code < 500, resp.content[:300]
 
 
-@pytest.mark.parametrize("page", ["/"])
+@pytest.mark.parametrize("page", ["/", "/boms/", "/components/"])
 @pytest.mark.parametrize("selector", ["²", HUGE, "a b", "x" * 300])
 def test_a_malformed_organization_on_a_page_is_a_400_naming_it(browser, page, selector):
     resp = browser.get(page, {"organization": selector})
