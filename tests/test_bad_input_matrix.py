@@ -448,7 +448,7 @@ def test_page_queries_with_bad_input_never_500(browser, ids, path):
     assert resp.status_code < 500, resp.content[:300]
 
 
-@pytest.mark.parametrize("page", ["/", "/boms/", "/components/"])
+@pytest.mark.parametrize("page", ["/", "/boms/", "/components/", "/purchase-orders/"])
 @pytest.mark.parametrize("selector", ["²", HUGE, "a b", "x" * 300])
 def test_a_malformed_organization_on_a_page_is_a_400_naming_it(browser, page, selector):
     resp = browser.get(page, {"organization": selector})
