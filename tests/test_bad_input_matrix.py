@@ -19,7 +19,6 @@ def fast_passwords(settings):
     # every test makes users: the default hasher's cost would dominate this matrix
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
-
 HUGE = "9" * 30
 HUGER = "9" * 5000  # past Python's int() digit limit
 
@@ -403,6 +402,9 @@ def test_a_bom_upload_with_a_bad_project_is_named(api, project_id):
         ("/purchase-orders/{order}/review", {"field-total": "lots"}),
         ("/purchase-orders/{order}/review", {"line-" + HUGE + "-sku": "x"}),
         ("/purchase-orders/{order}/review", {"line-1-quantity": "many"}),
+        ("/jobs/{job}/fix/", {"row": "2", "w2": "x", "r2_0": "b"}),
+        ("/jobs/{job}/fix/", {"row": HUGER}),
+        ("/jobs/{job}/fix/", {"row": "²"}),
         ("/boms/", {"project": "x", "name": "n"}),
         ("/boms/", {"action": "project", "name": ""}),
         ("/components/", {}),
@@ -448,9 +450,14 @@ def test_page_queries_with_bad_input_never_500(browser, ids, path):
     assert resp.status_code < 500, resp.content[:300]
 
 
-@pytest.mark.parametrize("page", ["/", "/boms/", "/components/", "/purchase-orders/"])
+@pytest.mark.parametrize("page", ["/", "/boms/", "/components/", "/purchase-orders/", "/export/"])
 @pytest.mark.parametrize("selector", ["²", HUGE, "a b", "x" * 300])
 def test_a_malformed_organization_on_a_page_is_a_400_naming_it(browser, page, selector):
     resp = browser.get(page, {"organization": selector})
     assert resp.status_code == 400, resp.content[:300]
     assert "Unknown organization" in resp.content.decode()
+
+
+def test_fix_rows_page_with_a_width_that_is_not_a_number(browser, ids):
+    resp = browser.post(f"/jobs/{ids['job']}/fix/", {"row": "2", "w2": "x", "r2_0": "b"})
+    assert resp.status_code in (302, 400), resp.content[:300]
