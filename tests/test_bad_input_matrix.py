@@ -19,6 +19,7 @@ def fast_passwords(settings):
     # every test makes users: the default hasher's cost would dominate this matrix
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+
 HUGE = "9" * 30
 HUGER = "9" * 5000  # past Python's int() digit limit
 
