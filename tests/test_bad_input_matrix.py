@@ -462,3 +462,66 @@ def test_a_malformed_organization_on_a_page_is_a_400_naming_it(browser, page, se
 def test_fix_rows_page_with_a_width_that_is_not_a_number(browser, ids):
     resp = browser.post(f"/jobs/{ids['job']}/fix/", {"row": "2", "w2": "x", "r2_0": "b"})
     assert resp.status_code in (302, 400), resp.content[:300]
+
+
+# ---------------------------------------------------------------- NUL bytes (PostgreSQL refuses them)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/components?mpn=a%00b",
+        "/api/v1/components?manufacturer=a%00b",
+        "/api/v1/purchase-orders?supplier=a%00b",
+        "/api/v1/products?sku=a%00b",
+        "/api/v1/products?status=a%00b",
+        "/api/v1/products/export?sku=a%00b",
+        "/api/v1/boms/{bom}/lines?match_status=a%00b",
+        "/api/v1/realtime/poll?topic=bom:1%00",
+        "/components/?q=a%00b",
+        "/components/?mpn=a%00b",
+        "/purchase-orders/?supplier=a%00b",
+        "/export/?sku=a%00b",
+    ],
+)
+def test_a_nul_byte_in_a_query_is_never_a_500(api, browser, ids, path):
+    client = api if path.startswith("/api/") else browser
+    resp = client.get(path.format(**ids))
+    assert resp.status_code < 500, resp.content[:300]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/v1/projects", {"name": "a\x00b"}),
+        ("post", "/api/v1/projects", {"name": "p", "description": "a\x00b"}),
+        ("post", "/api/v1/purchase-orders/{order}/review", {"fields": {"po_number": "a\x00b"}}),
+        ("post", "/api/v1/purchase-orders/{order}/review", {"fields": {"supplier": "a\x00b"}}),
+        (
+            "post",
+            "/api/v1/purchase-orders/{order}/review",
+            {"lines": [{"line_number": 1, "sku": "a\x00b", "description": "x\x00"}]},
+        ),
+        ("post", "/api/v1/products/import/{job}/fix", {"rows": [{"row": 2, "values": ["a\x00"]}]}),
+        ("post", "/api/v1/realtime/tokens", {"topics": ["bom:1\x00"]}),
+    ],
+)
+def test_a_nul_byte_in_a_json_body_is_never_a_500(api, ids, method, path, body):
+    resp = getattr(api, method)(path.format(**ids), body, format="json")
+    assert resp.status_code < 500, resp.content[:300]
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        ("/api/v1/boms", {"name": "a\x00b"}),
+        ("/api/v1/products/import", {"preset": "a\x00b"}),
+        ("/api/v1/products/import", {"mapping": '{"sku": "sku\\u0000"}'}),
+    ],
+)
+def test_a_nul_byte_in_a_form_field_is_never_a_500(api, path, data):
+    from tests.fixtures.enrichment import bom_csv
+
+    content = bom_csv([["R1", "1", "LM358D", "TI", "", ""]])
+    resp = api.post(path, {"file": upload(content, "f.csv"), **data}, format="multipart")
+    assert resp.status_code < 500, resp.content[:300]
