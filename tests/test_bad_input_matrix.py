@@ -525,3 +525,14 @@ def test_a_nul_byte_in_a_form_field_is_never_a_500(api, path, data):
     content = bom_csv([["R1", "1", "LM358D", "TI", "", ""]])
     resp = api.post(path, {"file": upload(content, "f.csv"), **data}, format="multipart")
     assert resp.status_code < 500, resp.content[:300]
+
+
+@pytest.mark.parametrize(
+    "name", ['a"b.csv', "a\nb.csv", "a\r\nX-Evil: 1.csv", "é😀.csv", "x" * 250]
+)
+def test_an_odd_uploaded_file_name_never_breaks_the_export(api, org, name):
+    bom = Bom.objects.create(organization=org, name="n", original_filename=name)
+    for fmt in ("csv", "xlsx"):
+        resp = api.get(f"/api/v1/boms/{bom.id}/export?format={fmt}")
+        assert resp.status_code == 200, resp.content[:200]
+        assert "\n" not in resp["Content-Disposition"] and "X-Evil" not in resp.headers

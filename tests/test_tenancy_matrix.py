@@ -327,3 +327,62 @@ def test_the_export_file_is_served_to_its_tenant(objects, api):
     assert resp.status_code == 200
     assert "SECRET-1" in body_of(resp)
     assert Path(ImportJob.objects.get(pk=objects["export"]).file.path).exists()
+
+
+VIEWER_PAGE_ACTIONS = [
+    ("/boms/", {"name": "New", "file": "bom"}),
+    ("/boms/", {"action": "project", "name": "New project"}),
+    ("/components/", {"file": "components"}),
+    ("/purchase-orders/", {"file": "order"}),
+    ("/boms/{bom}/start", {"priority": "5"}),
+    ("/boms/{bom}/resolve", {"line": "{line}", "component": "{component}"}),
+    ("/purchase-orders/{order}/review", {"confirm": "1"}),
+    ("/purchase-orders/{order}/retry", {}),
+    ("/jobs/{job}/fix/", {"row": "2", "w2": "1", "r2_0": "b"}),
+]
+
+
+@pytest.mark.parametrize(("path", "data"), VIEWER_PAGE_ACTIONS, ids=lambda v: str(v)[:30])
+def test_viewers_cannot_act_on_the_pages(objects, viewer, path, data):
+    from imports.purchasing.models import WorkflowStage
+    from tests.fixtures.enrichment import bom_csv, components_csv
+    from tests.fixtures.files import upload
+
+    files = {
+        "bom": lambda: upload(bom_csv([["R1", "1", "LM358D", "TI", "", ""]]), "b.csv"),
+        "components": lambda: upload(components_csv([["TI", "X1"] + [""] * 10]), "c.csv"),
+        "order": lambda: upload(b"sku,quantity,unit_cost\nA,1,2\n", "o.csv"),
+    }
+    data = {k: files[v]() if k == "file" else fill(v, objects) for k, v in data.items()}
+    client = Client()
+    client.login(username=viewer.username, password=PASSWORD)
+    before = (
+        ImportJob.objects.count(),
+        Bom.objects.count(),
+        Project.objects.count(),
+        PurchaseOrder.objects.count(),
+        WorkflowStage.objects.count(),
+        BomLine.objects.filter(component__isnull=False).count(),
+    )
+    resp = client.post(fill(path, objects), data)
+    assert resp.status_code in (302, 403), resp.status_code
+    after = (
+        ImportJob.objects.count(),
+        Bom.objects.count(),
+        Project.objects.count(),
+        PurchaseOrder.objects.count(),
+        WorkflowStage.objects.count(),
+        BomLine.objects.filter(component__isnull=False).count(),
+    )
+    assert after == before
+    assert PurchaseOrder.objects.get(pk=objects["order"]).status == "failed"
+
+
+@pytest.mark.parametrize("path", ["/realtime/", "/realtime/data", "/metrics"])
+def test_staff_pages_are_not_for_organization_members(objects, operator, path):
+    client = Client()
+    client.login(username=operator.username, password=PASSWORD)
+    resp = client.get(path)
+    assert resp.status_code in (302, 403)
+    if resp.status_code == 302:
+        assert "login" in resp["Location"]
