@@ -32,6 +32,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             {"detail": "A value in the request contains a NUL character, which is not accepted."},
             status=status.HTTP_400_BAD_REQUEST,
         )
+    if isinstance(exc, RecursionError) and "JSON" in str(exc):
+        # json.loads of '[[[[…' thousands deep: DRF's JSONParser lets the RecursionError through
+        return Response(
+            {"detail": "The JSON body is nested too deeply."}, status=status.HTTP_400_BAD_REQUEST
+        )
     if isinstance(exc, RequestDataTooBig):
         return Response(
             {"detail": "Request body is too large."},

@@ -146,6 +146,14 @@ def test_starting_an_enrichment_with_bad_json(api, ids, body, words):
     assert not ImportJob.objects.filter(kind=JobKind.BOM_ENRICHMENT).exists()
 
 
+@pytest.mark.parametrize("raw", ['{"priority": 1e999}', '{"priority": -0}', '{"priority": 5e0}'])
+def test_starting_an_enrichment_with_an_odd_json_number(api, ids, raw):
+    resp = api.post(
+        f"/api/v1/boms/{ids['bom']}/enrichment/start", raw, content_type="application/json"
+    )
+    assert_clear_4xx(resp, "priority")
+
+
 def test_starting_an_enrichment_with_a_body_that_is_not_json(api, ids):
     resp = api.post(
         f"/api/v1/boms/{ids['bom']}/enrichment/start", "{nope", content_type="application/json"
@@ -464,7 +472,7 @@ def test_fix_rows_page_with_a_width_that_is_not_a_number(browser, ids):
     assert resp.status_code in (302, 400), resp.content[:300]
 
 
-# ---------------------------------------------------------------- NUL bytes (PostgreSQL refuses them)
+# ------------------------------------------------ NUL bytes (PostgreSQL refuses them)
 
 
 @pytest.mark.parametrize(
@@ -536,3 +544,29 @@ def test_an_odd_uploaded_file_name_never_breaks_the_export(api, org, name):
         resp = api.get(f"/api/v1/boms/{bom.id}/export?format={fmt}")
         assert resp.status_code == 200, resp.content[:200]
         assert "\n" not in resp["Content-Disposition"] and "X-Evil" not in resp.headers
+
+
+JSON_ENDPOINTS = [
+    ("post", "/api/v1/projects"),
+    ("post", "/api/v1/realtime/tokens"),
+    ("post", "/api/v1/purchase-orders/{order}/review"),
+    ("post", "/api/v1/products/import/{job}/fix"),
+    ("patch", "/api/v1/boms/{bom}/lines/{line}"),
+    ("post", "/api/v1/boms/{bom}/enrichment/start"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_ENDPOINTS)
+@pytest.mark.parametrize("raw", ["[1, 2]", '"text"', "null", "12", "{nope", "[" * 5000])
+def test_a_json_body_that_is_not_an_object_is_a_4xx(api, ids, method, path, raw):
+    resp = getattr(api, method)(path.format(**ids), raw, content_type="application/json")
+    assert 400 <= resp.status_code < 500, (resp.status_code, resp.content[:300])
+    assert not ImportJob.objects.exclude(pk=ids["job"]).exists()
+
+
+@pytest.mark.parametrize(("method", "path"), JSON_ENDPOINTS)
+def test_a_form_body_where_json_is_expected_never_500(api, ids, method, path):
+    resp = getattr(api, method)(
+        path.format(**ids), {"rows": "x", "topics": "x"}, format="multipart"
+    )
+    assert resp.status_code < 500, (resp.status_code, resp.content[:300])
