@@ -191,3 +191,14 @@ def test_a_websocket_subscription_to_a_foreign_bom_is_closed_as_not_found(world)
         assert json.loads(ws.recv(timeout=10))["type"] == "error"
         ws.send(json.dumps({"action": "subscribe", "topics": [f"bom:{world['bom']}"]}))
         assert json.loads(ws.recv(timeout=10))["type"] != "error"
+
+
+def test_a_websocket_frame_nested_too_deep_is_answered_and_frees_nothing(world):
+    url = f"ws://127.0.0.1:{world['port']}/ws/v1/stream/"
+    for _ in range(6):  # more than REALTIME_MAX_STREAMS_PER_USER (4 here): slots must be freed
+        with ws_connect(url, additional_headers=world["mine"], open_timeout=10) as ws:
+            ws.send("[" * 100_000)
+            reply = json.loads(ws.recv(timeout=10))
+            assert reply["type"] == "error", reply
+            ws.send(json.dumps({"action": "subscribe", "topics": [f"bom:{world['bom']}"]}))
+            assert json.loads(ws.recv(timeout=10))["type"] != "error"
