@@ -170,8 +170,10 @@ class BomListView(generics.ListAPIView):
         )
         project = self.request.query_params.get("project_id")
         if project:
-            if not project.isdecimal():
-                raise ValidationError({"project_id": f"project_id '{project}' is not a number."})
+            # ASCII and bigint-sized first: int() of 5,000 digits raised (a 500)
+            if not (project.isascii() and project.isdecimal()) or len(project) > 18:
+                shown = project if len(project) <= 40 else project[:40] + "…"
+                raise ValidationError({"project_id": f"project_id '{shown}' is not a number."})
             qs = qs.filter(project_id=int(project))
         return qs.order_by("-created_at")
 
