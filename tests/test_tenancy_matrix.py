@@ -386,3 +386,22 @@ def test_staff_pages_are_not_for_organization_members(objects, operator, path):
     assert resp.status_code in (302, 403)
     if resp.status_code == 302:
         assert "login" in resp["Location"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/boms/{bom}/start",
+        "/purchase-orders/{order}/retry",
+        "/jobs/{job}/fix/",
+        "/api/v1/boms/{bom}/enrichment/start",
+        "/api/v1/purchase-orders/{order}/retry",
+    ],
+)
+def test_a_cross_site_post_with_the_session_cookie_is_refused(objects, operator, path):
+    client = Client(enforce_csrf_checks=True)
+    client.login(username=operator.username, password=PASSWORD)
+    resp = client.post(fill(path, objects), {"priority": "5"})
+    assert resp.status_code == 403
+    assert not ImportJob.objects.filter(kind=JobKind.BOM_ENRICHMENT).exists()
+    assert ImportJob.objects.get(pk=objects["job"]).status == JobStatus.COMPLETED
