@@ -170,8 +170,10 @@ class BomListView(generics.ListAPIView):
         )
         project = self.request.query_params.get("project_id")
         if project:
-            if not project.isdecimal():
-                raise ValidationError({"project_id": f"project_id '{project}' is not a number."})
+            # ASCII and bigint-sized first: int() of 5,000 digits raised (a 500)
+            if not (project.isascii() and project.isdecimal()) or len(project) > 18:
+                shown = project if len(project) <= 40 else project[:40] + "…"
+                raise ValidationError({"project_id": f"project_id '{shown}' is not a number."})
             qs = qs.filter(project_id=int(project))
         return qs.order_by("-created_at")
 
@@ -269,7 +271,11 @@ class EnrichmentStartView(APIView):
     )
     def post(self, request: Request, bom_id: int) -> Response:
         bom = bom_or_404(request, bom_id)
-        body = request.data if hasattr(request.data, "get") else {}
+        body = request.data
+        if not isinstance(body, dict):  # a JSON list or string was silently taken for {}
+            raise ValidationError(
+                {"body": 'The body must be a JSON object such as {"priority": 5}, or empty.'}
+            )
         org_id = body.get("organization_id")
         if org_id not in (None, "") and str(org_id) != str(bom.organization_id):
             raise NotFound("No such BOM.")
@@ -281,11 +287,14 @@ class EnrichmentStartView(APIView):
         priority = body.get("priority", 5)
         if priority in (None, ""):
             priority = 5
-        if isinstance(priority, bool) or not str(priority).strip().isdecimal():
+        text = str(priority).strip()
+        # ASCII and short before int(): int() of 5,000 digits raises (a 500 before)
+        if isinstance(priority, bool) or not (text.isascii() and text.isdecimal()) or len(text) > 3:
+            shown = text if len(text) <= 40 else text[:40] + "…"
             raise ValidationError(
-                {"priority": f"priority must be a whole number from 1 to 10 (got {priority!r})."}
+                {"priority": f"priority must be a whole number from 1 to 10 (got {shown!r})."}
             )
-        priority = int(str(priority).strip())
+        priority = int(text)
         if not 1 <= priority <= 10:
             raise ValidationError(
                 {"priority": f"priority must be a whole number from 1 to 10 (got {priority})."}

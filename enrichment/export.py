@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from django.http import FileResponse, StreamingHttpResponse
+from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
@@ -78,7 +79,10 @@ class BomExportView(APIView):
         stem = Path(bom.original_filename or bom.name or "bom").stem or "bom"
         if fmt == "csv":
             response = StreamingHttpResponse(_csv(bom), content_type="text/csv; charset=utf-8")
-            response["Content-Disposition"] = f'attachment; filename="{stem}-enriched.csv"'
+            # quoted and escaped by Django: a '"' or a newline in a stored name broke the header
+            response["Content-Disposition"] = content_disposition_header(
+                as_attachment=True, filename=f"{stem}-enriched.csv"
+            )
             return response
         if fmt == "xlsx":
             from openpyxl import Workbook

@@ -22,7 +22,7 @@ from django.views.decorators.http import require_POST
 from imports.models import ImportJob, JobKind, Membership
 from imports.serializers import job_snapshot
 from imports.services import ServiceError
-from imports.tenancy import membership_for
+from imports.tenancy import InvalidOrganization, membership_for
 from imports.views import live_stream
 from realtime.events import bom_topic, org_topic
 
@@ -39,8 +39,19 @@ def _membership(request: HttpRequest) -> Membership | None:
     return membership_for(request.user, request.GET.get("organization"))
 
 
-def _no_organization(request: HttpRequest) -> HttpResponse:
-    return render(request, "imports/no_organization.html", status=403)
+def _no_organization(request: HttpRequest, problem: str = "") -> HttpResponse:
+    # a malformed ?organization= is the request's fault (400, named); no membership is a 403
+    status = 400 if problem else 403
+    return render(request, "imports/no_organization.html", {"problem": problem}, status=status)
+
+
+def _whole_number(raw: str | None, digits: int = 18) -> int | None:
+    """An ASCII whole number that fits a bigint, else None: ``"²".isdecimal()`` is false but
+    ``"٣"`` is true, and ``int()`` of 5,000 digits raises."""
+    raw = (raw or "").strip()
+    if raw.isascii() and raw.isdecimal() and len(raw) <= digits:
+        return int(raw)
+    return None
 
 
 def _bom_for(request: HttpRequest, bom_id: Any) -> tuple[Membership, Bom]:
@@ -54,7 +65,10 @@ def _bom_for(request: HttpRequest, bom_id: Any) -> tuple[Membership, Bom]:
 
 @login_required
 def boms_page(request: HttpRequest) -> HttpResponse:
-    membership = _membership(request)
+    try:
+        membership = _membership(request)
+    except InvalidOrganization as exc:
+        return _no_organization(request, str(exc))
     if membership is None:
         return _no_organization(request)
     org = membership.organization
@@ -76,9 +90,8 @@ def boms_page(request: HttpRequest) -> HttpResponse:
         else:
             project = None
             if request.POST.get("project"):
-                project = Project.objects.filter(
-                    organization=org, pk=request.POST["project"]
-                ).first()
+                project_id = _whole_number(request.POST["project"])
+                project = Project.objects.filter(organization=org, pk=project_id).first()
             try:
                 bom, problems = services.bom_create(
                     organization=org,
@@ -96,8 +109,8 @@ def boms_page(request: HttpRequest) -> HttpResponse:
     projects = list(Project.objects.filter(organization=org).order_by("name"))
     boms = Bom.objects.filter(organization=org).select_related("project", "latest_job")
     selected = request.GET.get("project", "")
-    if selected.isdecimal():
-        boms = boms.filter(project_id=int(selected))
+    if _whole_number(selected) is not None:
+        boms = boms.filter(project_id=_whole_number(selected))
     page = Paginator(boms.order_by("-created_at"), 50).get_page(request.GET.get("page"))
     rows = [
         {"bom": b, "state": selectors.run_state(b.latest_job), "job": b.latest_job} for b in page
@@ -183,20 +196,21 @@ def bom_action(request: HttpRequest, bom_id: Any, action: str) -> HttpResponse:
         return redirect("bom-page", bom_id=bom.id)
     try:
         if action == "start":
-            priority = request.POST.get("priority", "5")
+            priority = _whole_number(request.POST.get("priority", "5"), digits=3)
             job = services.enrichment_start(
                 bom=bom,
                 user=request.user,
-                priority=int(priority) if priority.isdecimal() else 0,
+                priority=0 if priority is None else priority,
                 only="unresolved" if request.POST.get("only") == "unresolved" else None,
             )
             messages.success(request, f"Enrichment queued on the {job.priority} queue.")
         elif action == "resolve":
-            line = BomLine.objects.filter(bom=bom, pk=request.POST.get("line", "0") or 0).first()
-            component = request.POST.get("component", "")
-            if line is None or not component.isdecimal():
+            line_id = _whole_number(request.POST.get("line"))
+            line = BomLine.objects.filter(bom=bom, pk=line_id).first() if line_id else None
+            component = _whole_number(request.POST.get("component"))
+            if line is None or component is None:
                 raise Http404("No such line.")
-            services.line_resolve(line=line, component_id=int(component), user=request.user)
+            services.line_resolve(line=line, component_id=component, user=request.user)
             messages.success(request, f"Line {line.line_number} resolved.")
         else:
             raise Http404("No such action.")
@@ -207,7 +221,10 @@ def bom_action(request: HttpRequest, bom_id: Any, action: str) -> HttpResponse:
 
 @login_required
 def components_page(request: HttpRequest) -> HttpResponse:
-    membership = _membership(request)
+    try:
+        membership = _membership(request)
+    except InvalidOrganization as exc:
+        return _no_organization(request, str(exc))
     if membership is None:
         return _no_organization(request)
     org = membership.organization

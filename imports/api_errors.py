@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError
+from django.db import DataError, InterfaceError, OperationalError
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -25,6 +25,17 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(
             {"detail": "The database did not answer in time; try again in a moment."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    if isinstance(exc, DataError) and "NUL" in str(exc):
+        # a NUL byte from the request in a filter or a field: PostgreSQL refuses it in text
+        return Response(
+            {"detail": "A value in the request contains a NUL character, which is not accepted."},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, RecursionError) and "JSON" in str(exc):
+        # json.loads of '[[[[…' thousands deep: DRF's JSONParser lets the RecursionError through
+        return Response(
+            {"detail": "The JSON body is nested too deeply."}, status=status.HTTP_400_BAD_REQUEST
         )
     if isinstance(exc, RequestDataTooBig):
         return Response(

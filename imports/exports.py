@@ -46,6 +46,8 @@ def export_options(params: Mapping[str, Any]) -> dict[str, Any]:
     filters: dict[str, str] = {}
     if params.get("sku"):
         filters["sku"] = str(params["sku"])
+        if "\x00" in filters["sku"]:  # PostgreSQL refuses NUL in text: it was a 500
+            raise InvalidUpload("sku must not contain a NUL character.")
     if params.get("status"):
         status = str(params["status"])
         if status not in ProductStatus.values:

@@ -20,8 +20,10 @@ from . import exports, fixes, services
 from .api_export import export_response
 from .mappings import import_preview
 from .models import ImportJob, JobStatus
+from .pagination import whole_number
 from .pipeline.validation import FIELDS
 from .serializers import job_snapshot
+from .tenancy import InvalidOrganization
 from .views import _job_for, _membership, _no_organization
 
 FIX_ROWS_PER_PAGE = 50
@@ -140,7 +142,9 @@ def fix_rows(request: HttpRequest, job_id: Any) -> HttpResponse:
             request, f"Your role '{membership.role}' can watch jobs but not change them."
         )
         return redirect("job-page", job_id=job.id)
-    numbers = [int(n) for n in request.POST.getlist("row") if n.isdecimal()][:FIX_ROWS_PER_PAGE]
+    # whole_number, not isdecimal() + int(): "٣" and 5,000 digits were a 500 here
+    picked = (whole_number(n) for n in request.POST.getlist("row")[:FIX_ROWS_PER_PAGE])
+    numbers = [n for n in picked if n is not None and n < 2**31]
     header = fixes.job_header(job)
     stored = {
         e.row_number: fixes.error_cells(job, e, header)
@@ -148,7 +152,7 @@ def fix_rows(request: HttpRequest, job_id: Any) -> HttpResponse:
     }
     corrected: dict[int, list[str]] = {}
     for number in numbers:
-        width = int(request.POST.get(f"w{number}", "0") or 0)
+        width = whole_number(request.POST.get(f"w{number}")) or 0
         cells = [request.POST.get(f"r{number}_{i}", "") for i in range(min(width, 1000))]
         if number in stored and cells != stored[number]:
             corrected[number] = cells  # rows left as they were would only fail again
@@ -202,7 +206,10 @@ def fix_context(job: ImportJob, page_rows: list[Any], can_operate: bool) -> dict
 @login_required
 def export_page(request: HttpRequest) -> HttpResponse:
     """The dashboard's export form: the file itself, or an export job's page when large."""
-    membership = _membership(request)
+    try:
+        membership = _membership(request)
+    except InvalidOrganization as exc:  # a malformed ?organization= was a 500
+        return _no_organization(request, str(exc))
     if membership is None:
         return _no_organization(request)
     try:

@@ -64,7 +64,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             content = json.loads(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):  # '[[[[…' thousands deep closed the socket 1011
             await self.send_json(
                 {
                     "type": "error",

@@ -49,7 +49,13 @@ def _public(address: str) -> bool:
 
 def check_url(url: str, *, what: str = "URL") -> str:
     """Return the host of ``url`` if a worker may call it, else raise ``OutboundRefused``."""
-    parts = urlsplit(url)
+    try:
+        # urlsplit raises ValueError on a broken IPv6 literal ('http://[::1'), .port on a port
+        # that is not a number or out of range: both are the caller's bad URL, not a crash
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise OutboundRefused(f"The {what} is not a valid URL ({exc}): '{url[:200]}'.") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OutboundRefused(f"The {what} must be an http(s) URL with a host (got '{url[:200]}').")
     host = parts.hostname
@@ -61,7 +67,7 @@ def check_url(url: str, *, what: str = "URL") -> str:
             f"The {what}'s host '{host}' is not in SYNC_ALLOWED_HOSTS ({', '.join(allowed)})."
         )
     try:
-        infos = socket.getaddrinfo(host, parts.port or 443, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError) as exc:
         raise OutboundRefused(f"The {what}'s host '{host}' does not resolve ({exc}).") from exc
     addresses = {info[4][0] for info in infos}

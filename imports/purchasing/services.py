@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from ..models import ImportJob, JobKind, JobStatus, Membership, Organization, Role
 from ..services import InvalidState, InvalidUpload, ServiceError, UploadTooLarge, job_enqueue
-from .models import POStatus, PurchaseOrder, StoreConnection, WorkflowStage
+from .models import POStatus, PurchaseOrder, PurchaseOrderLine, StoreConnection, WorkflowStage
 from .outbound import OutboundRefused, check_url
 from .parsing import ParsedOrder, source_format
 from .parsing.confidence import assess
@@ -103,11 +103,37 @@ def purchase_order_retry(*, order: PurchaseOrder) -> PurchaseOrder:
     return order
 
 
+# What the decimal columns hold (10 ** (max_digits - decimal_places)): a larger correction
+# passed review and was a DataError, a 500, when the order was saved.
+_DECIMAL_LIMITS = {
+    "subtotal": 10**14,
+    "tax": 10**14,
+    "total": 10**14,
+    "quantity": 10**11,
+    "unit_cost": 10**12,
+    "line_total": 10**14,
+}
+
+
+def _bounded(name: str, value: Any) -> Any:
+    if value is not None and (not value.is_finite() or abs(value) >= _DECIMAL_LIMITS[name]):
+        return None
+    return value
+
+
+def _scalar(raw: Any, what: str) -> Any:
+    # a list or object was read through str(): {"tax": [1]} became a tax of 1
+    if isinstance(raw, list | dict | bool):
+        raise InvalidUpload(f"{what}: send text or a number, not {type(raw).__name__}.")
+    return raw
+
+
 def _parse_field(name: str, raw: Any) -> Any:
+    raw = _scalar(raw, name.replace("_", " "))
     if raw in (None, ""):
         return None
     if name in ("subtotal", "tax", "total"):
-        value = parse_decimal(raw)
+        value = _bounded(name, parse_decimal(raw))
     elif name in ("order_date", "expected_date"):
         value = parse_date(raw)
     elif name == "currency":
@@ -160,15 +186,25 @@ def purchase_order_review(
             for key, raw in correction.items():
                 if key == "line_number":
                     continue
+                raw = _scalar(raw, f"Line {number}: {key}")
                 if key not in LINE_FIELDS:
                     raise InvalidUpload(f"Line {number}: '{key}' is not a line field.")
                 if key in ("quantity", "unit_cost", "line_total"):
-                    value = parse_decimal(raw) if raw not in (None, "") else None
+                    value = _bounded(key, parse_decimal(raw)) if raw not in (None, "") else None
                     if value is None and raw not in (None, ""):
-                        raise InvalidUpload(f"Line {number}: {key} '{raw}' is not a number.")
+                        raise InvalidUpload(
+                            f"Line {number}: {key} '{str(raw)[:40]}' is not a number in range."
+                        )
                     setattr(line, key, value)
                 else:
-                    setattr(line, key, str(raw or "").strip())
+                    text = str(raw or "").strip()
+                    # longer than its column failed the database_save stage after review
+                    limit = getattr(PurchaseOrderLine._meta.get_field(key), "max_length", None)
+                    if limit and len(text) > limit:
+                        raise InvalidUpload(
+                            f"Line {number}: {key} is {len(text):,} characters; at most {limit}."
+                        )
+                    setattr(line, key, text)
             line.confidence = 1.0
             line.reasons = [*line.reasons, f"corrected by {who}"]
         assess(parsed)

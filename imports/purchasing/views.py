@@ -24,7 +24,7 @@ from realtime.events import job_topic, org_topic
 
 from ..models import JobKind, Membership
 from ..services import ServiceError
-from ..tenancy import membership_for
+from ..tenancy import InvalidOrganization, membership_for
 from ..views import live_stream
 from . import selectors, services
 from .models import POStatus, PurchaseOrder, PurchaseOrderLine, StageStatus
@@ -87,7 +87,10 @@ def _activity(org_id: int) -> list[dict[str, Any]]:
 
 @login_required
 def purchase_orders_page(request: HttpRequest) -> HttpResponse:
-    membership = _membership(request)
+    try:
+        membership = _membership(request)
+    except InvalidOrganization as exc:  # a malformed ?organization= was a 500
+        return render(request, "imports/no_organization.html", {"problem": str(exc)}, status=400)
     if membership is None:
         return render(request, "imports/no_organization.html", status=403)
     org = membership.organization
