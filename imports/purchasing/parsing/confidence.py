@@ -9,11 +9,16 @@ order to review whatever the scores.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from .document import REQUIRED_FIELDS, ParsedOrder
 
 CENT = Decimal("0.01")
+# what the order's columns hold (numeric(16, 2); a line's quantity numeric(14, 3)): a larger
+# amount is not read as a number at all, so it goes to review instead of failing the save
+MAX_AMOUNT = Decimal("1e14")
+MAX_QUANTITY = Decimal("1e11")
+AMOUNT_FIELDS = ("subtotal", "tax", "total")
 # a line total may be rounded from a 4-decimal unit cost: allow half a cent per line
 LINE_TOLERANCE = Decimal("0.005")
 
@@ -27,13 +32,37 @@ def assess(order: ParsedOrder) -> ParsedOrder:
     order.checks = []
     for f in order.fields.values():
         f.reasons = [r for r in f.reasons if not r.startswith("check:")]
-    _check_lines(order)
-    _check_totals(order)
+    # the checks multiply and add what the document says, however large: no overflow here
+    with localcontext() as ctx:
+        ctx.prec = 80
+        _drop_oversized(order)
+        _check_lines(order)
+        _check_totals(order)
+        _drop_oversized(order)
     for name in REQUIRED_FIELDS:
         if order.value(name) in (None, ""):
             order.set(name, None, 0.0, "not found in the document")
     order.confidence = round(min(order.fields[n].score for n in REQUIRED_FIELDS), 3)
     return order
+
+
+def _drop_oversized(order: ParsedOrder) -> None:
+    """Amounts no column can hold become unread fields (score 0, with the reason)."""
+    for name in AMOUNT_FIELDS:
+        value = order.value(name)
+        if isinstance(value, Decimal) and abs(value) >= MAX_AMOUNT:
+            order.set(name, None, 0.0, f"{value:.6g} is too large for an amount")
+    for line in order.lines:
+        for attr, limit in (
+            ("quantity", MAX_QUANTITY),
+            ("unit_cost", MAX_AMOUNT),
+            ("line_total", MAX_AMOUNT),
+        ):
+            value = getattr(line, attr)
+            if value is not None and abs(value) >= limit:
+                setattr(line, attr, None)
+                line.confidence = min(line.confidence, 0.0)
+                line.reasons.append(f"{attr.replace('_', ' ')} {value:.6g} is too large")
 
 
 def _check_lines(order: ParsedOrder) -> None:

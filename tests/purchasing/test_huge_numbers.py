@@ -1,0 +1,36 @@
+"""Amounts no column can hold go to review; they never fail the parsing stage."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from imports.purchasing.parsing.confidence import assess
+from imports.purchasing.parsing.document import ParsedLine, ParsedOrder
+
+
+def _order(quantity, unit_cost, total=None):
+    order = ParsedOrder(source_format="csv")
+    order.set("po_number", "PO-1", 1.0, "labelled")
+    order.set("supplier", "Acme", 1.0, "labelled")
+    if total is not None:
+        order.set("total", total, 1.0, "labelled")
+    order.lines = [
+        ParsedLine(line_number=1, sku="A", quantity=quantity, unit_cost=unit_cost),
+        ParsedLine(line_number=2, sku="B", quantity=Decimal(2), unit_cost=Decimal("1.50")),
+    ]
+    return order
+
+
+def test_a_thirty_digit_quantity_is_unread_not_an_internal_error():
+    order = assess(_order(Decimal("1" * 30), Decimal("2.50")))
+    line = order.lines[0]
+    assert line.quantity is None and line.line_total is None
+    assert any("too large" in r for r in line.reasons)
+    assert order.lines[1].line_total == Decimal("3.00")
+
+
+def test_thirteen_digit_values_multiplied_do_not_overflow_and_the_total_goes_to_review():
+    order = assess(_order(Decimal("9" * 10), Decimal("9" * 13), total=Decimal("1" * 20)))
+    assert order.value("total") is None
+    assert order.fields["total"].score == 0.0
+    assert order.confidence == 0.0
