@@ -145,7 +145,11 @@ def fix_rows(request: HttpRequest, job_id: Any) -> HttpResponse:
     # whole_number, not isdecimal() + int(): "٣" and 5,000 digits were a 500 here
     picked = (whole_number(n) for n in request.POST.getlist("row")[:FIX_ROWS_PER_PAGE])
     numbers = [n for n in picked if n is not None and n < 2**31]
-    header = fixes.job_header(job)
+    try:
+        header = fixes.job_header(job)
+    except services.ServiceError as exc:  # the file is gone: its columns are unknown
+        messages.error(request, exc.message)
+        return redirect("job-page", job_id=job.id)
     stored = {
         e.row_number: fixes.error_cells(job, e, header)
         for e in job.row_errors.filter(row_number__in=numbers)
