@@ -40,6 +40,11 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
         for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                if parameter.get("in") == "path" and schema.get("type") == "integer":
+                    # Django's <int:...> matches digits only: -1 is no URL of ours
+                    schema.setdefault("minimum", 0)
             codes = dict(_ALWAYS)
             if "{" in path:
                 codes["404"] = _BY_SHAPE["404"]

@@ -64,6 +64,19 @@ ENVELOPE = {
     "additionalProperties": True,
 }
 
+SSE_FRAME = {
+    "type": "object",
+    "description": "One SSE frame: `event:` is the type, `data:` the `StreamEvent` as JSON "
+    '(`heartbeat`: `{"timestamp": <ms>}`).',
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"$ref": "#/components/schemas/StreamEventType"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "id": {"type": "string", "description": "The event's cursor (`<ms>-<seq>`)."},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
 SSE_EXAMPLE = (
     "retry: 3000\n\n"
     "id: 1732280000000-0\nevent: snapshot\n"
@@ -156,10 +169,9 @@ def _sse(
                     "description": "An endless event stream (until the client leaves).",
                     "content": {
                         "text/event-stream": {
-                            "schema": {
-                                "type": "string",
-                                "description": "SSE frames whose `data:` is a `StreamEvent`.",
-                            },
+                            # OpenAPI 3.0 has no itemSchema: the schema of an event stream
+                            # describes one event (its fields), as clients parse them
+                            "schema": SSE_FRAME,
                             "example": SSE_EXAMPLE,
                         }
                     },
