@@ -74,7 +74,8 @@ class ProductExportView(APIView):
             OpenApiParameter(
                 "preset", str, enum=list(exports.LAYOUTS), description="intake (default)"
             ),
-            OpenApiParameter("sku", {"type": "string", "maxLength": 64}),
+            # PostgreSQL text holds no NUL: such a SKU is a 400
+            OpenApiParameter("sku", {"type": "string", "maxLength": 64, "pattern": r"^[^\x00]*$"}),
             OpenApiParameter("status", str, enum=list(ProductStatus.values)),
         ],
         responses={

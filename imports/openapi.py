@@ -57,6 +57,8 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
             if method == "post" and path.endswith("/products/import"):
                 codes["413"] = _BY_SHAPE["413"]
                 codes["503"] = _BY_SHAPE["503"]
+            if method == "post" and path.endswith("/projects"):
+                codes["409"] = "A project of that name already exists in your organization."
             if path.endswith("/realtime/poll") or path.endswith("/realtime/tokens"):
                 codes["404"] = _BY_SHAPE["404"]  # a topic that is not yours
             for code, description in codes.items():

@@ -71,7 +71,7 @@ SSE_FRAME = {
     "required": ["event", "data"],
     "properties": {
         "event": {"$ref": "#/components/schemas/StreamEventType"},
-        "data": {"type": "string", "contentMediaType": "application/json"},
+        "data": {"type": "string", "description": "JSON: a `StreamEvent`."},
         "id": {"type": "string", "description": "The event's cursor (`<ms>-<seq>`)."},
         "retry": {"type": "integer", "minimum": 0},
     },
@@ -97,18 +97,23 @@ def _param(name: str, where: str, text: str, **schema: Any) -> dict[str, Any]:
     }
 
 
+# what realtime.log.valid_cursor takes: 19 digits stay below 2**64, as Redis needs
+CURSOR_PATTERN = r"^[0-9]{1,19}(-[0-9]{1,19})?$"
+
 CURSOR_PARAMS = [
     _param(
         "Last-Event-ID",
         "header",
         "Resume after this event id (EventSource sends it on reconnect by itself).",
+        type="string",
+        pattern=CURSOR_PATTERN,
     ),
     _param(
         "last_event_id",
         "query",
         "The same as `Last-Event-ID`, for clients that cannot set headers.",
         type="string",
-        pattern=r"^\d+(-\d+)?$",
+        pattern=CURSOR_PATTERN,
     ),
 ]
 TOKEN_PARAM = _param(
