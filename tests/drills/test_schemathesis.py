@@ -3,7 +3,8 @@ enough that an unbounded query hurts: no server errors, responses as the schema 
 server's memory stays bounded.
 
 Bounded: a few dozen examples per operation and no deadline per example, so the whole run
-takes a minute or two on a shared 2-core machine (``SCHEMATHESIS_EXAMPLES`` to go further).
+takes a few minutes on a shared 2-core machine, most of them reading the endless event streams
+for a few seconds per case (``SCHEMATHESIS_EXAMPLES`` to go further).
 """
 
 from __future__ import annotations
