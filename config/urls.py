@@ -11,6 +11,9 @@ from imports import views_mapping
 from realtime import views as realtime_pages
 from realtime.api import metrics_view
 
+# a 404 under /api/ is JSON like every other API error
+handler404 = "imports.api_errors.not_found"
+
 urlpatterns = [
     path("", pages.dashboard, name="dashboard"),
     path("jobs/<uuid:job_id>/", pages.job_page, name="job-page"),

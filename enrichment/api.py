@@ -70,7 +70,7 @@ class ComponentUploadSerializer(serializers.Serializer):
 
 class ComponentImportView(APIView):
     permission_classes = [IsMember]
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser]
 
     @extend_schema(request=ComponentUploadSerializer, responses={202: ImportJobSerializer})
     def post(self, request: Request) -> Response:
@@ -97,7 +97,7 @@ class ComponentListView(generics.ListAPIView):
         parameters=[
             OpenApiParameter("mpn", str, description="prefix of the normalized MPN"),
             OpenApiParameter("manufacturer", str),
-            OpenApiParameter("lifecycle", str),
+            OpenApiParameter("lifecycle", str, enum=[c.value for c in Lifecycle]),
         ]
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -158,9 +158,9 @@ class BomListView(generics.ListAPIView):
     permission_classes = [IsMember]
     serializer_class = BomSerializer
     pagination_class = BoundedPagination
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser]
 
-    @extend_schema(parameters=[OpenApiParameter("project_id", int)])
+    @extend_schema(parameters=[OpenApiParameter("project_id", {"type": "integer", "minimum": 0})])
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -216,10 +216,15 @@ class BomLinesView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("match_status", str),
-            OpenApiParameter("lifecycle", str),
-            OpenApiParameter("limit", int, description="at most 500"),
-            OpenApiParameter("offset", int),
+            OpenApiParameter("match_status", str, enum=[c.value for c in MatchStatus]),
+            OpenApiParameter("lifecycle", str, enum=[c.value for c in Lifecycle]),
+            OpenApiParameter(
+                "limit",
+                {"type": "integer", "minimum": 0},
+                description=f"{BoundedPagination.default_limit} by default, "
+                f"at most {BoundedPagination.max_limit}",
+            ),
+            OpenApiParameter("offset", {"type": "integer", "minimum": 0}),
         ],
         responses={200: OpenApiTypes.OBJECT},
     )
@@ -261,13 +266,25 @@ class BomLineView(APIView):
         return Response(lines_payload(bom, [line])[0])
 
 
+class EnrichmentStartSerializer(serializers.Serializer):
+    """What the start takes (the view reads it leniently, to name each problem itself)."""
+
+    priority = serializers.IntegerField(required=False, min_value=1, max_value=10, default=5)
+    only = serializers.ChoiceField(
+        choices=["all", "unresolved"], required=False, help_text="all lines (default)"
+    )
+    project_id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="when given, must be the BOM's project"
+    )
+
+
 class EnrichmentStartView(APIView):
     permission_classes = [IsMember]
     parser_classes = [JSONParser, FormParser]
 
     @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses={202: ImportJobSerializer, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        request=EnrichmentStartSerializer,
+        responses={202: ImportJobSerializer, 409: OpenApiTypes.OBJECT},
     )
     def post(self, request: Request, bom_id: int) -> Response:
         bom = bom_or_404(request, bom_id)

@@ -70,8 +70,10 @@ class BomExportView(APIView):
         return super().perform_content_negotiation(request, force=True)
 
     @extend_schema(
-        parameters=[OpenApiParameter("format", str, description="csv (default) or xlsx")],
-        responses={(200, "text/csv"): OpenApiTypes.STR, (200, XLSX): OpenApiTypes.BINARY},
+        parameters=[
+            OpenApiParameter("format", str, enum=["csv", "xlsx"], description="csv (default)")
+        ],
+        responses={(200, "text/csv"): OpenApiTypes.BINARY, (200, XLSX): OpenApiTypes.BINARY},
     )
     def get(self, request: Request, bom_id: int):
         bom = bom_or_404(request, bom_id)

@@ -38,6 +38,9 @@ class ComponentSerializer(serializers.ModelSerializer):
 
 
 class ProjectSerializer(serializers.ModelSerializer):
+    # blank (or only spaces) is refused: the pattern says so in the schema too
+    name = serializers.RegexField(r"\S", max_length=200)
+
     class Meta:
         model = Project
         fields = ["id", "name", "description", "created_at"]

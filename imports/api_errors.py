@@ -6,6 +6,8 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import DataError, InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -47,6 +49,16 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         # one sentence for people, the per-field detail for programs
         response.data = {"detail": " ".join(_flatten(exc.detail)), "errors": exc.detail}
     return response
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404: under /api/ a 404 is JSON in the error shape (a URL that matches no route,
+    such as a negative id), elsewhere Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"detail": f"No such API endpoint or object: {request.path}"}, status=404
+        )
+    return page_not_found(request, exception)
 
 
 def _flatten(detail: Any, field: str = "") -> list[str]:

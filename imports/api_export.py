@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from . import exports
 from .api import _job_or_404, _job_response
-from .models import JobKind, JobStatus, Membership
+from .models import JobKind, JobStatus, Membership, ProductStatus
 from .serializers import ImportJobSerializer
 from .tenancy import IsMember, request_membership
 
@@ -68,14 +68,20 @@ class ProductExportView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("format", str, description="csv (default) or xlsx"),
-            OpenApiParameter("preset", str, description="intake (default), shopify, woocommerce"),
-            OpenApiParameter("sku", str),
-            OpenApiParameter("status", str),
+            OpenApiParameter(
+                "format", str, enum=list(exports.FORMATS), description="csv (default) or xlsx"
+            ),
+            OpenApiParameter(
+                "preset", str, enum=list(exports.LAYOUTS), description="intake (default)"
+            ),
+            # PostgreSQL text holds no NUL: such a SKU is a 400
+            OpenApiParameter("sku", {"type": "string", "maxLength": 64, "pattern": r"^[^\x00]*$"}),
+            OpenApiParameter("status", str, enum=list(ProductStatus.values)),
         ],
         responses={
             (200, "text/csv"): OpenApiTypes.BINARY,
-            202: ImportJobSerializer,
+            (200, exports.CONTENT_TYPES["xlsx"]): OpenApiTypes.BINARY,
+            (202, "application/json"): ImportJobSerializer,
         },
     )
     def get(self, request: Request) -> StreamingHttpResponse | Response:
@@ -99,7 +105,12 @@ class ExportDownloadView(APIView):
     permission_classes = [IsMember]
     content_negotiation_class = _FormatIsOurs
 
-    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, exports.CONTENT_TYPES["xlsx"]): OpenApiTypes.BINARY,
+        }
+    )
     def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
         job = _job_or_404(request, job_id, JobKind.EXPORT)
         if job.status != JobStatus.COMPLETED or not job.file:

@@ -45,9 +45,11 @@ def export_options(params: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidUpload(f"Unknown preset '{layout}': use one of {', '.join(LAYOUTS)}.")
     filters: dict[str, str] = {}
     if params.get("sku"):
-        filters["sku"] = str(params["sku"])
-        if "\x00" in filters["sku"]:  # PostgreSQL refuses NUL in text: it was a 500
-            raise InvalidUpload("sku must not contain a NUL character.")
+        sku = str(params["sku"])
+        if "\x00" in sku or len(sku) > 64:
+            # PostgreSQL refuses a NUL in text; no SKU is longer than its column
+            raise InvalidUpload("sku must be at most 64 characters, without NUL characters.")
+        filters["sku"] = sku
     if params.get("status"):
         status = str(params["status"])
         if status not in ProductStatus.values:

@@ -40,6 +40,11 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
         for method, operation in operations.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                if parameter.get("in") == "path" and schema.get("type") == "integer":
+                    # Django's <int:...> matches digits only: -1 is no URL of ours
+                    schema.setdefault("minimum", 0)
             codes = dict(_ALWAYS)
             if "{" in path:
                 codes["404"] = _BY_SHAPE["404"]
@@ -52,6 +57,8 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
             if method == "post" and path.endswith("/products/import"):
                 codes["413"] = _BY_SHAPE["413"]
                 codes["503"] = _BY_SHAPE["503"]
+            if method == "post" and path.endswith("/projects"):
+                codes["409"] = "A project of that name already exists in your organization."
             if path.endswith("/realtime/poll") or path.endswith("/realtime/tokens"):
                 codes["404"] = _BY_SHAPE["404"]  # a topic that is not yours
             for code, description in codes.items():

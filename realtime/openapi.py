@@ -64,6 +64,19 @@ ENVELOPE = {
     "additionalProperties": True,
 }
 
+SSE_FRAME = {
+    "type": "object",
+    "description": "One SSE frame: `event:` is the type, `data:` the `StreamEvent` as JSON "
+    '(`heartbeat`: `{"timestamp": <ms>}`).',
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"$ref": "#/components/schemas/StreamEventType"},
+        "data": {"type": "string", "description": "JSON: a `StreamEvent`."},
+        "id": {"type": "string", "description": "The event's cursor (`<ms>-<seq>`)."},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
 SSE_EXAMPLE = (
     "retry: 3000\n\n"
     "id: 1732280000000-0\nevent: snapshot\n"
@@ -84,18 +97,23 @@ def _param(name: str, where: str, text: str, **schema: Any) -> dict[str, Any]:
     }
 
 
+# what realtime.log.valid_cursor takes: 19 digits stay below 2**64, as Redis needs
+CURSOR_PATTERN = r"^[0-9]{1,19}(-[0-9]{1,19})?$"
+
 CURSOR_PARAMS = [
     _param(
         "Last-Event-ID",
         "header",
         "Resume after this event id (EventSource sends it on reconnect by itself).",
+        type="string",
+        pattern=CURSOR_PATTERN,
     ),
     _param(
         "last_event_id",
         "query",
         "The same as `Last-Event-ID`, for clients that cannot set headers.",
         type="string",
-        pattern=r"^\d+(-\d+)?$",
+        pattern=CURSOR_PATTERN,
     ),
 ]
 TOKEN_PARAM = _param(
@@ -156,10 +174,9 @@ def _sse(
                     "description": "An endless event stream (until the client leaves).",
                     "content": {
                         "text/event-stream": {
-                            "schema": {
-                                "type": "string",
-                                "description": "SSE frames whose `data:` is a `StreamEvent`.",
-                            },
+                            # OpenAPI 3.0 has no itemSchema: the schema of an event stream
+                            # describes one event (its fields), as clients parse them
+                            "schema": SSE_FRAME,
                             "example": SSE_EXAMPLE,
                         }
                     },

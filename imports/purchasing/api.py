@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -61,6 +61,21 @@ class ReviewSerializer(serializers.Serializer):
         return data
 
 
+class OrderAndJobSerializer(serializers.Serializer):
+    """What an upload, a review and a retry answer: the order and its (new) job."""
+
+    purchase_order = PurchaseOrderSerializer()
+    job = ImportJobSerializer()
+
+
+class StoreBodySerializer(serializers.Serializer):
+    """The store connection as members see it: never the secret, only whether one is set."""
+
+    url = serializers.CharField()
+    secret_set = serializers.BooleanField()
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
 def order_or_404(request: Request, order_id: Any) -> PurchaseOrder:
     org = request_membership(request).organization
     order = selectors.with_stages(selectors.purchase_orders(organization=org)).filter(pk=order_id)
@@ -87,11 +102,11 @@ class PurchaseOrderListView(generics.ListAPIView):
     permission_classes = [IsMember]
     serializer_class = PurchaseOrderSerializer
     pagination_class = Pagination
-    parser_classes = [MultiPartParser, FormParser]
+    parser_classes = [MultiPartParser]
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("status", str, description="processing|needs_review|completed|failed"),
+            OpenApiParameter("status", str, enum=[c.value for c in POStatus]),
             OpenApiParameter("supplier", str, description="supplier name or id"),
         ]
     )
@@ -120,7 +135,7 @@ class PurchaseOrderListView(generics.ListAPIView):
                 )
         return qs.order_by("-created_at", "-id")
 
-    @extend_schema(request=UploadSerializer, responses={202: None})
+    @extend_schema(request=UploadSerializer, responses={202: OrderAndJobSerializer})
     def post(self, request: Request) -> Response:
         length = request.META.get("CONTENT_LENGTH") or ""
         limit = settings.PO_MAX_UPLOAD_BYTES
@@ -164,7 +179,7 @@ class PurchaseOrderReviewView(APIView):
     permission_classes = [IsMember]
     parser_classes = [JSONParser]
 
-    @extend_schema(request=ReviewSerializer, responses={202: None})
+    @extend_schema(request=ReviewSerializer, responses={202: OrderAndJobSerializer})
     def post(self, request: Request, order_id: int) -> Response:
         order = order_or_404(request, order_id)
         form = ReviewSerializer(data=request.data)
@@ -182,7 +197,7 @@ class PurchaseOrderReviewView(APIView):
 class PurchaseOrderRetryView(APIView):
     permission_classes = [IsMember]
 
-    @extend_schema(request=None, responses={202: None})
+    @extend_schema(request=None, responses={202: OrderAndJobSerializer})
     def post(self, request: Request, order_id: int) -> Response:
         order = services.purchase_order_retry(order=order_or_404(request, order_id))
         return order_and_job(order, status.HTTP_202_ACCEPTED)
@@ -210,11 +225,12 @@ class StoreConnectionView(APIView):
     permission_classes = [IsMember]
     parser_classes = [JSONParser]
 
+    @extend_schema(responses={200: StoreBodySerializer})
     def get(self, request: Request) -> Response:
         org = request_membership(request).organization
         return Response(store_body(StoreConnection.objects.filter(organization=org).first()))
 
-    @extend_schema(request=StoreSerializer)
+    @extend_schema(request=StoreSerializer, responses={200: StoreBodySerializer})
     def patch(self, request: Request) -> Response:
         membership = request_membership(request)
         form = StoreSerializer(data=request.data)
