@@ -20,6 +20,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from imports.models import ImportJob, JobKind, Membership
+from imports.pagination import whole_number
 from imports.serializers import job_snapshot
 from imports.services import ServiceError
 from imports.tenancy import InvalidOrganization, membership_for
@@ -46,12 +47,8 @@ def _no_organization(request: HttpRequest, problem: str = "") -> HttpResponse:
 
 
 def _whole_number(raw: str | None, digits: int = 18) -> int | None:
-    """An ASCII whole number that fits a bigint, else None: ``"²".isdecimal()`` is false but
-    ``"٣"`` is true, and ``int()`` of 5,000 digits raises."""
-    raw = (raw or "").strip()
-    if raw.isascii() and raw.isdecimal() and len(raw) <= digits:
-        return int(raw)
-    return None
+    """An id or number from a form: ASCII digits that fit a bigint, else None."""
+    return whole_number(raw, digits=digits)
 
 
 def _bom_for(request: HttpRequest, bom_id: Any) -> tuple[Membership, Bom]:
@@ -109,8 +106,9 @@ def boms_page(request: HttpRequest) -> HttpResponse:
     projects = list(Project.objects.filter(organization=org).order_by("name"))
     boms = Bom.objects.filter(organization=org).select_related("project", "latest_job")
     selected = request.GET.get("project", "")
-    if _whole_number(selected) is not None:
-        boms = boms.filter(project_id=_whole_number(selected))
+    project_id = _whole_number(selected)
+    if project_id is not None:
+        boms = boms.filter(project_id=project_id)
     page = Paginator(boms.order_by("-created_at"), 50).get_page(request.GET.get("page"))
     rows = [
         {"bom": b, "state": selectors.run_state(b.latest_job), "job": b.latest_job} for b in page

@@ -16,19 +16,23 @@ from django.conf import settings
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 
-_WHOLE = re.compile(r"[0-9]{1,19}")
+_WHOLE = re.compile(r"[0-9]+")
 # far past any real catalogue; a bigger OFFSET is out of PostgreSQL's bigint range
 MAX_OFFSET = 10**12
 
 
-def whole_number(raw: Any) -> int | None:
-    """``raw`` as a non-negative int when it is plain ASCII digits, else None.
+def whole_number(raw: Any, *, digits: int = 19) -> int | None:
+    """``raw`` as a non-negative int when it is at most ``digits`` plain ASCII digits, else
+    None (18 keeps a database id inside bigint).
 
     Not ``str.isdigit()`` + ``int()``: ``"²".isdigit()`` is true and ``int("²")`` raises.
     """
-    if not isinstance(raw, str) or not _WHOLE.fullmatch(raw.strip()):
+    if not isinstance(raw, str):
         return None
-    return int(raw.strip())
+    raw = raw.strip()
+    if len(raw) > digits or not _WHOLE.fullmatch(raw):
+        return None
+    return int(raw)
 
 
 class IntakePagination(LimitOffsetPagination):
