@@ -7,6 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -86,8 +87,10 @@ class Product(models.Model):
     status = models.CharField(
         max_length=16, choices=ProductStatus.choices, default=ProductStatus.ACTIVE
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    # The database's own defaults as well: the import writer's COPY leaves both columns out
+    # (as text in each line they were a third of its bytes).
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
         ordering = ["sku"]

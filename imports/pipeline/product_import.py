@@ -27,8 +27,8 @@ from .mapping import MappingError
 from .readers import FileReadError, open_source
 from .shaping import ImportPlan
 from .validation import HeaderError
-from .validator_process import Chunk, ValidatorProcess
-from .writers import BatchResult, ProductWriter
+from .validator_process import Chunk, RowPlan, ValidatorProcess
+from .writers import BatchResult, BatchWriter, ProductWriter
 
 _DONE = object()
 log = logging.getLogger(__name__)
@@ -52,6 +52,9 @@ class ChunkResult:
 
 # reports a written batch (ProgressReporter.advance); returns whether cancel was asked
 BatchReport = Callable[[Chunk, BatchResult], bool]
+# after an outage, on the new connection: the job's counts as committed, and whether the
+# chunk's own batch was (its COMMIT reached the server before the connection was cut)
+BatchRecover = Callable[[Chunk], bool]
 
 
 class WriterThread(threading.Thread):
@@ -60,10 +63,17 @@ class WriterThread(threading.Thread):
     commit together (and only while the job is still at this attempt), so a worker killed
     at any moment can neither import a batch twice nor lose its counts."""
 
-    def __init__(self, writer: ProductWriter, *, report: BatchReport | None = None) -> None:
+    def __init__(
+        self,
+        writer: BatchWriter,
+        *,
+        report: BatchReport | None = None,
+        recover: BatchRecover | None = None,
+    ) -> None:
         super().__init__(name="intake-writer", daemon=True)
         self.writer = writer
         self.report = report
+        self.recover = recover
         self.inbox: queue.Queue[object] = queue.Queue(maxsize=2)
         self.outbox: queue.Queue[ChunkResult] = queue.Queue()
         self.error: BaseException | None = None
@@ -92,7 +102,7 @@ class WriterThread(threading.Thread):
         if self.report is None:
             # all-or-nothing or dry run: an outage loses the whole transaction, so it goes
             # up and the attempt starts over
-            return ChunkResult(chunk, self.writer.write(chunk.products))
+            return ChunkResult(chunk, self.writer.write(chunk.batch))
         delays = backoff_delays()
         reopen = False
         while True:
@@ -101,12 +111,17 @@ class WriterThread(threading.Thread):
                     # a new connection's session needs the stage table and settings again
                     self.writer.open()
                     reopen = False
+                    # An outage at COMMIT leaves it unknown whether the batch went in, and
+                    # the job object has counted it either way: the database says both.
+                    if self.recover is not None and self.recover(chunk):
+                        return ChunkResult(chunk, BatchResult(), reported=True)
                 with transaction.atomic():
-                    result = self.writer.write(chunk.products)
+                    result = self.writer.write(chunk.batch)
                     cancelled = self.report(chunk, result)
                 return ChunkResult(chunk, result, reported=True, cancelled=cancelled)
             except OUTAGE_ERRORS as exc:
-                # nothing of the batch was committed, nor its checkpoint: redo all of it
+                # the batch and its checkpoint went in together or not at all: redo it unless
+                # ``recover`` finds it committed
                 delay = next(delays, None)
                 if delay is None:
                     raise
@@ -152,6 +167,42 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
         return
 
     reporter.stage("validating" if job.dry_run else "importing", total_rows=total)
+    run_pipeline(
+        job,
+        reporter,
+        plan=plan,
+        total=total,
+        batch_size=job.batch_size,
+        writer=ProductWriter(
+            organization_id=job.organization_id,
+            mode=job.mode,
+            dry_run=job.dry_run,
+            atomic=job.atomic,
+        ),
+        # Only batches that stay committed move the checkpoint, and those are reported in
+        # their own transaction; an all-or-nothing job's or a dry run's are reported afterwards.
+        checkpointed=not (job.atomic or job.dry_run),
+    )
+
+
+def run_pipeline(
+    job: ImportJob,
+    reporter: ProgressReporter,
+    *,
+    plan: RowPlan,
+    total: int,
+    batch_size: int,
+    writer: BatchWriter,
+    checkpointed: bool,
+    settle: Callable[[], None] | None = None,
+) -> None:
+    """The job's file (its header checked, ``total`` rows counted) through the validator
+    process, this thread and a writer thread to the job's end: finished, cancelled or failed.
+
+    Every kind of import runs on this: ``plan`` checks the rows in the child, ``writer``
+    applies them. With ``checkpointed``, each batch is reported in its own transaction with
+    its checkpoint (a retry goes on after it); ``settle`` runs once the batches are done (or
+    stopped), before the job's terminal report."""
     if job.checkpoint_row:
         reporter.warn(
             f"Attempt {job.attempt} goes on after row {job.checkpoint_row}: the rows up to it "
@@ -161,13 +212,10 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
         path=Path(job.file.path),
         filename=job.original_filename,
         total=total,
-        batch_size=job.batch_size,
+        batch_size=batch_size,
         organization_id=job.organization_id,
         plan=plan,
     )
-    # Only batches that stay committed move the checkpoint, and those are reported in their
-    # own transaction; an all-or-nothing job's or a dry run's are reported afterwards.
-    checkpointed = not (job.atomic or job.dry_run)
 
     def report(chunk: Chunk, result: BatchResult) -> bool:
         return reporter.advance(
@@ -179,21 +227,19 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
             checkpoint_row=chunk.last_row if checkpointed else None,
         )
 
-    writer = WriterThread(
-        ProductWriter(
-            organization_id=job.organization_id,
-            mode=job.mode,
-            dry_run=job.dry_run,
-            atomic=job.atomic,
-        ),
-        report=report if checkpointed else None,
+    def recover(chunk: Chunk) -> bool:
+        reporter.reload_counts()
+        return (reporter.job.checkpoint_row or 0) >= chunk.last_row
+
+    thread = WriterThread(
+        writer, report=report if checkpointed else None, recover=recover if checkpointed else None
     )
     validator.start()  # it parses while the writer connects
     try:
-        _pipeline(job, reporter, writer, validator, report)
-    except FileReadError as exc:  # unreadable part-way: batches before it are kept
-        reporter.failed(str(exc))
-    except WriterStuck as exc:
+        _pipeline(job, reporter, thread, validator, report, settle)
+    except (FileReadError, WriterStuck) as exc:  # batches before it are kept
+        if settle is not None:
+            settle()
         reporter.failed(str(exc))
     finally:
         validator.stop()
@@ -205,6 +251,7 @@ def _pipeline(
     writer: WriterThread,
     validator: ValidatorProcess,
     report: BatchReport,
+    settle: Callable[[], None] | None = None,
 ) -> None:
     writer.start()
     state = {"submitted": 0, "received": 0, "cancelled": False}
@@ -261,6 +308,8 @@ def _pipeline(
     if writer.error is not None:
         raise writer.error
 
+    if settle is not None:
+        settle()
     if cancelled:
         reporter.cancelled()
     elif all_or_nothing_failed:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .copy_text import CopyBatch
 from .mapping import PRODUCT_SPEC, resolve
 from .presets import PRESETS, Preset, RowRules, unescape_formula
 from .validation import FIELDS, CheckedBatch, HeaderMap, RowError, RowValidator, map_header
@@ -96,6 +97,10 @@ class BatchChecker:
         if early:
             errors = sorted([*early, *errors], key=lambda e: e.row_number)
         return CheckedBatch(checked.numbers, checked.columns, errors)
+
+    def batch_of(self, org: str, checked: CheckedBatch) -> CopyBatch:
+        """The clean products of ``checked`` as COPY text for the products table."""
+        return CopyBatch.of(org, checked.numbers, checked.columns)
 
     def _shape(
         self, number: int, values: list[str]

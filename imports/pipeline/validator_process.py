@@ -21,15 +21,15 @@ import queue
 import signal
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from .copy_text import ProductBatch, now_text
+from .copy_text import CopyBatch
 from .readers import FileReadError, open_source
 from .shaping import ImportPlan
-from .validation import RowError
+from .validation import CheckedBatch, RowError
 
 # Rows validated at a time: a run's strings and lists stay in the CPU's cache (measured: 3.3 µs
 # a row at 500, 4.1 at 2,000, 5.0 at 5,000); the writer still gets whole batches a chunk.
@@ -66,11 +66,29 @@ def batch_sizes(batch_size: int, *, file_bytes: int, total: int) -> Iterator[int
 _CONTEXT = multiprocessing.get_context("spawn")
 
 
+class RowChecker(Protocol):
+    """What a plan's ``checker`` gives: rows to clean columns and row errors, and those
+    columns to a ``CopyBatch`` for the writer. Built in the child; pure code, no Django."""
+
+    def __call__(self, numbers: Sequence[int], rows: Sequence[list[str]]) -> CheckedBatch: ...
+
+    def batch_of(self, org: str, checked: CheckedBatch) -> CopyBatch: ...
+
+    def take_skipped(self) -> Mapping[str, int]: ...
+
+
+class RowPlan(Protocol):
+    """How a job's file is checked (``shaping.ImportPlan`` for products, the component
+    import's own for components): plain data that travels to the child."""
+
+    def checker(self, header: Sequence[str], expected_rows: int) -> RowChecker: ...
+
+
 @dataclass
 class Chunk:
     rows: int
     last_row: int
-    products: ProductBatch
+    batch: CopyBatch
     errors: list[RowError] = field(default_factory=list)
     # rows a preset's rules skipped, by reason (not products: image rows, variable parents)
     skipped: dict[str, int] = field(default_factory=dict)
@@ -89,9 +107,15 @@ def _die_with_parent() -> Any:
     ``put`` on a full queue. Linux kills the child with its parent (``PR_SET_PDEATHSIG``);
     elsewhere, and as a second guard, ``put`` gives up once the parent is gone.
     """
-    if multiprocessing.parent_process() is None:  # called inline (tests): no parent to watch
+    spawner = multiprocessing.parent_process()
+    if spawner is None:  # called inline (tests): no parent to watch
         return lambda out, item: out.put(item)
-    parent = os.getppid()
+    # The pid the parent had when it spawned us, not ``os.getppid()`` now: a spawned child
+    # spends a second importing before it gets here, and a parent killed meanwhile has already
+    # handed it to init (or a subreaper), whose pid would then pass every check below. A drill
+    # killed horses a moment after their resume and found their validators alive, waiting on
+    # a full queue for good.
+    parent = spawner.pid
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL(None, use_errno=True)
@@ -118,7 +142,7 @@ def _produce(
     batch_size: int,
     organization_id: int,
     out: Any,
-    plan: ImportPlan | None = None,
+    plan: RowPlan | None = None,
 ) -> None:
     """The child: file → validated batches → ``out``; always ends with an ``_End``."""
     put = _die_with_parent()
@@ -131,8 +155,8 @@ def _produce(
         source = open_source(Path(path), filename)
         check_batch = (plan or ImportPlan()).checker(source.header, total)
         org = str(organization_id)
-        pending: list[ProductBatch] = []
-        chunk = Chunk(0, 0, ProductBatch())
+        pending: list[CopyBatch] = []
+        chunk = Chunk(0, 0, CopyBatch())
         sizes = batch_sizes(batch_size, file_bytes=Path(path).stat().st_size, total=total)
         size = next(sizes)
         for numbers, values in source.batches(min(CHECK_ROWS, size)):
@@ -146,19 +170,19 @@ def _produce(
                     values[need:],
                 )
                 checked = check_batch(head, head_values)
-                pending.append(ProductBatch.of(org, checked.numbers, checked.columns, now_text()))
+                pending.append(check_batch.batch_of(org, checked))
                 chunk.errors.extend(checked.errors)
                 for reason, count in check_batch.take_skipped().items():
                     chunk.skipped[reason] = chunk.skipped.get(reason, 0) + count
                 chunk.rows += len(head_values)
                 chunk.last_row = head[-1]
                 if chunk.rows == size:
-                    chunk.products = ProductBatch.joined(pending)
+                    chunk.batch = CopyBatch.joined(pending)
                     put(out, chunk)
-                    pending, chunk = [], Chunk(0, 0, ProductBatch())
+                    pending, chunk = [], Chunk(0, 0, CopyBatch())
                     size = next(sizes)
         if chunk.rows:
-            chunk.products = ProductBatch.joined(pending)
+            chunk.batch = CopyBatch.joined(pending)
             put(out, chunk)
         put(out, _End())
     except FileReadError as exc:
@@ -181,7 +205,7 @@ class ValidatorProcess:
         total: int,
         batch_size: int,
         organization_id: int,
-        plan: ImportPlan | None = None,
+        plan: RowPlan | None = None,
     ) -> None:
         self._queue = _CONTEXT.Queue(maxsize=QUEUE_BATCHES)
         self._proc = _CONTEXT.Process(

@@ -243,7 +243,7 @@ def test_validator_process_sends_batches_in_order_and_reports_a_broken_file(tmp_
         child.stop()
     assert [(c.rows, c.last_row) for c in chunks] == [(10, 11), (10, 21), (5, 26)]
     assert [e.row_number for c in chunks for e in c.errors] == [11]
-    last = chunks[2].products
+    last = chunks[2].batch
     assert (last.row_numbers[-1], last.skus[-1]) == (26, "SKU-000025")
 
     # a file that turns out unreadable part-way: the child's reason reaches the parent
@@ -293,7 +293,7 @@ def test_first_import_skips_the_probe_until_another_writer_adds_one_of_its_skus(
     )
     child.start()
     try:
-        first, second = (c.products for c in child.chunks())
+        first, second = (c.batch for c in child.chunks())
     finally:
         child.stop()
 
@@ -321,3 +321,66 @@ def test_first_import_skips_the_probe_until_another_writer_adds_one_of_its_skus(
         assert not again.all_new  # the catalogue has products: probe from the start
     finally:
         connection.close()
+
+
+@pytest.mark.parametrize("merge", [True, False], ids=["merge", "probe-then-update"])
+def test_a_mixed_upsert_batch_counts_new_changed_and_unchanged_rows_exactly(org, tmp_path, merge):
+    """Both upsert paths: one MERGE a batch (PostgreSQL 17 and later) and the probe + COPY +
+    UPDATE that older servers use."""
+    from decimal import Decimal
+
+    from imports.pipeline.validator_process import ValidatorProcess
+    from imports.pipeline.writers import ProductWriter
+
+    rows = list(product_rows(8))  # SKU-000001 .. 8: the first 4 exist, the other 4 are new
+    for sku, name, description, price, currency, quantity, *_ in rows[:4]:
+        Product.objects.create(
+            organization=org,
+            sku=sku,
+            name=name,
+            description=description,
+            # SKU-000002 as in the file; the other three at another price
+            price=Decimal(price if sku == "SKU-000002" else "1.00"),
+            currency=currency,
+            quantity=int(quantity),
+            category="Widgets",
+            brand="Acme",
+            status="active",
+        )
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(csv_bytes(rows))
+    child = ValidatorProcess(
+        path=path, filename="mixed.csv", total=8, batch_size=8, organization_id=org.id
+    )
+    child.start()
+    try:
+        (chunk,) = child.chunks()
+    finally:
+        child.stop()
+    writer = ProductWriter(organization_id=org.id, mode="upsert", dry_run=False, atomic=False)
+    try:
+        writer.open()
+        assert not writer.all_new
+        if not merge:
+            writer.merge = False
+        elif not writer.merge:
+            pytest.skip("MERGE ... RETURNING needs PostgreSQL 17")
+        first = writer.write(chunk.batch)
+        again = writer.write(chunk.batch)  # the same batch again: nothing left to change
+        writer.close(commit=True)
+    finally:
+        connection.close()
+    assert (first.created, first.updated, first.unchanged, first.errors) == (4, 3, 1, [])
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 8)
+    assert Product.objects.filter(organization=org).count() == 8
+    assert set(Product.objects.filter(organization=org).values_list("price", flat=True)) == {
+        Decimal("9.99")
+    }
+    # the COPY leaves the timestamps to the table's defaults; an update moves updated_at only
+    new = Product.objects.get(organization=org, sku="SKU-000007")
+    changed = Product.objects.get(organization=org, sku="SKU-000001")
+    kept = Product.objects.get(organization=org, sku="SKU-000002")
+    assert new.created_at is not None and new.updated_at is not None
+    assert changed.created_at < changed.updated_at
+    assert kept.updated_at < changed.updated_at  # unchanged: not written
+    assert changed.created_at < new.created_at

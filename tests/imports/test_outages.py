@@ -261,3 +261,59 @@ def test_a_connection_lost_while_a_batch_is_reported_counts_the_batch_once(
     job.refresh_from_db()
     assert (job.status, job.processed_rows, job.created_rows) == (JobStatus.COMPLETED, 50, 50)
     assert Product.objects.filter(organization=org).count() == 50
+
+
+@pytest.mark.parametrize("committed", [True, False])
+def test_a_connection_lost_at_a_batchs_commit_counts_the_batch_once(
+    org, settings, monkeypatch, committed
+):
+    """An outage at COMMIT leaves it unknown whether the batch went in, and the job object had
+    already counted it. Found by the PostgreSQL restart drill: 60,250 rows counted for 60,000.
+    The counts are read back from the database, and a batch that did commit is not redone."""
+    import threading
+
+    from django.db import OperationalError, connection
+
+    from imports.pipeline import product_import
+
+    settings.IMPORT_BATCH_SIZE = 10
+    settings.DB_OUTAGE_RETRY_SECONDS = 10
+    job = services.import_job_create(
+        organization=org, user=None, upload=upload(csv_bytes(product_rows(50)))
+    )
+    calls = {"n": 0}
+    real_atomic = product_import.transaction.atomic
+
+    class CutAtCommit:
+        """The third batch's transaction: its COMMIT goes through (or is rolled back) and the
+        client is told the connection died."""
+
+        def __init__(self):
+            self.inner = real_atomic()
+
+        def __enter__(self):
+            return self.inner.__enter__()
+
+        def __exit__(self, kind, exc, tb):
+            if kind is None and not committed:
+                connection.needs_rollback = True  # the COMMIT never reached the server
+            self.inner.__exit__(kind, exc, tb)
+            if kind is None:
+                raise OperationalError("server closed the connection unexpectedly")
+            return False
+
+    def atomic(*args, **kwargs):
+        outermost = not connection.in_atomic_block  # a batch's own transaction
+        if threading.current_thread().name == "intake-writer" and outermost:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                return CutAtCommit()
+        return real_atomic(*args, **kwargs)
+
+    monkeypatch.setattr(product_import.transaction, "atomic", atomic)
+    jobs.run_job(str(job.id))
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    counts = (job.processed_rows, job.created_rows, job.unchanged_rows, job.error_count)
+    assert counts == (50, 50, 0, 0), job.errors
+    assert Product.objects.filter(organization=org).count() == 50

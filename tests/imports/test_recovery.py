@@ -31,6 +31,31 @@ def _processing(job: ImportJob, *, heartbeat_age: float) -> ImportJob:
     return ImportJob.objects.get(pk=job.pk)
 
 
+def test_a_batch_report_stores_its_counts_and_answers_whether_cancel_was_asked(org):
+    """The fenced job-row UPDATE answers the cancel question itself (RETURNING): no probe."""
+    from imports.pipeline.validation import RowError
+
+    job = _job(org)
+    reporter = ProgressReporter(ImportJob.objects.get(pk=job.pk))
+    reporter.started(first_stage="reading")
+    reporter.stage("importing", total_rows=30)
+    error = RowError(3, "Row 3: price 'x' is not a number", ["A", "x"])
+    assert reporter.advance(10, created=9, errors=[error], checkpoint_row=11) is False
+    row = ImportJob.objects.get(pk=job.pk)
+    assert (row.processed_rows, row.created_rows, row.failed_rows, row.checkpoint_row) == (
+        10,
+        9,
+        1,
+        11,
+    )
+    assert row.errors == [{"row": 3, "message": "Row 3: price 'x' is not a number"}]
+    assert row.progress == 33 and row.heartbeat_at is not None
+
+    ImportJob.objects.filter(pk=job.pk).update(cancel_requested_at=timezone.now())
+    assert reporter.advance(10, updated=10, checkpoint_row=21) is True
+    assert ImportJob.objects.get(pk=job.pk).updated_rows == 10
+
+
 def test_an_older_attempts_writes_are_refused(org):
     """Two reporters of two attempts: once the job is resumed as attempt 2, nothing attempt 1
     writes lands on the row, and it learns so (JobFenced) to stop."""

@@ -110,13 +110,10 @@ def test_copy_lines_escape_what_copy_text_needs_and_read_back_exactly():
     plain = ["A-1", "Anvil", "Heavy", "12.50", "EUR", "3", "", "Tools", "Acme", "draft"]
     tricky = ["A-2", "Tab\there", "two\nlines\r and C:\\dir \\N", "1", "", "", "", "", "", ""]
     checked = validator.check_batch((2, 3), (plain, tricky))
-    batch = ProductBatch.of("42", checked.numbers, checked.columns, "2026-11-24T09:00:00+00:00")
+    batch = ProductBatch.of("42", checked.numbers, checked.columns)
     assert batch.row_numbers == [2, 3] and batch.skus == ["A-1", "A-2"]
     first, second = batch.lines
-    assert first == (
-        "42\tA-1\tAnvil\tHeavy\t12.50\tEUR\t3\t\tTools\tAcme\tdraft"
-        "\t2026-11-24T09:00:00+00:00\t2026-11-24T09:00:00+00:00\n"
-    )
+    assert first == "42\tA-1\tAnvil\tHeavy\t12.50\tEUR\t3\t\tTools\tAcme\tdraft\n"
     assert second.count("\t") == SEPARATORS and second.count("\n") == 1
     assert values_of(first) == plain
     assert values_of(second)[:3] == tricky[:3]
@@ -196,7 +193,6 @@ def test_batches_give_exactly_what_row_by_row_checking_gives(seed, header):
     for field, index in mapped.columns.items():
         fields[index] = field
     by_row, by_batch = RowValidator(mapped, 50), RowValidator(mapped, 50)
-    ts = "2026-11-24T09:00:00+00:00"
     number = 1
     for size in [1, 7, 64, 200, 3, 500, 50, 50, 50]:
         clean_batch = rnd.random() < 0.3
@@ -222,6 +218,6 @@ def test_batches_give_exactly_what_row_by_row_checking_gives(seed, header):
         errors = [(e.row_number, e.message, e.values) for e in checked.errors]
         assert clean == expected_clean
         assert errors == expected_errors
-        batch = ProductBatch.of("7", checked.numbers, checked.columns, ts)
-        assert batch.lines == [line_of("7", values, ts) for _, values in expected_clean]
+        batch = ProductBatch.of("7", checked.numbers, checked.columns)
+        assert batch.lines == [line_of("7", values) for _, values in expected_clean]
         assert batch.skus == [values[0] for _, values in expected_clean]
