@@ -1,17 +1,21 @@
-"""Component-file rows to clean catalogue records or row errors: pure, no ORM.
+"""Component-file rows to clean catalogue records or row errors: pure, no ORM, no Django.
 
 The header goes through the product import's ``map_header`` with this table of aliases; the
-rows come from the product import's readers (CSV in any of its encodings and delimiters, XLSX).
+rows come from the product import's readers (CSV in any of its encodings and delimiters, XLSX)
+in its validator process, which checks them with a ``ComponentPlan`` and builds their COPY text
+(``copy_text.copy_lines``) for the component writer (``catalogue_import``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from imports.pipeline.validation import CURRENCIES, HeaderMap, RowError
+from imports.pipeline.copy_text import NULL, CopyBatch, copy_lines
+from imports.pipeline.validation import CURRENCIES, CheckedBatch, HeaderMap, RowError, map_header
 
 from . import matching
 
@@ -75,11 +79,44 @@ LIFECYCLES = {
 }
 MPN_MAX = 100
 TEXT_MAX = 200
+PACKAGE_MAX = 100
+URL_MAX = 500
 INT_MAX = 2**62
 PRICE_MAX = Decimal("99999999")
 _INT = re.compile(r"[0-9]{1,18}")
 _PLAIN_PRICE = re.compile(r"[0-9]{1,8}(?:\.[0-9]{1,6})?")
 _BREAK = re.compile(r"^\s*([0-9]{1,12})\s*:\s*([0-9]+(?:\.[0-9]{1,6})?)\s*$")
+# Whole columns at once (``check_batch``): values that ``check`` takes as they are. Anything
+# else (a thousands separator, a leading zero, spaces in price breaks, …) goes through ``check``.
+_STOCK = re.compile(r"0|[1-9][0-9]{0,17}")
+_MOQ = re.compile(r"0|[1-9][0-9]{0,8}")  # under 2**31
+_STOCK_LINES = re.compile(rf"(?:(?:{_STOCK.pattern})?\n)*")
+_MOQ_LINES = re.compile(rf"(?:(?:{_MOQ.pattern})?\n)*")
+_PRICE_LINES = re.compile(r"(?:(?:[0-9]{1,8}(?:\.[0-9]{1,6})?)?\n)*")
+_ONE_BREAK = r"[1-9][0-9]{0,11}:[0-9]+(?:\.[0-9]{1,6})?"
+_BREAKS = re.compile(rf"(?:{_ONE_BREAK}(?:;{_ONE_BREAK})*)?")
+_BREAKS_LINES = re.compile(rf"(?:{_BREAKS.pattern}\n)*")
+_HTTP = ("http://", "https://")
+_PACKAGING_ENDS = tuple(matching.PACKAGING_SUFFIXES)
+
+
+def _all_match(lines: re.Pattern[str], values: list[str]) -> bool:
+    """Whether every value matches ``lines`` (a pattern of ``value\\n`` repeats), in one pass
+    of the regex engine; a value holding a newline of its own fails."""
+    text = "\n".join(values)
+    return text.count("\n") == len(values) - 1 and lines.fullmatch(text + "\n") is not None
+
+
+def _counts(
+    values: list[str], one: re.Pattern[str], lines: re.Pattern[str], default: str, slow: set[int]
+) -> list[str]:
+    """A column of whole numbers as ``check`` writes them: plain ones (``one``) kept, empty
+    ones the default; the rows of any other go to ``slow``."""
+    if not _all_match(lines, values):
+        slow.update(i for i, s in enumerate(values) if s and not one.fullmatch(s))
+    if "" in values:
+        values = [v or default for v in values]
+    return values
 
 
 class Canonicalizer:
@@ -157,28 +194,132 @@ def parse_count(raw: str, what: str, default: int) -> int | str:
 
 
 class ComponentValidator:
-    """Rows of a component file to COPY-ready tuples (``STAGE_COLUMNS`` order) or row errors."""
+    """Rows of a component file to COPY-ready records (text in ``STAGE_COLUMNS`` order; an
+    empty ``unit_price`` is none) or row errors."""
 
     def __init__(self, header: HeaderMap, canonical: Canonicalizer) -> None:
         self.width = header.width
         self.idx = tuple(header.columns.get(f, -1) for f in FIELDS)
         self.canonical = canonical
 
-    def check_batch(
-        self, numbers: Sequence[int], rows: Sequence[list[str]]
-    ) -> tuple[list[tuple], list[RowError]]:
-        good: list[tuple] = []
-        errors: list[RowError] = []
-        check = self.check
-        for number, values in zip(numbers, rows, strict=True):
-            out = check(number, values)
-            if out.__class__ is RowError:
-                errors.append(out)  # type: ignore[arg-type]
-            else:
-                good.append(out)  # type: ignore[arg-type]
-        return good, errors
+    def check_batch(self, numbers: Sequence[int], rows: Sequence[list[str]]) -> CheckedBatch:
+        """The clean records as columns (``STAGE_COLUMNS`` order) and the rows refused.
 
-    def check(self, number: int, values: list[str]) -> tuple | RowError:
+        A column at a time, as the product validator's ``check_batch``: each column is
+        stripped and tested whole at C speed (``map``, one regex pass over the column, a set
+        test); only the rows a column test picks out go through ``check`` one by one, which
+        also writes their messages, so the outcome is exactly that of ``check`` on every row.
+        Measured: 33 µs a row by ``check`` alone, the whole validator process included."""
+        n = len(rows)
+        if not n:
+            return CheckedBatch([], [[] for _ in STAGE_COLUMNS], [])
+        width = self.width
+        slow: set[int] = set()  # rows ``check`` decides
+        cells = rows
+        if set(map(len, rows)) != {width}:
+            slow.update(i for i, r in enumerate(rows) if len(r) != width)
+            filler = [""] * width
+            cells = [r if len(r) == width else filler for r in rows]
+        cols = list(zip(*cells, strict=True))
+
+        def stripped(index: int) -> list[str]:
+            return list(map(str.strip, cols[index])) if index >= 0 else [""] * n
+
+        i_mfr, i_mpn, i_desc, i_cat, i_pkg, i_life, i_url, i_stock, i_moq, i_price, i_cur, i_br = (
+            self.idx
+        )
+        makers = stripped(i_mfr)
+        if not all(makers) or max(map(len, makers)) > TEXT_MAX:
+            slow.update(i for i, s in enumerate(makers) if not s or len(s) > TEXT_MAX)
+        mpns = stripped(i_mpn)
+        norms = list(map(matching.normalize_mpn, mpns))
+        if not all(norms) or max(map(len, mpns)) > MPN_MAX:
+            slow.update(i for i, s in enumerate(mpns) if not norms[i] or len(s) > MPN_MAX)
+        lifecycles = list(map(LIFECYCLES.get, map(str.lower, stripped(i_life))))
+        if None in lifecycles:
+            slow.update(i for i, s in enumerate(lifecycles) if s is None)
+        stocks = _counts(stripped(i_stock), _STOCK, _STOCK_LINES, "0", slow)
+        moqs = _counts(stripped(i_moq), _MOQ, _MOQ_LINES, "1", slow)
+        prices = stripped(i_price)
+        if not _all_match(_PRICE_LINES, prices):
+            slow.update(i for i, s in enumerate(prices) if s and not _PLAIN_PRICE.fullmatch(s))
+        breaks = stripped(i_br)
+        if not _all_match(_BREAKS_LINES, breaks):
+            slow.update(i for i, s in enumerate(breaks) if not _BREAKS.fullmatch(s))
+        currencies = [c or "USD" for c in map(str.upper, stripped(i_cur))]
+        if not CURRENCIES.issuperset(currencies):
+            slow.update(i for i, c in enumerate(currencies) if c not in CURRENCIES)
+        urls = stripped(i_url)
+        if any(urls):
+            slow.update(
+                i
+                for i, u in enumerate(urls)
+                if u and not (u.startswith(_HTTP) and len(u) <= URL_MAX)
+            )
+        categories, packages = stripped(i_cat), stripped(i_pkg)
+        if max(map(len, categories)) > TEXT_MAX or max(map(len, packages)) > PACKAGE_MAX:
+            slow.update(
+                i
+                for i, (c, p) in enumerate(zip(categories, packages, strict=True))
+                if len(c) > TEXT_MAX or len(p) > PACKAGE_MAX
+            )
+        descriptions = stripped(i_desc)
+
+        keys = list(map(str.upper, mpns))  # matching.exact_key of a stripped MPN
+        # matching.packaging_key: only an MPN that ends like a packaging suffix can lose one;
+        # every other's key is its normalized MPN
+        bases = list(norms)
+        for i, key in enumerate(keys):
+            if key.endswith(_PACKAGING_ENDS) or "," in key[-4:]:
+                bases[i] = matching.packaging_key(key)
+        breaks_json = ["[]"] * n
+        for i, text in enumerate(breaks):
+            if text and i not in slow:
+                parts = [b.split(":") for b in text.split(";")]
+                if len(parts) > 1:
+                    parts.sort(key=lambda b: int(b[0]))
+                breaks_json[i] = "[" + ", ".join(f'[{q}, "{p}"]' for q, p in parts) + "]"
+                if not prices[i]:
+                    prices[i] = parts[0][1]  # the first break when no unit price is given
+        canonical = list(map(self.canonical, makers))
+        columns = [
+            list(map(str, numbers)),
+            [c[0] for c in canonical],
+            mpns,
+            [c[1] for c in canonical],
+            keys,
+            norms,
+            bases,
+            descriptions,
+            categories,
+            packages,
+            lifecycles,
+            urls,
+            stocks,
+            moqs,
+            prices,
+            currencies,
+            breaks_json,
+        ]
+        if not slow:
+            return CheckedBatch(list(numbers), columns, [])  # type: ignore[arg-type]
+        kept: list[int] = []
+        out: list[list[str]] = [[] for _ in STAGE_COLUMNS]
+        errors: list[RowError] = []
+        for i, number in enumerate(numbers):
+            if i in slow:
+                record = self.check(number, list(rows[i]))
+                if record.__class__ is RowError:
+                    errors.append(record)  # type: ignore[arg-type]
+                    continue
+            else:
+                record = tuple(col[i] for col in columns)  # type: ignore[assignment]
+            kept.append(number)
+            for col, value in zip(out, record, strict=True):  # type: ignore[arg-type]
+                col.append(value)
+        return CheckedBatch(kept, out, errors)
+
+    def check(self, number: int, values: list[str]) -> tuple[str, ...] | RowError:
         # one strip per cell, and a padded row, instead of a helper call per field
         cells = [v.strip() for v in values]
         if len(cells) < self.width:
@@ -233,20 +374,20 @@ class ComponentValidator:
         if currency not in CURRENCIES:
             problems.append(f"currency '{cell(i_cur)}' is not an ISO 4217 code")
         url = cell(i_url)
-        if url and not url.lower().startswith(("http://", "https://")):
+        if url and not url.lower().startswith(_HTTP):
             problems.append(f"datasheet_url '{url[:60]}' is not an http(s) URL")
-        elif len(url) > 500:
-            problems.append("datasheet_url is longer than 500 characters")
+        elif len(url) > URL_MAX:
+            problems.append(f"datasheet_url is longer than {URL_MAX} characters")
         category, package = cell(i_cat), cell(i_pkg)
-        if len(category) > TEXT_MAX or len(package) > 100:
+        if len(category) > TEXT_MAX or len(package) > PACKAGE_MAX:
             problems.append("category or package is too long")
         if problems:
             return RowError(number, f"Row {number}: " + "; ".join(problems), list(values))
         if price is None and breaks:
-            price = Decimal(breaks[0][1])
+            price = breaks[0][1]
         manufacturer, mfr_key = self.canonical(raw_mfr)
         return (
-            number,
+            str(number),
             manufacturer,
             mpn,
             mfr_key,
@@ -258,15 +399,16 @@ class ComponentValidator:
             package,
             lifecycle,
             url,
-            stock,
-            moq,
-            price,
+            str(stock),
+            str(moq),
+            "" if price is None else str(price),
             currency,
             json.dumps(breaks),
         )
 
 
-# the stage table's columns, in the order ``ComponentValidator.check`` returns them
+# a clean record's values, in the order ``ComponentValidator.check`` returns them (the file's
+# row number first)
 STAGE_COLUMNS = (
     "row_number",
     "manufacturer",
@@ -286,3 +428,48 @@ STAGE_COLUMNS = (
     "currency",
     "price_breaks",
 )
+
+
+# the columns of a component's COPY line after its organization (``ComponentChecker.batch_of``)
+COPY_COLUMNS = STAGE_COLUMNS[1:]
+_PRICE = COPY_COLUMNS.index("unit_price")  # a plain number or '': written as it is
+
+
+@dataclass(frozen=True)
+class ComponentPlan:
+    """How the validator process checks a component file (plain data: it travels there).
+    ``aliases``: the organization's manufacturer aliases (alias key → canonical name)."""
+
+    aliases: Mapping[str, str]
+
+    def checker(self, header: Sequence[str], expected_rows: int) -> ComponentChecker:
+        return ComponentChecker(
+            ComponentValidator(
+                map_header(list(header), aliases=ALIASES, required=REQUIRED),
+                Canonicalizer(dict(self.aliases)),
+            )
+        )
+
+
+class ComponentChecker:
+    """The pipeline's ``RowChecker`` for component files."""
+
+    def __init__(self, validator: ComponentValidator) -> None:
+        self.validator = validator
+
+    def __call__(self, numbers: Sequence[int], rows: Sequence[list[str]]) -> CheckedBatch:
+        return self.validator.check_batch(numbers, rows)
+
+    def batch_of(self, org: str, checked: CheckedBatch) -> CopyBatch:
+        """COPY text of ``organization_id, *COPY_COLUMNS`` (the file's row number stays out:
+        the same lines go straight into the catalogue on a first load), no unit price as
+        COPY's null."""
+        if not checked.numbers:
+            return CopyBatch()
+        columns = checked.columns[1:]
+        columns[_PRICE] = [price or NULL for price in columns[_PRICE]]
+        text = "".join(copy_lines(org, columns, raw=_PRICE))
+        return CopyBatch(list(checked.numbers), checked.columns[2], text)
+
+    def take_skipped(self) -> dict[str, int]:
+        return {}  # every row of a component file is a component or a row error

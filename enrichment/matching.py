@@ -348,23 +348,30 @@ def decide(
     )
 
 
-def decide_similar(candidates: Sequence[Candidate]) -> Decision:
+def decide_similar(candidates: Sequence[Candidate], quantity: int = 1) -> Decision:
     """Trigram similarity only proposes: a line with look-alikes is ambiguous, never matched.
+    The proposals are the most similar parts (at most MAX_CANDIDATES), ranked as every
+    candidate list is: active first, then stock that covers the need, then price, then the
+    better score.
 
     >>> decide_similar([Candidate(1, "Yageo", "YAGEO", "RC0603FR-0733KL", score=0.6)]).status
     'ambiguous'
     >>> decide_similar([]).status
     'not_found'
+    >>> eol = Candidate(1, "Yageo", "YAGEO", "RC0603FR-0733KL", "eol", 10**6, score=0.8)
+    >>> active = Candidate(2, "Yageo", "YAGEO", "RC0603FR-0734KL", "active", 10**6, score=0.6)
+    >>> [c.id for c in decide_similar([eol, active], 100).candidates]
+    [2, 1]
     """
     if not candidates:
         return Decision(Status.NOT_FOUND, "", 0.0)
-    ordered = sorted(candidates, key=lambda c: (-c.score, c.id))[:MAX_CANDIDATES]
+    closest = sorted(candidates, key=lambda c: (-c.score, c.id))[:MAX_CANDIDATES]
     return Decision(
         Status.AMBIGUOUS,
         Tier.TRIGRAM,
         0.0,
         None,
-        ordered,
+        rank(closest, quantity),
         ["Not in the catalogue as written; similar part numbers are proposed."],
     )
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Upper
+from django.db.models.functions import Now, Upper
 
 from imports.models import ImportJob, Organization
 
@@ -50,9 +49,18 @@ class Component(models.Model):
     them."""
 
     id = models.BigAutoField(primary_key=True)
-    # the unique index starts with organization: no index of its own
+    # The unique index starts with organization: no index of its own. No database-level FK
+    # check either (as for products): its deferred trigger ran once per imported row at commit,
+    # a third of the import writer's database time (16.6 of 50 CPU-seconds for 1M components,
+    # measured). Components are written by the import writer with its job's organization (and
+    # by the admin, through a form), and deleting an organization still deletes its
+    # components (CASCADE is Django's).
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="components", db_index=False
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="components",
+        db_index=False,
+        db_constraint=False,
     )
     manufacturer = models.CharField(max_length=200, help_text="Canonical name (after aliases).")
     mpn = models.CharField("MPN", max_length=100)
@@ -60,8 +68,11 @@ class Component(models.Model):
     mpn_key = models.CharField(max_length=100, editable=False, help_text="Trimmed, upper case.")
     mpn_norm = models.CharField(max_length=100, editable=False, help_text="Letters and digits.")
     mpn_base = models.CharField(max_length=100, editable=False, help_text="Without packaging.")
+    # The database's own defaults too (``db_default``) for what a first load leaves out: its
+    # batches are COPYed straight into the table (``catalogue_import``).
     mpn_norm_shared = models.BooleanField(
         default=False,
+        db_default=False,
         editable=False,
         help_text="Another part of the catalogue has the same normalized MPN: never auto-matched "
         "on it.",
@@ -79,29 +90,35 @@ class Component(models.Model):
     currency = models.CharField(max_length=3, default="USD")
     # [[quantity, "unit price"], ...] ascending by quantity
     price_breaks = models.JSONField(default=list, blank=True)
-    alternates = models.JSONField(default=list, blank=True, help_text="Alternate MPNs.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    alternates = models.JSONField(
+        default=list, db_default=[], blank=True, help_text="Alternate MPNs."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
     class Meta:
         ordering = ["mpn", "manufacturer"]
         constraints = [
+            # (organization, MPN key) first: the same index serves the exact tier's lookups by
+            # MPN key, so the import maintains one B-tree fewer (each costs it 2-4k rows/s)
             models.UniqueConstraint(
-                fields=["organization", "manufacturer_key", "mpn_key"],
+                fields=["organization", "mpn_key", "manufacturer_key"],
                 name="component_unique_per_org",
             ),
             models.CheckConstraint(condition=Q(stock__gte=0), name="component_stock_nonneg"),
         ]
         indexes = [
-            models.Index(fields=["organization", "mpn_key"], name="component_mpn_key"),
-            # pattern ops: serves equality and the prefix LIKE of candidate proposals
+            # pattern ops: serves equality, the neighbour ranges of candidate proposals and the
+            # packaging tier (a part's MPN without packaging is a prefix of its normalized MPN,
+            # so ``mpn_base`` needs no index of its own: one cost the import 1.6 s per 1M parts)
             models.Index(
                 fields=["organization", "mpn_norm"],
                 opclasses=["int8_ops", "varchar_pattern_ops"],
                 name="component_mpn_norm",
             ),
-            models.Index(fields=["organization", "mpn_base"], name="component_mpn_base"),
-            GinIndex(fields=["mpn_norm"], opclasses=["gin_trgm_ops"], name="component_mpn_trgm"),
+            # and component_mpn_norm_rev, (organization, reverse(mpn_norm) text_pattern_ops),
+            # in raw SQL (migration 0002): Django renders that opclass on an expression beside a
+            # column as invalid SQL
         ]
 
     def __str__(self) -> str:
@@ -221,7 +238,9 @@ class Bom(models.Model):
 
 class BomLine(models.Model):
     id = models.BigAutoField(primary_key=True)
-    bom = models.ForeignKey(Bom, on_delete=models.CASCADE, related_name="lines")
+    # no index of its own: the unique (bom, line_number) index serves every lookup by BOM, and
+    # each index is written again for every line an enrichment run updates
+    bom = models.ForeignKey(Bom, on_delete=models.CASCADE, related_name="lines", db_index=False)
     line_number = models.PositiveIntegerField(help_text="The file row (the header is row 1).")
     references = models.TextField("reference designators", blank=True, default="")
     quantity = models.PositiveIntegerField(default=1)
@@ -237,8 +256,19 @@ class BomLine(models.Model):
         max_length=16, choices=MatchTier.choices, blank=True, default=MatchTier.NONE
     )
     confidence = models.FloatField(default=0.0)
+    # No database-level FK check: its deferred trigger ran at each chunk's commit for every
+    # matched line, locking the component's row (FOR KEY SHARE writes the catalogue's heap
+    # page), 40 ms a 2,000-line chunk, a fifth of an enrichment run (measured). Only the
+    # matcher and the resolve endpoint set it, both with a component of the line's
+    # organization; deleting a component through Django still clears it (SET_NULL is Django's),
+    # and a line whose component is gone reads as having none.
     component = models.ForeignKey(
-        Component, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        Component,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_constraint=False,
     )
     # [{"component_id": 1, "score": 0.8}, ...] at most five, best first
     candidates = models.JSONField(default=list, blank=True)

@@ -315,6 +315,7 @@ def test_projects_and_bom_list_by_project(api, org):
     assert api.get("/api/v1/projects").json()["results"][0]["name"] == "Rover"
 
 
+@pytest.mark.django_db(transaction=True)  # the import's writer thread has its own connection
 def test_component_import_and_search(api, org, other_org):
     rows = [
         ("TI", "LM358D", "Dual op amp", "Amplifiers", "SOIC-8", "Active", "https://ti.com/lm358.pdf",

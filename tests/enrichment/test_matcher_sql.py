@@ -70,11 +70,57 @@ def test_each_tier_decides_what_it_should(org, catalogue):
     assert got["ANYTHING"].decision.status == "skipped"
 
 
+@pytest.mark.parametrize("written", ["IRF540N", "irf540n/tr", "IRF540N#TRPBF"])
+def test_packaging_finds_the_part_catalogued_with_its_finish_not_its_longer_siblings(org, written):
+    """The packaging tier reads the parts whose normalized MPN begins with the line's key and
+    keeps those whose own key without packaging is the line's: IRF540NS begins the same but is
+    another part."""
+    pbf = make_component(org, "Infineon", "IRF540N#PBF", stock=100)
+    make_component(org, "Infineon", "IRF540NS", stock=100)
+    make_component(org, "Infineon", "IRF540N-BULK2", stock=100)  # no known suffix: its own part
+    d = match(org, (written, "", 1, False))[written].decision
+    assert (d.status, d.tier, d.component.id) == ("matched", "packaging", pbf.id)
+    assert d.candidates == []
+
+
+def test_packaging_of_a_two_character_part_number_looks_up_only_that_number(org):
+    """A key of one or two characters would range over much of a catalogue: it is looked up as
+    it is (a part catalogued under exactly that number still matches)."""
+    ab = make_component(org, "Vishay", "AB")
+    make_component(org, "Vishay", "AB#PBF")
+    d = match(org, ("AB-TR", "", 1, False))["AB-TR"].decision
+    assert (d.status, d.tier, d.component.id) == ("matched", "packaging", ab.id)
+    assert match(org, ("AC-TR", "", 1, False))["AC-TR"].decision.status == "not_found"
+
+
 def test_learned_choice_matches_a_later_line(org, catalogue, operator):
     st = catalogue[("STMicroelectronics", "LM358D")]
     LearnedMatch.objects.create(organization=org, mpn_key="LM358D", component=st)
     d = match(org, ("LM358D", "", 1, False))["LM358D"].decision
     assert (d.status, d.tier, d.component.id) == ("matched", "learned", st.id)
+
+
+def test_an_organization_without_learned_choices_asks_the_learned_tier_nothing(
+    org, other_org, catalogue
+):
+    """Whether the organization has any learned choice is asked once a run; without one the
+    tier's statement is skipped, and another organization's choices do not count."""
+    st = catalogue[("STMicroelectronics", "LM358D")]
+    LearnedMatch.objects.create(organization=other_org, mpn_key="LM358D", component=st)
+    matcher = Matcher(organization_id=org.id, aliases={})
+    lines = [LineInput(1, "LM358D", "", 1, False), LineInput(2, "NOPE-1", "", 1, False)]
+    with transaction.atomic():
+        got = matcher.match(lines)
+        matcher.match(lines)  # a second chunk: not asked again
+    assert matcher.any_learned is False and matcher.examined["learned"] == 0
+    assert got[0].decision.status == "ambiguous"  # the other tenant's choice is not ours
+
+    LearnedMatch.objects.create(organization=org, mpn_key="LM358D", component=st)
+    matcher = Matcher(organization_id=org.id, aliases={})
+    with transaction.atomic():
+        got = matcher.match(lines)
+    assert matcher.any_learned is True and matcher.examined["learned"] == 2
+    assert (got[0].decision.tier, got[0].decision.component.id) == ("learned", st.id)
 
 
 def test_another_tenants_catalogue_is_never_matched(org, other_org):
@@ -87,5 +133,38 @@ def test_one_statement_per_tier_not_per_line(org, catalogue):
     lines += [("LM358D", "TI", 1, False)] * 300
     with CaptureQueriesContext(connection) as ctx:
         match(org, *lines)
-    # a few SETs, then exact, normalized, packaging, learned, similar (prefix, GIN), not 600
+    # a few SETs, then exact, normalized, packaging, learned, similar (neighbours), not 600
     assert len(ctx.captured_queries) < 15
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "XC0603FR-0710KL",  # first character wrong: the look-alike ends the same
+        "RC0603FR-0710K",  # last character missing: it begins the same, and sorts after
+        "RC0603FR-0710KLX",  # one extra at the end: it sorts before
+        "RC0603FR-0810KL",  # a digit in the middle
+    ],
+)
+def test_near_miss_is_ambiguous_with_the_look_alike_proposed(org, catalogue, written):
+    d = match(org, (written, "", 1, False))[written].decision
+    assert (d.status, d.tier, d.component) == ("ambiguous", "trigram", None)
+    assert d.candidates[0].mpn == "RC0603FR-0710KL"
+    assert 0.45 <= d.candidates[0].score < 1
+
+
+def test_look_alikes_rank_active_and_in_stock_before_the_closest(org):
+    closest_eol = make_component(org, "TI", "TPS7A4700RGWR", "eol", stock=10**6, price="1.00")
+    short = make_component(org, "TI", "TPS7A4700RGW", "active", stock=5, price="1.00")
+    in_stock = make_component(org, "TI", "TPS7A4700RG", "active", stock=10**6, price="2.00")
+    make_component(org, "Yageo", "RC0603FR-0710KL", stock=10**6)  # nothing like it
+    d = match(org, ("TPS7A4700RGWT", "", 100, False))["TPS7A4700RGWT"].decision
+    assert (d.status, d.tier) == ("ambiguous", "trigram")
+    assert [c.id for c in d.candidates] == [in_stock.id, short.id, closest_eol.id]
+    by_id = {c.id: c.score for c in d.candidates}
+    assert by_id[closest_eol.id] > by_id[in_stock.id]  # ranked, not merely the closest first
+
+
+def test_an_unlike_part_number_is_not_found_with_no_candidates(org, catalogue):
+    d = match(org, ("QQQ999ZZZ", "", 1, False))["QQQ999ZZZ"].decision
+    assert (d.status, d.candidates) == ("not_found", [])

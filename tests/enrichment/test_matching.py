@@ -6,6 +6,8 @@ import doctest
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from enrichment import catalogue, matching
 from enrichment.matching import Candidate, decide, normalize_mpn, strip_packaging
@@ -110,3 +112,13 @@ def test_fitted_column_is_the_opposite():
     assert matching.not_populated("No", fitted_column=True)
     assert not matching.not_populated("Yes", fitted_column=True)
     assert not matching.not_populated("", fitted_column=True)
+
+
+@given(
+    st.text(alphabet="ABCXYZabc0189-/#,. ", max_size=12),
+    st.sampled_from(["", *matching.PACKAGING_SUFFIXES, ",115", ",215"]),
+)
+def test_the_packaging_key_is_a_prefix_of_the_normalized_mpn(body, suffix):
+    """What lets the packaging tier read the ``mpn_norm`` index instead of one of its own."""
+    mpn = body + suffix
+    assert normalize_mpn(mpn).startswith(matching.packaging_key(mpn))

@@ -1,0 +1,101 @@
+"""Component rows to COPY records: the column-at-a-time ``check_batch`` against ``check`` row
+by row, and the COPY text the validator process builds from them. Pure code, no database."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from enrichment.catalogue import COPY_COLUMNS, STAGE_COLUMNS, ComponentPlan
+from imports.pipeline.copy_text import values_of
+from imports.pipeline.validation import RowError
+
+HEADER = [
+    "Manufacturer", "MPN", "Description", "Category", "Package", "Lifecycle", "Datasheet",
+    "Stock", "MOQ", "Unit Price", "Currency", "Price Breaks",
+]  # fmt: skip
+CHOICES = [
+    ["Texas Instruments", "TI", " ti ", "Nexperia", "", "x" * 201, "Fairchild"],
+    ["LM358D", " bas16j,115 ", "IRF540N#PBF", "TPS7A4700RGWR/TR", "", "--", "M" * 101,
+     "1.5SMC6.8CA"],
+    ["Dual op amp", "tab\there", "back\\slash", "", "  padded  "],
+    ["Amplifiers", "", "c" * 201],
+    ["SOIC-8", "", "p" * 101],
+    ["active", "Active", "", "EOL", "last_time_buy", "last-time-buy", "LTB", "dead", "obsolete"],
+    ["https://x.com/a.pdf", "", "HTTP://X.COM", "ftp://x", "https://" + "u" * 500],
+    ["5000", "", "0", "5,000", "-3", "007", "1.0", "1.5", "9" * 19, "abc"],
+    ["1", "", "0", "2147483648", "10", "01"],
+    ["0.20", "", "1,5", "1.1234567", "abc", "-1", "123456789", "0.000001", "10.000000"],
+    ["USD", "", "eur", "ZZZ"],
+    ["", "1:0.10;100:0.05", "100:0.05;1:0.10", "1:0.10; 100:0.05", "1-0.1", "01:0.1",
+     "0:0.1", "1:0.10;", "10:1;5:2;5:3", "1:123456789012"],
+]  # fmt: skip
+
+
+def _rows(n: int, seed: int) -> list[list[str]]:
+    rnd = random.Random(seed)
+    # mostly one of each column's first two (good) values, so that many rows are clean and
+    # take the column path, the others anything
+    rows = [[rnd.choice(c if rnd.random() < 0.15 else c[:2]) for c in CHOICES] for _ in range(n)]
+    rows[3] = rows[3][:5]  # a short row
+    rows[4] = [*rows[4], "extra"]  # a long row
+    return rows
+
+
+def _checker():
+    aliases = {"TI": "Texas Instruments", "FAIRCHILD": "onsemi"}
+    return ComponentPlan(aliases).checker(HEADER, 1000)
+
+
+def test_check_batch_is_check_row_by_row():
+    checker = _checker()
+    validator = checker.validator
+    for seed in range(20):
+        rows = _rows(300, seed)
+        numbers = list(range(2, 302))
+        checked = checker(numbers, rows)
+        expected = [validator.check(n, list(r)) for n, r in zip(numbers, rows, strict=True)]
+        assert checked.errors == [e for e in expected if isinstance(e, RowError)]
+        clean = [e for e in expected if not isinstance(e, RowError)]
+        assert checked.numbers == [int(r[0]) for r in clean]
+        assert [tuple(r) for r in zip(*checked.columns, strict=True)] == clean
+        assert 30 < len(clean) < 270 and checked.errors
+
+
+def test_all_good_rows_take_the_column_path_and_become_copy_lines():
+    rows = [
+        ["TI", "LM358D", "Dual op amp", "Amplifiers", "SOIC-8", "active",
+         "https://ti.com/lm358.pdf", "5000", "1", "", "USD", "100:0.12;1:0.20"],
+        ["Nexperia", "BAS16J,115", "tab\there", "", "", "", "", "", "", "0.02", "", ""],
+        ["Vishay", "CRCW0805", "", "", "", "", "", "", "", "", "", ""],  # no price at all
+        ["Bourns", "3296W", "back\\slash", "", "", "", "", "", "", "", "", ""],
+    ]  # fmt: skip
+    checker = _checker()
+    checked = checker([2, 3, 4, 5], rows)
+    assert checked.errors == [] and checked.numbers == [2, 3, 4, 5]
+    records = dict(zip(STAGE_COLUMNS, map(tuple, checked.columns), strict=True))
+    assert records["manufacturer"][:2] == ("Texas Instruments", "Nexperia")
+    assert records["mpn_base"][:2] == ("LM358D", "BAS16J")
+    # the first break when none is given; none at all: no price
+    assert records["unit_price"] == ("0.20", "0.02", "", "")
+    assert json.loads(records["price_breaks"][0]) == [[1, "0.20"], [100, "0.12"]]
+    assert records["price_breaks"][1] == "[]"
+    assert (records["lifecycle"][:2], records["stock"][:2], records["moq"][:2]) == (
+        ("active", "unknown"),
+        ("5000", "0"),
+        ("1", "1"),
+    )
+    batch = checker.batch_of("42", checked)
+    assert batch.row_numbers == [2, 3, 4, 5]
+    assert batch.keys == ["LM358D", "BAS16J,115", "CRCW0805", "3296W"]
+    first, second, no_price, escaped = batch.lines
+    # the file's row number stays out of the line: the same lines COPY into the catalogue
+    assert first.startswith("42\tTexas Instruments\tLM358D\tTEXASINSTRUMENTS\t")
+    assert second.count("\t") == len(COPY_COLUMNS) and "tab\\there" in second
+    assert values_of(second, len(COPY_COLUMNS))[6] == "tab\there"
+    price = COPY_COLUMNS.index("unit_price") + 1
+    # no price is COPY's null, never escaped: beside clean values and beside escaped ones
+    assert no_price.split("\t")[price] == "\\N" and no_price.count("\t") == len(COPY_COLUMNS)
+    assert escaped.split("\t")[price] == "\\N" and "back\\\\slash" in escaped
+    assert values_of(escaped, len(COPY_COLUMNS))[6] == "back\\slash"
+    assert values_of(escaped, len(COPY_COLUMNS))[price - 1] == ""

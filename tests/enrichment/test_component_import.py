@@ -1,0 +1,216 @@
+"""The component import on the product import's pipeline: validator process, writer thread,
+COPY into the stage and a set-based upsert, row errors, checkpoints and resume."""
+
+from __future__ import annotations
+
+import multiprocessing
+from decimal import Decimal
+
+import pytest
+
+from enrichment import services
+from enrichment.models import Catalogue, Component
+from imports import jobs
+from imports.models import ImportJob, ImportRowError, JobStatus
+from imports.services import import_job_cancel, import_job_retry
+from tests.fixtures.enrichment import components_csv
+from tests.fixtures.files import upload
+
+# the writer thread has its own connection: it must see the job the test created
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _job(org, rows, *, batch_size: int | None = None) -> ImportJob:
+    job = services.component_import_create(
+        organization=org, user=None, upload=upload(components_csv(rows), "parts.csv")
+    )
+    if batch_size:
+        job.options = {**job.options, "batch_size": batch_size}
+        job.save(update_fields=["options"])
+    return job
+
+
+def _run(job: ImportJob) -> ImportJob:
+    jobs.run_job(str(job.id))
+    job.refresh_from_db()
+    return job
+
+
+def _part(i: int, maker: str = "Nexperia", **over) -> list[str]:
+    row = {
+        "maker": maker,
+        "mpn": f"BAS{i:05d}J",
+        "desc": f"Diode {i}",
+        "cat": "Diodes",
+        "pkg": "SOD-323F",
+        "life": "active",
+        "url": f"https://example.com/{i}.pdf",
+        "stock": str(i * 10),
+        "moq": "1",
+        "price": "0.02",
+        "cur": "USD",
+        "breaks": "",
+    }
+    row.update(over)
+    return list(row.values())
+
+
+def test_bad_rows_get_row_errors_and_the_good_rows_are_imported(org):
+    rows = [_part(i) for i in range(1, 231)]
+    # file row = index + 2 (the header is row 1)
+    rows[4] = _part(5, life="dead")
+    rows[40] = _part(41, breaks="1-0.1")
+    rows[77] = _part(78, maker="")
+    rows[120] = _part(121, cur="ZZZ", stock="-3")
+    rows[199] = _part(200, price="abc", url="ftp://x")
+    rows[10] = _part(11, maker="TI", price="", breaks="100:0.05; 1:0.10")  # alias, breaks
+    rows[11] = _part(12, desc="tab\there, back\\slash")  # needs COPY escaping
+    rows[12] = _part(12, stock="77")  # repeats row 14's part in the same batch: the last wins
+    job = _run(_job(org, rows, batch_size=50))
+
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert job.processed_rows == 230
+    assert [e["row"] for e in job.errors] == [6, 42, 79, 122, 201]
+    messages = [e["message"] for e in job.errors]
+    assert messages[0] == (
+        "Row 6: lifecycle 'dead' is not one of active, nrnd, last_time_buy, eol, obsolete, unknown"
+    )
+    assert messages[1] == (
+        "Row 42: price_breaks '1-0.1' is not quantity:price;quantity:price (e.g. 1:0.10;100:0.05)"
+    )
+    assert messages[2] == "Row 79: manufacturer is required"
+    assert "currency 'ZZZ'" in messages[3] and "stock '-3'" in messages[3]
+    assert "unit_price 'abc' is not a number" in messages[4] and "datasheet_url" in messages[4]
+    # 225 good rows, one of them a repeat of another's part
+    assert (job.created_rows, job.updated_rows, job.unchanged_rows) == (224, 0, 1)
+    assert Component.objects.filter(organization=org).count() == 224
+    assert not Component.objects.filter(mpn__in=["BAS00005J", "BAS00041J", "BAS00078J"]).exists()
+
+    ti = Component.objects.get(organization=org, mpn="BAS00011J")
+    assert ti.manufacturer == "Texas Instruments"  # through the built-in alias
+    assert ti.price_breaks == [[1, "0.10"], [100, "0.05"]]
+    assert ti.unit_price == Decimal("0.1")  # the first break when no unit price is given
+    tricky = Component.objects.get(organization=org, mpn="BAS00012J")
+    assert (tricky.description, tricky.stock) == ("Diode 12", 77)
+    plain = Component.objects.get(organization=org, mpn="BAS00199J")
+    assert (plain.lifecycle, plain.stock, plain.unit_price) == ("active", 1990, Decimal("0.02"))
+    assert multiprocessing.active_children() == []  # the validator process is gone
+
+    # the same file again: nothing changes; a changed price is an update
+    again = _run(_job(org, rows, batch_size=50))
+    assert (again.created_rows, again.updated_rows, again.unchanged_rows) == (0, 0, 225)
+    rows[2] = _part(3, price="0.03")
+    third = _run(_job(org, rows, batch_size=50))
+    assert (third.created_rows, third.updated_rows, third.unchanged_rows) == (0, 1, 224)
+    assert Component.objects.get(organization=org, mpn="BAS00003J").unit_price == Decimal("0.03")
+
+
+def test_escaped_text_arrives_as_written(org):
+    rows = [_part(1, desc="tab\there, back\\slash\nand a new line")]
+    job = _run(_job(org, rows))
+    assert job.status == JobStatus.COMPLETED and job.created_rows == 1
+    assert Component.objects.get().description == "tab\there, back\\slash\nand a new line"
+
+
+def test_shared_normalized_keys_are_flagged_when_the_catalogue_loads(org, other_org):
+    first = _run(_job(org, [_part(1, "Littelfuse", mpn="1.5SMC68CA"), _part(2)]))
+    assert first.status == JobStatus.COMPLETED
+    assert not Component.objects.get(mpn="1.5SMC68CA").mpn_norm_shared
+    version = Catalogue.objects.get(organization=org).version
+
+    # the other part with the same normalized key arrives in a later batch of another import
+    rows = [_part(i) for i in range(3, 30)] + [_part(30, "Littelfuse", mpn="1.5SMC6.8CA")]
+    second = _run(_job(org, rows, batch_size=10))
+    assert second.status == JobStatus.COMPLETED and second.created_rows == 28
+    flags = dict(
+        Component.objects.filter(organization=org, mpn__startswith="1.5").values_list(
+            "mpn", "mpn_norm_shared"
+        )
+    )
+    assert flags == {"1.5SMC68CA": True, "1.5SMC6.8CA": True}
+    assert not Component.objects.filter(organization=org, mpn="BAS00003J", mpn_norm_shared=True)
+    assert Catalogue.objects.get(organization=org).version == version + 1
+    assert [s["stage"] for s in second.stages][-3:] == ["importing", "flagging", "done"]
+
+    # another tenant's part with that key is not a collision of this catalogue
+    _run(_job(other_org, [_part(1, "Littelfuse", mpn="1.5SMC68CA")]))
+    assert not Component.objects.get(organization=other_org).mpn_norm_shared
+
+
+def test_a_batch_the_database_refuses_is_replayed_row_by_row(org):
+    rows = [_part(i) for i in range(1, 21)]
+    # a break price the checks allow but numeric(14, 6) does not hold: only PostgreSQL knows
+    rows[6] = _part(7, price="", breaks="1:123456789012")
+    job = _run(_job(org, rows, batch_size=10))
+    assert job.status == JobStatus.COMPLETED
+    assert [e["row"] for e in job.errors] == [8], job.errors[:2]
+    error = job.errors[0]
+    assert error["message"].startswith("Row 8: the database refused this row (numeric field")
+    stored = ImportRowError.objects.get(job=job)
+    assert stored.values[:3] == ["Nexperia", "BAS00007J", "Diode 7"]  # its fields, not keys
+    assert job.created_rows == 19 and Component.objects.count() == 19
+
+
+def test_a_cancelled_import_resumes_after_its_committed_batches(org, run_worker):
+    rows = [_part(i) for i in range(1, 51)]
+    rows[2] = _part(3, life="zombie")  # a row error in the first batch, kept across attempts
+    job = _job(org, rows, batch_size=10)
+    original = jobs.ProgressReporter.advance
+
+    def advance(self, n, **kw):  # the cancel arrives while the first batch is written
+        import_job_cancel(job=ImportJob.objects.get(pk=job.pk))
+        return original(self, n, **kw)
+
+    jobs.ProgressReporter.advance = advance
+    try:
+        job = _run(job)
+    finally:
+        jobs.ProgressReporter.advance = original
+    assert job.status == JobStatus.CANCELLED and 0 < job.processed_rows < 50
+    committed, checkpoint = job.processed_rows, job.checkpoint_row
+    assert Component.objects.count() == job.created_rows == committed - 1
+
+    retried = import_job_retry(job=job)
+    assert retried.attempt == 2
+    run_worker()
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert (job.processed_rows, job.created_rows, job.unchanged_rows) == (50, 49, 0)
+    assert [e["row"] for e in job.errors] == [4]  # once, not again by the second attempt
+    assert Component.objects.count() == 49
+    assert job.warnings == [
+        f"Attempt 2 goes on after row {checkpoint}: the rows up to it were imported by an "
+        "earlier attempt."
+    ]
+
+
+def test_a_first_load_that_repeats_a_part_in_a_later_batch_keeps_the_last_row(org):
+    """A first load skips the existence probes; a part repeated in a later batch makes the
+    unique index refuse that batch, which then takes the probing path: the last row wins."""
+    rows = [_part(i) for i in range(1, 31)]
+    rows[25] = _part(3, stock="12345")  # row 27 repeats row 4's part, two batches later
+    job = _run(_job(org, rows, batch_size=10))
+    assert job.status == JobStatus.COMPLETED and job.errors == []
+    assert (job.created_rows, job.updated_rows, job.unchanged_rows) == (29, 1, 0)
+    assert Component.objects.get(organization=org, mpn="BAS00003J").stock == 12345
+    assert Component.objects.filter(organization=org).count() == 29
+
+
+def test_a_first_load_goes_straight_in_and_a_repeat_in_its_batch_still_keeps_the_last_row(org):
+    """A first load's batch is COPYed into the catalogue as it is; a part repeated within that
+    batch makes the unique index refuse it, and the staged path keeps the last row."""
+    rows = [_part(i) for i in range(1, 21)]
+    rows[1] = _part(2, price="", breaks="")  # no price at all: none stored, not 0
+    rows[18] = _part(15, stock="777")  # row 20 repeats row 16's part in the same batch
+    job = _run(_job(org, rows, batch_size=10))
+    assert job.status == JobStatus.COMPLETED and job.errors == []
+    assert (job.created_rows, job.updated_rows, job.unchanged_rows) == (19, 0, 1)
+    assert Component.objects.get(organization=org, mpn="BAS00015J").stock == 777
+    # the first batch went straight in: no price is none, not 0, and the table's defaults
+    no_price = Component.objects.get(organization=org, mpn="BAS00002J")
+    assert no_price.unit_price is None and no_price.price_breaks == []
+    first = Component.objects.get(organization=org, mpn="BAS00003J")
+    assert first.alternates == [] and first.mpn_norm_shared is False
+    assert first.created_at is not None and first.updated_at >= first.created_at
+    assert first.unit_price == Decimal("0.02") and first.stock == 30
+    assert first.mpn_key == "BAS00003J" and first.manufacturer_key == "NEXPERIA"
