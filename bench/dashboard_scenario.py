@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 import psutil
+from loopback_capture import LoopbackCapture, redate
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGE_OR_TERMINAL = {"job.started", "job.stage", "job.completed", "job.failed", "job.cancelled"}
@@ -98,6 +99,21 @@ def start_daphnes(
     return out
 
 
+async def burst_worker(env: dict) -> asyncio.subprocess.Process:
+    """A real ``rqworker --burst`` on the default queue: runs what is queued, then exits."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "manage.py",
+        "rqworker",
+        "default",
+        "--burst",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
 def stop_daphnes(daphnes: list[tuple[subprocess.Popen, int]]) -> None:
     for proc, _ in daphnes:
         proc.terminate()
@@ -154,6 +170,7 @@ async def dashboard_run(
     client_procs: int,
     client_sched: str,
     load: int,
+    per_event_lines: bool = False,
 ) -> dict:
     from django.core.files import File
 
@@ -176,6 +193,7 @@ async def dashboard_run(
 
     job_ids = set(await asyncio.to_thread(create_jobs))
     ports = [port for _, port in daphnes]
+    capture = LoopbackCapture.open(ports)  # before the clients connect: their whole streams
     clients = await _start_feed_clients(n, min(client_procs, n), ports, token, client_sched)
     await asyncio.sleep(1.0)  # subscriptions settle
     topic = org_topic(org.id)
@@ -184,20 +202,7 @@ async def dashboard_run(
     with background_load(load):
         cpu0 = {port: sum(p.cpu_times()[:2]) for port, p in watched.items()}
         t0 = time.monotonic()
-        workers = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "manage.py",
-                "rqworker",
-                "default",
-                "--burst",
-                cwd=ROOT,
-                env=env,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL,
-            )
-            for _ in range(IMPORTS)
-        ]
+        workers = [await burst_worker(env) for _ in range(IMPORTS)]
         for worker in workers:
             await worker.wait()
         per_client: list[list] = []
@@ -207,6 +212,10 @@ async def dashboard_run(
             await proc.wait()
         elapsed = time.monotonic() - t0
         cpu = {port: (sum(p.cpu_times()[:2]) - cpu0[port]) / elapsed for port, p in watched.items()}
+    redated, arrival = await asyncio.to_thread(
+        redate, [((port, local), events) for port, local, events in per_client], capture
+    )
+    per_client = [(port, events) for (port, _, _), events in zip(per_client, redated, strict=True)]
 
     logged = await asyncio.to_thread(lambda: read_after(topic, cursor).events)
     ours = [e for e in logged if str((e.get("job") or {}).get("id")) in job_ids]
@@ -214,6 +223,7 @@ async def dashboard_run(
     first_ts = min(ts_seconds(e["ts"]) for e in ours) if ours else time.time()
     last_ts = max(ts_seconds(e["ts"]) for e in ours) if ours else time.time()
     latencies: list[float] = []
+    per_event: dict[str, list[float]] = {}
     lost = 0
     delivered = dict.fromkeys(ports, 0)
     clients_done = 0
@@ -230,6 +240,18 @@ async def dashboard_run(
                 delivered[port] += 1
             if ts and kind and kind.startswith("job."):
                 latencies.append(arrived - ts_seconds(ts))
+                per_event.setdefault(_id, []).append(arrived - ts_seconds(ts))
+    if per_event_lines:  # the five latest events: which, and how the clients spread
+        by_id = {e["id"]: e for e in ours}
+        worst = sorted(per_event.items(), key=lambda kv: -max(kv[1]))[:5]
+        for i, v in worst:
+            v.sort()
+            e = by_id.get(i, {})
+            first, mid, last = (x * 1000 for x in (v[0], v[len(v) // 2], v[-1]))
+            print(
+                f"  {e.get('type', '?'):14} job {str((e.get('job') or {}).get('id'))[:8]} "
+                f"first {first:5.0f}  p50 {mid:5.0f}  last {last:5.0f} ms"
+            )
     # deliveries per second while the imports published: from the first event to the last
     watch = max(last_ts - first_ts, 1e-3)
     return {
@@ -247,6 +269,7 @@ async def dashboard_run(
         "deliveries_per_s": [round(delivered[p] / watch) for p in ports],
         "daphne_cpu": [round(cpu[p] * 100) for p in ports],
         "watch_s": round(watch, 2),
+        **arrival,
     }
 
 

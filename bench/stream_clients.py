@@ -91,6 +91,8 @@ _TIMEVAL = struct.Struct("@ll")
 # Linux's SO_TIMESTAMP (asm-generic/socket.h), which Python's socket module does not name:
 # each read's ancillary data then carries the segment's arrival time as a struct timeval.
 SO_TIMESTAMP = getattr(socket, "SO_TIMESTAMP", 29)
+SO_RCVBUFFORCE = 33
+CLIENT_RCVBUF = 8 << 20
 
 
 # Bytes that only a terminal event's frame contains: while recording, a read that has one
@@ -117,6 +119,7 @@ class TimestampedConnection:
 
     def __init__(self, sock: socket.socket, protocol) -> None:
         self.sock = sock
+        self.local_port = sock.getsockname()[1]  # names the connection in a packet capture
         self.protocol = protocol
         self.loop = asyncio.get_running_loop()
         self.closed = False
@@ -190,6 +193,14 @@ async def open_connection(protocol_factory, port: int):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
     sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
+    # Room for several seconds of events: a client process that waits for a core (SCHED_IDLE
+    # beside busy ones) must not close its TCP window and hold daphne's sends back, as a
+    # client on another machine, reading at once, would not. Set before connecting, so the
+    # window scale is negotiated for it; FORCE passes net.core.rmem_max where permitted.
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, CLIENT_RCVBUF)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
     try:
         await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
     except BaseException:
@@ -284,30 +295,36 @@ class WSProtocol(asyncio.Protocol):
             buf = buf[end + 4 :]
             if self.subscribe is not None:
                 self.transport.write(_masked_text_frame(self.subscribe))  # type: ignore[attr-defined]
-        i = 0
-        while len(buf) - i >= 2:
-            length, header = buf[i + 1] & 0x7F, 2
-            if length == 126:
-                length, header = int.from_bytes(buf[i + 2 : i + 4], "big"), 4
-            elif length == 127:
-                length, header = int.from_bytes(buf[i + 2 : i + 10], "big"), 10
-            if len(buf) - i < header + length:
-                break
-            opcode = buf[i] & 0x0F
-            payload = buf[i + header : i + header + length]
-            i += header + length
+        frames, self.buffer = server_frames(buf)
+        for opcode, payload in frames:
             if opcode == 1:
                 message = head(payload)
                 if "type" in message:
                     self.client.got(message, received, read)
             elif opcode == 8:
                 self.transport.close()
-        self.buffer = buf[i:]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.opened.done():
             self.opened.set_exception(exc or ConnectionResetError("closed during handshake"))
         self.closed.set()
+
+
+def server_frames(buf: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """The whole WebSocket frames a server sent (unmasked) at the start of ``buf``, as
+    (opcode, payload), and what is left of ``buf`` after them."""
+    frames, i = [], 0
+    while len(buf) - i >= 2:
+        length, header = buf[i + 1] & 0x7F, 2
+        if length == 126:
+            length, header = int.from_bytes(buf[i + 2 : i + 4], "big"), 4
+        elif length == 127:
+            length, header = int.from_bytes(buf[i + 2 : i + 10], "big"), 10
+        if len(buf) - i < header + length:
+            break
+        frames.append((buf[i] & 0x0F, buf[i + header : i + header + length]))
+        i += header + length
+    return frames, buf[i:]
 
 
 def _masked_text_frame(payload: bytes) -> bytes:
@@ -391,9 +408,12 @@ async def main(kind: str, ports: list[int], job_id: str, token: str, n: int) -> 
         c.connection.replay()  # type: ignore[union-attr]
     print(f"# {n} {kind} clients: {cpu * 1000:.0f} ms of CPU following the job", file=sys.stderr)
     if kind == "feed":
-        print(json.dumps([[c.port, c.events] for c in clients]), flush=True)
+        print(
+            json.dumps([[c.port, c.connection.local_port, c.events] for c in clients]),  # type: ignore[union-attr]
+            flush=True,
+        )
     else:
-        print(json.dumps([c.events for c in clients]), flush=True)
+        print(json.dumps([[c.connection.local_port, c.events] for c in clients]), flush=True)  # type: ignore[union-attr]
 
 
 if __name__ == "__main__":

@@ -299,7 +299,14 @@ class ActivitySSE(SSEEndpoint):
         if wanted:
             # narrowed to some jobs: a stream token for those jobs is enough
             for t in wanted:
-                if not t.startswith("job:") or not await topic_allowed(principal, t):
+                if topics.parse(t) is not None and not t.startswith("job:"):
+                    # the feed carries every kind's events, but is narrowed by job only
+                    raise HttpError(
+                        400,
+                        f"The organization feed narrows to jobs only (job:<id>); follow {t} "
+                        f"at /api/v1/realtime/topics/{t}/events or over the WebSocket.",
+                    )
+                if not await topic_allowed(principal, t):
                     raise HttpError(404, f"No such topic: {t}")
             stream.job_filter = {t.partition(":")[2] for t in wanted}
         elif not covers_organization(principal):

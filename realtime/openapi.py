@@ -256,7 +256,9 @@ def stream_paths() -> dict[str, Any]:
                 _param(
                     "topics",
                     "query",
-                    "Comma-separated `job:<id>` topics: only these jobs' events.",
+                    "Comma-separated `job:<id>` topics: only these jobs' events (another "
+                    "kind's topic is a 400 naming `/api/v1/realtime/topics/<topic>/events`, "
+                    "where it is streamed).",
                 ),
                 _param(
                     "summary",

@@ -137,3 +137,18 @@ def test_at_most_100_topics_per_token_and_per_subscription(live, api, operator, 
         # the connection is still good for a subscription within the limit
         ws.send(json.dumps({"action": "subscribe", "topics": [job_topic(job_id)]}))
         assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+
+
+def test_the_feed_names_where_to_follow_a_topic_it_cannot_narrow_to(live, api, operator, org):
+    """``topics=`` narrows the organization feed to jobs; another registered kind's topic gets a
+    400 that says where that topic is streamed (before any lookup: nothing about whether it
+    exists), and a malformed or unknown one stays a 404."""
+    key = Token.objects.get_or_create(user=operator)[0].key
+    headers = {"Authorization": f"Token {key}"}
+    feed = f"{live.url}/api/v1/realtime/events"
+    resp = httpx.get(feed, params={"topics": "org:1"}, headers=headers)
+    assert resp.status_code == 400, resp.content
+    assert "/api/v1/realtime/topics/org:1/events" in resp.json()["detail"]
+    for unknown in ("nosuchkind:1", "job:"):
+        resp = httpx.get(feed, params={"topics": unknown}, headers=headers)
+        assert resp.status_code == 404, (unknown, resp.content)
