@@ -43,10 +43,19 @@ def job_row(page: Page, filename: str):
     return page.locator("tr.job-row", has_text=filename)
 
 
-def start_big_job(org, user, rows: int, name: str) -> ImportJob:
-    """A job long enough to watch run (small batches: many progress events)."""
+def start_big_job(org, user, rows: int, name: str, *, staged: bool = False) -> ImportJob:
+    """A job long enough to watch run (small batches: many progress events). A ``staged`` one
+    waits, pending, for ``start_staged``: a page opened before it starts cannot miss its run."""
     upload = SimpleUploadedFile(name, csv_bytes(product_rows(rows)), content_type="text/csv")
-    return services.import_job_create(organization=org, user=user, upload=upload, batch_size=100)
+    return services.import_job_create(
+        organization=org, user=user, upload=upload, batch_size=100, stage_only=staged
+    )
+
+
+def start_staged(job: ImportJob, user) -> ImportJob:
+    return services.import_job_start(
+        job=job, user=user, mapping={column: column for column in HEADER}, preset=None
+    )
 
 
 def test_dropped_csv_runs_to_green_with_no_reload(new_page, org):
@@ -222,18 +231,33 @@ def test_falls_back_to_polling_with_the_same_cursor_then_streams_again(new_page,
 
 def test_job_page_follows_a_running_job_to_the_end(new_page, org):
     olga = member(org, "olga")
-    job = start_big_job(org, olga, 30_000, "followed.csv")
+    # Staged (pending) first, so the page is open before the job can start: a 30,000-row
+    # job can finish before a page loads, and the page must be seen following it.
+    job = start_big_job(org, olga, 30_000, "followed.csv", staged=True)
     page = new_page()
     log_in(page, olga)
     page.goto(f"/jobs/{job.id}/")
     mark_page(page)
-    expect(page.locator("article.job-detail")).to_have_attribute(
-        "data-status", "processing", timeout=30_000
+    detail = page.locator("article.job-detail")
+    expect(detail).to_have_attribute("data-status", "pending")
+    # every status the page shows, in order (a short one would slip between polls)
+    page.evaluate(
+        """() => {
+        const el = document.querySelector("article.job-detail");
+        window.__statuses = [el.dataset.status];
+        new MutationObserver(() => {
+          const last = window.__statuses[window.__statuses.length - 1];
+          if (el.dataset.status !== last) window.__statuses.push(el.dataset.status);
+        }).observe(el, {attributes: true, attributeFilter: ["data-status"]});
+      }"""
     )
+    start_staged(job, olga)
+    expect(detail).not_to_have_attribute("data-status", "pending", timeout=30_000)
     screenshot(page, "job-running")
-    expect(page.locator("article.job-detail")).to_have_attribute(
-        "data-status", "completed", timeout=90_000
-    )
+    expect(detail).to_have_attribute("data-status", "completed", timeout=90_000)
+    seen = page.evaluate("window.__statuses")
+    assert seen[0] == "pending" and seen[-1] == "completed", seen
+    assert "processing" in seen, f"the page never showed the job running: {seen}"
     expect(page.get_by_role("progressbar")).to_have_attribute("aria-valuenow", "100")
     expect(page.locator('[data-field="created_rows"]')).to_have_text("30,000")
     expect(page.locator(".timeline li").last).to_contain_text("done")
@@ -286,12 +310,13 @@ def test_admin_change_list_shows_a_running_jobs_progress_moving(new_page, org):
     root = member(org, "root", Role.ADMIN, is_staff=True, is_superuser=True)
     page = new_page()
     log_in(page, root)
-    job = start_big_job(org, root, 60_000, "admin-watch.csv")
+    # staged first and started once the page follows it: it could finish before a page loads
+    job = start_big_job(org, root, 60_000, "admin-watch.csv", staged=True)
     page.goto("/admin/imports/importjob/")
     expect(page.locator("#conn")).to_have_text("Live")
     # record every value the progress bars show, from the page's own point of view
     page.evaluate(
-        """() => {
+        """(id) => {
             window.__notReloaded = true;
             window.__seen = [];
             new MutationObserver((changes) => {
@@ -301,12 +326,21 @@ def test_admin_change_list_shows_a_running_jobs_progress_moving(new_page, org):
             }).observe(document.body, {
                 subtree: true, attributes: true, attributeFilter: ["aria-valuenow"],
             });
-        }"""
+            const status = document.querySelector(`[data-job-id="${id}"][data-field="status"]`);
+            window.__statuses = [status.textContent.trim()];
+            new MutationObserver(() => {
+                const text = status.textContent.trim();
+                if (text !== window.__statuses.at(-1)) window.__statuses.push(text);
+            }).observe(status, {subtree: true, childList: true, characterData: true});
+        }""",
+        str(job.id),
     )
+    start_staged(job, root)
     status = page.locator(f'[data-job-id="{job.id}"][data-field="status"]')
-    expect(status).to_have_text("Processing", timeout=30_000)
+    expect(status).not_to_have_text("Pending", timeout=30_000)
     screenshot(page, "admin-running")
     expect(status).to_have_text("Completed", timeout=90_000)
+    assert "Processing" in page.evaluate("window.__statuses")
     bar = page.locator(f'.bar[data-job-id="{job.id}"]')
     expect(bar).to_have_attribute("aria-valuenow", "100")
     seen = page.evaluate("window.__seen")
@@ -315,6 +349,7 @@ def test_admin_change_list_shows_a_running_jobs_progress_moving(new_page, org):
     assert_not_reloaded(page)
 
     # the change page: live state, its row errors, and the RQ link for staff
+    job.refresh_from_db()  # the RQ job id it was queued with
     page.goto(f"/admin/imports/importjob/{job.id}/change/")
     expect(page.locator(".live-panel [data-field=status]")).to_have_text("Completed")
     expect(page.get_by_role("button", name="Retry job")).to_be_hidden()
