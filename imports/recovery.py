@@ -3,7 +3,8 @@
 A job's row is the truth; RQ's view of it can be lost (a killed work horse, a killed worker,
 a Redis restart that forgets its queues). Workers started with their scheduler run
 ``check_jobs()`` every ``JOB_CHECK_SECONDS`` (``imports.worker.IntakeWorker``), and a worker
-whose work horse died runs ``horse_lost()`` at once:
+whose work horse died runs ``horse_lost()`` at once (its job ``processing``, or still
+``queued`` when the horse died before starting it):
 
 - a ``processing`` job whose heartbeat is older than ``WORKER_LOST_AFTER_SECONDS`` and that no
   live worker runs is resumed as its next attempt, after its checkpoint (``job.resumed``), up
@@ -139,15 +140,23 @@ def job_lost(
 ) -> str | None:
     """End the lost attempt of a ``processing`` job: resume it after its checkpoint, or fail it
     after ``JOB_MAX_ATTEMPTS``. Returns "resumed", "failed", "cancelled" or None (not lost
-    after all: it moved on, or a newer attempt runs)."""
+    after all: it moved on, or a newer attempt runs).
+
+    Given the attempt's ``rq_job_id`` (its worker saw the horse die), a job still ``queued``
+    is lost too: the horse died after taking it and before marking it ``processing``. Left
+    queued, it would wait for the orphan check and go again as the same attempt, so a horse
+    that dies at every start would loop for good instead of failing after its last attempt.
+    """
     from .services import job_enqueue, job_next_attempt
 
     with transaction.atomic():
         job = ImportJob.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.status != JobStatus.PROCESSING:
+        if job is None or job.status not in (JobStatus.PROCESSING, JobStatus.QUEUED):
             return None
         if rq_job_id is not None and job.rq_job_id != rq_job_id:
             return None
+        if job.status == JobStatus.QUEUED and rq_job_id is None:
+            return None  # waiting its turn, not lost: only a horse's own worker knows better
         if stale_before is not None and job.heartbeat_at and job.heartbeat_at >= stale_before:
             return None
         metrics.inc("worker_lost_jobs")

@@ -32,6 +32,9 @@ DRILL_ENV = {
     "JOB_MAX_ATTEMPTS": "6",
     "WORKER_NICE": "0",
     "LOG_LEVEL": "INFO",
+    # RQ logs to stdout, which Python buffers when it is a file: a failed drill's log tail
+    # would stop short of the lines that say what went wrong
+    "PYTHONUNBUFFERED": "1",
 }
 
 

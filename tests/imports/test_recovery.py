@@ -111,6 +111,29 @@ def test_a_lost_job_is_resumed_until_its_last_attempt_then_fails(org, settings):
     assert last["type"] == "job.failed" and last["reason"] == "worker_lost"
 
 
+def test_a_horse_that_died_before_starting_its_job_resumes_it_as_the_next_attempt(org, settings):
+    """The drills killed horses between taking a job and marking it processing: the job stayed
+    queued as the same attempt until the orphan check, and a horse that dies at every start
+    would never use up the job's attempts."""
+    import django_rq
+
+    settings.JOB_MAX_ATTEMPTS = 2
+    job = _job(org)
+    taken = job.rq_job_id
+    assert recovery.horse_lost(rq_job_id=f"{job.pk}-7", detail="killed") is None  # not its own
+    assert recovery.horse_lost(rq_job_id=taken, detail="killed by signal 9") == "resumed"
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.rq_job_id) == (JobStatus.QUEUED, 2, f"{job.pk}-2")
+    assert job.rq_job_id in django_rq.get_queue("default").job_ids
+    assert read_after(job_topic(job.pk), None).events[-1]["type"] == "job.resumed"
+    # the periodic check leaves a queued job that RQ holds alone
+    ImportJob.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert recovery.check_jobs() == recovery.CheckResult()
+    # its last attempt's horse dies at the start too: the job fails instead of looping
+    assert recovery.horse_lost(rq_job_id=job.rq_job_id, detail="killed") == "failed"
+    assert ImportJob.objects.get(pk=job.pk).status == JobStatus.FAILED
+
+
 def test_a_fresh_heartbeat_is_not_lost(org):
     _processing(_job(org), heartbeat_age=1)
     assert recovery.check_jobs().resumed == []
