@@ -121,9 +121,21 @@ function setField(el, field, job) {
   }
 }
 
-/** Show `job` in every element that belongs to it (`data-job-id`), wherever it is on the page. */
+/** Whether `scope` already shows a newer state of its job than `job`: a snapshot fetched over
+ * HTTP can arrive after the stream's later events (the mapping step fetches the job it queued;
+ * a small job may have failed meanwhile), and must not put the older state back for good. */
+function isOlderThanShown(scope, job) {
+  const shown = Date.parse(scope.dataset.updatedAt ?? "");
+  const incoming = Date.parse(job.updated_at ?? "");
+  return shown > incoming; // either missing (NaN): not comparable, so shown
+}
+
+/** Show `job` in every element that belongs to it (`data-job-id`), wherever it is on the page,
+ * unless that element shows a newer state of it already. */
 function applyJob(job) {
   for (const scope of document.querySelectorAll(`[data-job-id="${CSS.escape(String(job.id))}"]`)) {
+    if (isOlderThanShown(scope, job)) continue;
+    if (job.updated_at) scope.dataset.updatedAt = job.updated_at;
     if (scope.dataset.status !== undefined) scope.dataset.status = job.status;
     const fields = [...scope.querySelectorAll("[data-field]")];
     if (scope.dataset.field) fields.push(scope);

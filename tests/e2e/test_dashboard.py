@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -176,6 +177,39 @@ def test_failed_job_shows_red_with_its_reason(new_page, org):
     expect(page.locator("article.job-detail")).to_have_attribute("data-status", "failed")
     expect(page.locator(".timeline li")).to_have_count(4)  # the new attempt's own timeline
     assert_not_reloaded(page)
+
+
+def test_a_snapshot_fetched_before_the_job_failed_does_not_put_it_back_to_processing(new_page, org):
+    """The mapping step fetches the job it queued; a small job can fail before that answer
+    arrives, and the stream's ``job.failed`` reach the page first. The late answer (the job as
+    it was) must not overwrite the row for good: it did once, under load, in the suite."""
+    olga = member(org, "olga")
+    page = new_page()
+    log_in(page, olga)
+    held = []  # the mapping step's GET of its job, answered only after the job has failed
+    page.route(re.compile(r"/api/v1/jobs/[0-9a-f-]+$"), lambda route: held.append(route))
+    broken = b'sku,name,price\nA-1,"unterminated,1.00\n' + b"B-2,ok,2.00\n" * 3
+    page.locator("#upload-form input[type=file]").set_input_files(
+        files=[{"name": "late.csv", "mimeType": "text/csv", "buffer": broken}]
+    )
+    step = page.locator("#mapping-step")
+    step.get_by_role("button", name="Import with this mapping").click()
+    row = job_row(page, "late.csv")
+    expect(row.locator('[data-field="status"]')).to_have_text("Failed", timeout=60_000)
+    for _ in range(200):  # the step's POST may answer after the job has already failed
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1, "the mapping step did not fetch its job"
+    job = ImportJob.objects.get(original_filename="late.csv")
+    assert job.status == "failed"
+    stale = held[0].fetch().json()
+    stale.update(status="processing", stage="importing", finished_at=None, error_message="")
+    stale["updated_at"] = job.started_at.isoformat()  # what the job was while it ran
+    held[0].fulfill(json=stale)
+    expect(step).to_have_count(0)  # the step took the answer and handed the job to the table
+    expect(row.locator('[data-field="status"]')).to_have_text("Failed")
+    expect(row.get_by_role("progressbar")).to_have_class("bar status-failed")
 
 
 def test_stream_cut_mid_job_reconnects_and_ends_showing_the_final_state(new_page, org, live_site):
