@@ -82,25 +82,36 @@ WHERE NOT EXISTS (
 _SHOWN = [COPY_COLUMNS.index(f) for f in FIELDS]
 _ANY_COMPONENT = "SELECT EXISTS (SELECT 1 FROM enrichment_component WHERE organization_id = %s)"
 
-# A normalized MPN that different parts share is flagged once the catalogue has loaded: the
-# shared keys are few, so they are found by one grouping pass and applied by index probes; a
-# flag that no longer holds is cleared by probing the few flagged rows. (One UPDATE joined to the
-# grouped catalogue took 272 s for 20k rows: the planner re-ran the grouping per row.)
-_FLAG_SHARED = """
-WITH shared AS (
-    SELECT organization_id, mpn_norm FROM enrichment_component WHERE organization_id = %(org)s
-    GROUP BY organization_id, mpn_norm HAVING count(DISTINCT mpn_key) > 1)
-UPDATE enrichment_component c SET mpn_norm_shared = true
-FROM shared s
-WHERE c.organization_id = s.organization_id AND c.mpn_norm = s.mpn_norm AND NOT c.mpn_norm_shared
+# A normalized MPN that different parts share is flagged once the catalogue has loaded, in
+# one transaction: the shared keys are found by one grouping pass into a temp table (few rows,
+# and the planner knows it after its ANALYZE), then flags that no longer hold are cleared (the
+# flagged rows come from a partial index) and new ones set by probes of the mpn_norm index.
+# Measured on 1M parts: 0.75-0.86 s against 1.64-1.84 s for one UPDATE joined to the grouping
+# (the planner expected a third of the keys shared and hashed the whole catalogue; an older
+# form re-ran the grouping per row: 272 s for 20k rows). min/max in the "C" collation hash the
+# groups where count(DISTINCT) sorted each one.
+_SHARED = "intake_shared_norm"
+_FIND_SHARED = f"""
+CREATE TEMP TABLE {_SHARED} ON COMMIT DROP AS
+SELECT mpn_norm FROM enrichment_component WHERE organization_id = %(org)s
+GROUP BY mpn_norm HAVING min(mpn_key COLLATE "C") <> max(mpn_key COLLATE "C")
 """
-_UNFLAG_SHARED = """
+_UNFLAG_SHARED = f"""
 UPDATE enrichment_component c SET mpn_norm_shared = false
-WHERE c.organization_id = %(org)s AND c.mpn_norm_shared AND NOT EXISTS (
-    SELECT 1 FROM enrichment_component d
-    WHERE d.organization_id = c.organization_id AND d.mpn_norm = c.mpn_norm
-      AND d.mpn_key <> c.mpn_key)
+WHERE c.organization_id = %(org)s AND c.mpn_norm_shared
+  AND NOT EXISTS (SELECT 1 FROM {_SHARED} s WHERE s.mpn_norm = c.mpn_norm)
 """
+_FLAG_SHARED = f"""
+UPDATE enrichment_component c SET mpn_norm_shared = true
+FROM {_SHARED} s
+WHERE c.organization_id = %(org)s AND c.mpn_norm = s.mpn_norm AND NOT c.mpn_norm_shared
+"""
+# The planner's statistics after a load, for the columns matching's plans read (the others'
+# wait for autovacuum): 0.20-0.29 s on 1M parts against 0.47-0.56 s for every column.
+_ANALYZE = (
+    "ANALYZE enrichment_component "
+    "(organization_id, manufacturer_key, mpn_key, mpn_norm, mpn_base, mpn_norm_shared)"
+)
 
 
 class ComponentWriter(BatchWriter):
@@ -175,9 +186,15 @@ def catalogue_loaded(organization_id: int) -> int:
     """After components changed: flag normalized MPNs that different parts share, refresh the
     planner's statistics and move the catalogue to a new version (returned)."""
     with connection.cursor() as cur:
-        cur.execute("ANALYZE enrichment_component")
+        cur.execute(_ANALYZE)
+    with transaction.atomic(), connection.cursor() as cur:
+        # dropped here too, not only at commit: a caller's own transaction may call again
+        cur.execute(f"DROP TABLE IF EXISTS {_SHARED}")
+        cur.execute(_FIND_SHARED, {"org": organization_id})
+        cur.execute(f"ANALYZE {_SHARED}")
         cur.execute(_UNFLAG_SHARED, {"org": organization_id})
         cur.execute(_FLAG_SHARED, {"org": organization_id})
+        cur.execute(f"DROP TABLE {_SHARED}")
     return catalogue_bump(organization_id)
 
 

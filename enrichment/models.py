@@ -116,6 +116,13 @@ class Component(models.Model):
                 opclasses=["int8_ops", "varchar_pattern_ops"],
                 name="component_mpn_norm",
             ),
+            # the few flagged parts, for clearing a flag that no longer holds without reading
+            # the whole catalogue (an import's rows come in unflagged: no entry, no cost)
+            models.Index(
+                fields=["organization"],
+                condition=Q(mpn_norm_shared=True),
+                name="component_shared",
+            ),
             # and component_mpn_norm_rev, (organization, reverse(mpn_norm) text_pattern_ops),
             # in raw SQL (migration 0002): Django renders that opclass on an expression beside a
             # column as invalid SQL

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from enrichment import services
+from enrichment.catalogue_import import catalogue_loaded
 from enrichment.models import Catalogue, Component
 from imports import jobs
 from imports.models import ImportJob, ImportRowError, JobStatus
@@ -132,9 +133,20 @@ def test_shared_normalized_keys_are_flagged_when_the_catalogue_loads(org, other_
     assert Catalogue.objects.get(organization=org).version == version + 1
     assert [s["stage"] for s in second.stages][-3:] == ["importing", "flagging", "done"]
 
-    # another tenant's part with that key is not a collision of this catalogue
-    _run(_job(other_org, [_part(1, "Littelfuse", mpn="1.5SMC68CA")]))
-    assert not Component.objects.get(organization=other_org).mpn_norm_shared
+    # another tenant's part with that key is not a collision of this catalogue, nor is the same
+    # MPN from two manufacturers (one key: the exact tier tells them apart by manufacturer)
+    _run(
+        _job(
+            other_org,
+            [_part(1, "Littelfuse", mpn="1.5SMC68CA"), _part(2, "Vishay", mpn="1.5smc68ca")],
+        )
+    )
+    assert not Component.objects.filter(organization=other_org, mpn_norm_shared=True).exists()
+
+    # a flag that no longer holds is cleared when the catalogue changes again
+    Component.objects.filter(organization=org, mpn="1.5SMC6.8CA").delete()
+    catalogue_loaded(org.id)
+    assert not Component.objects.filter(organization=org, mpn_norm_shared=True).exists()
 
 
 def test_a_batch_the_database_refuses_is_replayed_row_by_row(org):
