@@ -172,7 +172,7 @@ def _chunks(
         done += len(results)
         counts.update(r.decision.status for r in results)
         job.options = {**job.options, "counts": dict(counts)}
-        job.save(update_fields=["options"])
+        reporter.save_options()  # fenced: a superseded attempt must not overwrite the counts
         cancel = reporter.advance(len(results))
         now = time.monotonic()
         if now - last_progress >= reporter.min_interval and done < total:

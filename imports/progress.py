@@ -136,6 +136,11 @@ class ProgressReporter:
         self.job.warnings = [*self.job.warnings, message]
         self._save("warnings")
 
+    def save_options(self) -> None:
+        """Store the job's ``options`` as they are now (a runner's own state as it goes, such
+        as a BOM's counts so far): fenced like every other write of this attempt."""
+        self._save("options")
+
     def advance(
         self,
         rows: int,

@@ -76,6 +76,9 @@ def test_an_older_attempts_writes_are_refused(org):
         old.finished()
     with pytest.raises(JobFenced):
         old.failed("late failure of a superseded attempt")
+    old.job.options = {**old.job.options, "counts": {"matched": 99}}  # a runner's own state
+    with pytest.raises(JobFenced):
+        old.save_options()
 
     row = ImportJob.objects.get(pk=job.pk)
     assert (row.status, row.attempt, row.processed_rows, row.checkpoint_row) == (
@@ -84,7 +87,10 @@ def test_an_older_attempts_writes_are_refused(org):
         15,
         16,
     )
-    assert row.error_message == ""
+    assert row.error_message == "" and "counts" not in row.options
+    new.job.options = {**new.job.options, "counts": {"matched": 5}}
+    new.save_options()
+    assert ImportJob.objects.get(pk=job.pk).options["counts"] == {"matched": 5}
     new.finished()
     assert ImportJob.objects.get(pk=job.pk).status == JobStatus.COMPLETED
 
