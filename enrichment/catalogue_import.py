@@ -92,7 +92,7 @@ _ANY_COMPONENT = "SELECT EXISTS (SELECT 1 FROM enrichment_component WHERE organi
 # groups where count(DISTINCT) sorted each one.
 _SHARED = "intake_shared_norm"
 _FIND_SHARED = f"""
-CREATE TEMP TABLE {_SHARED} ON COMMIT DROP AS
+CREATE TEMP TABLE {_SHARED} AS
 SELECT mpn_norm FROM enrichment_component WHERE organization_id = %(org)s
 GROUP BY mpn_norm HAVING min(mpn_key COLLATE "C") <> max(mpn_key COLLATE "C")
 """
@@ -188,12 +188,12 @@ def catalogue_loaded(organization_id: int) -> int:
     with connection.cursor() as cur:
         cur.execute(_ANALYZE)
     with transaction.atomic(), connection.cursor() as cur:
-        # dropped here too, not only at commit: a caller's own transaction may call again
-        cur.execute(f"DROP TABLE IF EXISTS {_SHARED}")
         cur.execute(_FIND_SHARED, {"org": organization_id})
         cur.execute(f"ANALYZE {_SHARED}")
         cur.execute(_UNFLAG_SHARED, {"org": organization_id})
         cur.execute(_FLAG_SHARED, {"org": organization_id})
+        # now, not at commit: a caller's own transaction may call again (on an error, the
+        # rollback of this block's savepoint undoes the CREATE)
         cur.execute(f"DROP TABLE {_SHARED}")
     return catalogue_bump(organization_id)
 
