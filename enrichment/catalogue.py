@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from imports.pipeline.copy_text import NULL, CopyBatch, copy_lines
-from imports.pipeline.validation import CURRENCIES, CheckedBatch, HeaderMap, RowError, map_header
+from imports.pipeline.validation import (
+    CURRENCIES,
+    CheckedBatch,
+    HeaderMap,
+    RowError,
+    all_match,
+    map_header,
+)
 
 from . import matching
 
@@ -92,19 +99,12 @@ _STOCK = re.compile(r"0|[1-9][0-9]{0,17}")
 _MOQ = re.compile(r"0|[1-9][0-9]{0,8}")  # under 2**31
 _STOCK_LINES = re.compile(rf"(?:(?:{_STOCK.pattern})?\n)*")
 _MOQ_LINES = re.compile(rf"(?:(?:{_MOQ.pattern})?\n)*")
-_PRICE_LINES = re.compile(r"(?:(?:[0-9]{1,8}(?:\.[0-9]{1,6})?)?\n)*")
-_ONE_BREAK = r"[1-9][0-9]{0,11}:[0-9]+(?:\.[0-9]{1,6})?"
+_PRICE_LINES = re.compile(rf"(?:(?:{_PLAIN_PRICE.pattern})?\n)*")
+_ONE_BREAK = rf"[1-9][0-9]{{0,11}}:{_PLAIN_PRICE.pattern}"
 _BREAKS = re.compile(rf"(?:{_ONE_BREAK}(?:;{_ONE_BREAK})*)?")
 _BREAKS_LINES = re.compile(rf"(?:{_BREAKS.pattern}\n)*")
 _HTTP = ("http://", "https://")
 _PACKAGING_ENDS = tuple(matching.PACKAGING_SUFFIXES)
-
-
-def _all_match(lines: re.Pattern[str], values: list[str]) -> bool:
-    """Whether every value matches ``lines`` (a pattern of ``value\\n`` repeats), in one pass
-    of the regex engine; a value holding a newline of its own fails."""
-    text = "\n".join(values)
-    return text.count("\n") == len(values) - 1 and lines.fullmatch(text + "\n") is not None
 
 
 def _counts(
@@ -112,7 +112,7 @@ def _counts(
 ) -> list[str]:
     """A column of whole numbers as ``check`` writes them: plain ones (``one``) kept, empty
     ones the default; the rows of any other go to ``slow``."""
-    if not _all_match(lines, values):
+    if not all_match(lines, values):
         slow.update(i for i, s in enumerate(values) if s and not one.fullmatch(s))
     if "" in values:
         values = [v or default for v in values]
@@ -149,7 +149,7 @@ def parse_price(raw: str, what: str) -> Decimal | str | None:
     if not value.is_finite() or value < 0:
         return f"{what} '{raw}' must be a number of 0 or more"
     if value > PRICE_MAX:
-        return f"{what} '{raw}' is too large"
+        return f"{what} '{raw}' is too large (at most {PRICE_MAX})"
     return value.quantize(Decimal("0.000001")).normalize()
 
 
@@ -171,6 +171,9 @@ def parse_breaks(raw: str) -> list[list] | str:
             return (
                 f"price_breaks '{raw}' is not quantity:price;quantity:price (e.g. 1:0.10;100:0.05)"
             )
+        price = parse_price(m.group(2), "price_breaks price")
+        if isinstance(price, str):  # the first break is the unit price when none is given
+            return f"{price} in '{raw}'"
         out.append([int(m.group(1)), m.group(2)])
     out.sort(key=lambda b: b[0])
     return out
@@ -241,10 +244,10 @@ class ComponentValidator:
         stocks = _counts(stripped(i_stock), _STOCK, _STOCK_LINES, "0", slow)
         moqs = _counts(stripped(i_moq), _MOQ, _MOQ_LINES, "1", slow)
         prices = stripped(i_price)
-        if not _all_match(_PRICE_LINES, prices):
+        if not all_match(_PRICE_LINES, prices):
             slow.update(i for i, s in enumerate(prices) if s and not _PLAIN_PRICE.fullmatch(s))
         breaks = stripped(i_br)
-        if not _all_match(_BREAKS_LINES, breaks):
+        if not all_match(_BREAKS_LINES, breaks):
             slow.update(i for i, s in enumerate(breaks) if not _BREAKS.fullmatch(s))
         currencies = [c or "USD" for c in map(str.upper, stripped(i_cur))]
         if not CURRENCIES.issuperset(currencies):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Q
 
 from imports.models import ImportJob, JobKind, JobStatus
 
-from .models import Bom, BomLine, Catalogue, Component, ManufacturerAlias, MatchStatus
+from .models import Bom, Catalogue, Component, ManufacturerAlias
 
 ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
 COUNTED = ("matched", "ambiguous", "not_found", "skipped", "error", "pending")
@@ -40,22 +39,6 @@ def catalogue_version(*, organization_id: int) -> int:
         .first()
         or 0
     )
-
-
-def bom_counts(*, bom: Bom) -> dict[str, int]:
-    """Lines by match status (every status present, 0 when none)."""
-    counts = dict.fromkeys(COUNTED, 0)
-    for status, n in (
-        BomLine.objects.filter(bom=bom).values_list("match_status").annotate(n=Count("id"))
-    ):
-        counts[status] = n
-    return counts
-
-
-def bom_total_cost(*, bom: Bom) -> Decimal | None:
-    return BomLine.objects.filter(bom=bom, match_status=MatchStatus.MATCHED, dnp=False).aggregate(
-        total=Sum("extended_price")
-    )["total"]
 
 
 def active_run(*, bom: Bom) -> ImportJob | None:

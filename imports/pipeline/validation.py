@@ -361,7 +361,7 @@ class CheckedBatch:
     errors: list[RowError]
 
 
-def _all_match(lines: re.Pattern[str], values: list[str]) -> bool:
+def all_match(lines: re.Pattern[str], values: list[str]) -> bool:
     """Whether every value matches ``lines`` (a pattern of ``value\\n`` repeats): one pass of
     the regex engine over the column instead of one call per value. A value holding a newline
     of its own fails, so nothing can pass as two values."""
@@ -588,7 +588,7 @@ class RowValidator:
             return list(map(str.strip, cols[index])) if index >= 0 else [default] * n
 
         skus = stripped(i_sku)
-        if not _all_match(_SKU_LINES, skus):
+        if not all_match(_SKU_LINES, skus):
             flagged.update(
                 i for i, s in enumerate(skus) if not (len(s) <= SKU_MAX and SKU_RE.match(s))
             )
@@ -596,11 +596,11 @@ class RowValidator:
         if not all(names) or max(map(len, names)) > 255:
             flagged.update(i for i, s in enumerate(names) if not s or len(s) > 255)
         prices = stripped(i_price)
-        if not _all_match(_PRICE_LINES, prices):
+        if not all_match(_PRICE_LINES, prices):
             flagged.update(i for i, s in enumerate(prices) if not _PLAIN_PRICE.fullmatch(s))
         quantities = stripped(i_qty, "0")
         if i_qty >= 0:
-            if not _all_match(_QUANTITY_LINES, quantities):
+            if not all_match(_QUANTITY_LINES, quantities):
                 flagged.update(
                     i
                     for i, s in enumerate(quantities)

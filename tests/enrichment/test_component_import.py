@@ -149,15 +149,42 @@ def test_shared_normalized_keys_are_flagged_when_the_catalogue_loads(org, other_
     assert not Component.objects.filter(organization=org, mpn_norm_shared=True).exists()
 
 
+def test_a_break_price_no_column_can_hold_is_a_row_error_that_names_it(org):
+    """The first break is the unit price when none is given (numeric(14, 6)): a price too
+    large for it is refused by the checks, naming the column and the limit, not left for the
+    database to refuse with an overflow that names neither."""
+    rows = [_part(1), _part(2, price="", breaks="1:123456789012")]
+    job = _run(_job(org, rows))
+    assert job.status == JobStatus.COMPLETED and job.created_rows == 1
+    assert [e["message"] for e in job.errors] == [
+        "Row 3: price_breaks price '123456789012' is too large (at most 99999999) in "
+        "'1:123456789012'"
+    ]
+
+
 def test_a_batch_the_database_refuses_is_replayed_row_by_row(org):
+    from django.db import connection
+
     rows = [_part(i) for i in range(1, 21)]
-    # a break price the checks allow but numeric(14, 6) does not hold: only PostgreSQL knows
-    rows[6] = _part(7, price="", breaks="1:123456789012")
-    job = _run(_job(org, rows, batch_size=10))
+    # a rule only the database knows (as a constraint added by hand would be): the checks pass
+    # the row, PostgreSQL refuses its batch, and the replay finds it
+    with connection.cursor() as cur:
+        cur.execute(
+            "ALTER TABLE enrichment_component ADD CONSTRAINT test_no_seven "
+            "CHECK (mpn <> 'BAS00007J') NOT VALID"
+        )
+    try:
+        job = _run(_job(org, rows, batch_size=10))
+    finally:
+        with connection.cursor() as cur:
+            cur.execute("ALTER TABLE enrichment_component DROP CONSTRAINT test_no_seven")
     assert job.status == JobStatus.COMPLETED
     assert [e["row"] for e in job.errors] == [8], job.errors[:2]
     error = job.errors[0]
-    assert error["message"].startswith("Row 8: the database refused this row (numeric field")
+    assert error["message"].startswith("Row 8: the database refused this row (new row for"), error[
+        "message"
+    ]
+    assert "test_no_seven" in error["message"]  # the rule it broke, by name
     stored = ImportRowError.objects.get(job=job)
     assert stored.values[:3] == ["Nexperia", "BAS00007J", "Diode 7"]  # its fields, not keys
     assert job.created_rows == 19 and Component.objects.count() == 19
