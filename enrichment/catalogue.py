@@ -3,7 +3,7 @@
 The header goes through the product import's ``map_header`` with this table of aliases; the
 rows come from the product import's readers (CSV in any of its encodings and delimiters, XLSX)
 in its validator process, which checks them with a ``ComponentPlan`` and builds their COPY text
-(``copy_text.copy_lines``) for the component writer (``catalogue_import``).
+(``copy_text.copy_text_of``) for the component writer (``catalogue_import``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from imports.pipeline.copy_text import NULL, CopyBatch, copy_lines
+from imports.pipeline.copy_text import NULL, CopyBatch, copy_text_of
 from imports.pipeline.validation import (
     CURRENCIES,
     CheckedBatch,
@@ -471,7 +471,7 @@ class ComponentChecker:
             return CopyBatch()
         columns = checked.columns[1:]
         columns[_PRICE] = [price or NULL for price in columns[_PRICE]]
-        text = "".join(copy_lines(org, columns, raw=_PRICE))
+        text = copy_text_of(org, columns, raw=_PRICE)
         return CopyBatch(list(checked.numbers), checked.columns[2], text)
 
     def take_skipped(self) -> dict[str, int]:

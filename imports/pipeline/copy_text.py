@@ -19,7 +19,7 @@ from itertools import chain, repeat
 from .validation import FIELDS
 
 SEPARATORS = len(FIELDS)  # tabs in a line: organization_id + FIELDS
-NULL = "\\N"  # COPY text's null, as a value of ``copy_lines``' ``raw`` column
+NULL = "\\N"  # COPY text's null, as a value of ``copy_text_of``'s ``raw`` column
 _ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 _UNESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
 
@@ -54,8 +54,8 @@ def _plain(line: str, separators: int) -> bool:
     )
 
 
-def copy_lines(lead: str, columns: Sequence[Sequence[str]], *, raw: int | None = None) -> list[str]:
-    """One COPY text line per row of ``columns`` (a list of columns, each a list of text):
+def copy_text_of(lead: str, columns: Sequence[Sequence[str]], *, raw: int | None = None) -> str:
+    """COPY text, one line per row of ``columns`` (a list of columns, each a list of text):
     ``lead`` (the organization), then the row's values. Joined at C speed; only lines that need
     escaping are built one by one. Products (``FIELDS`` order, as ``check_batch`` gives them)
     and components alike.
@@ -74,11 +74,11 @@ def copy_lines(lead: str, columns: Sequence[Sequence[str]], *, raw: int | None =
         or "\r" in text
     ):
         at = None if raw is None else raw + 1  # the lead comes first
-        lines = [
+        text = "".join(
             line if _plain(line, separators) else _line((lead, *values), separators, at)
             for line, values in zip(lines, zip(*columns, strict=True), strict=True)
-        ]
-    return lines
+        )
+    return text
 
 
 def values_of(line: str, width: int = len(FIELDS)) -> list[str]:
@@ -119,7 +119,7 @@ class CopyBatch:
     @classmethod
     def of(cls, org: str, numbers: Sequence[int], columns: list[list[str]]) -> CopyBatch:
         """The product batch of ``check_batch``'s clean ``columns`` at file rows ``numbers``."""
-        return cls(list(numbers), columns[0], "".join(copy_lines(org, columns)))
+        return cls(list(numbers), columns[0], copy_text_of(org, columns))
 
     @classmethod
     def joined(cls, parts: Sequence[CopyBatch]) -> CopyBatch:
@@ -130,10 +130,6 @@ class CopyBatch:
             list(chain.from_iterable(p.keys for p in parts)),
             "".join(p.text for p in parts),
         )
-
-    @property
-    def skus(self) -> list[str]:
-        return self.keys
 
     @property
     def lines(self) -> list[str]:
@@ -153,6 +149,3 @@ class CopyBatch:
             [self.keys[i] for i in indices],
             "".join(lines[i] for i in indices),
         )
-
-
-ProductBatch = CopyBatch  # the product pipeline's name for it

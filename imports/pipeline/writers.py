@@ -31,7 +31,7 @@ import psycopg
 from django.db import DatabaseError, connection, transaction
 
 from ..outages import OUTAGE_ERRORS
-from .copy_text import CopyBatch, ProductBatch, values_of
+from .copy_text import CopyBatch, values_of
 from .validation import FIELDS, RowError
 
 COLUMNS = FIELDS  # the products table's importable columns, in file-field order
@@ -258,7 +258,7 @@ class ProductWriter(BatchWriter):
     def _prepare(self, cur) -> None:
         self.merge = self.mode == "upsert" and connection.pg_version >= _MERGE_SINCE
 
-    def _apply(self, batch: ProductBatch, *, replay: bool = False) -> BatchResult:
+    def _apply(self, batch: CopyBatch, *, replay: bool = False) -> BatchResult:
         """Write ``batch`` in a savepoint. With ``replay`` (one row of a batch that failed),
         the rows before it are still in the stage: it is emptied first, or each row would
         apply all of those again."""
@@ -273,21 +273,21 @@ class ProductWriter(BatchWriter):
                     return result
                 existing: set[str] = set()
                 if not self.all_new:
-                    cur.execute(_EXISTING, [[self.org] * len(batch), batch.skus])
+                    cur.execute(_EXISTING, [[self.org] * len(batch), batch.keys])
                     existing = {row[0] for row in cur.fetchall()}
-                new, old = batch, ProductBatch()
+                new, old = batch, CopyBatch()
                 if existing:
-                    flags = [sku in existing for sku in batch.skus]
+                    flags = [sku in existing for sku in batch.keys]
                     new = batch.subset([i for i, found in enumerate(flags) if not found])
                     old = batch.subset([i for i, found in enumerate(flags) if found])
                 if self.mode == "create":
                     result.errors = _refused(old, "already exists")
-                    old = ProductBatch()
+                    old = CopyBatch()
                 elif self.mode == "update":
                     result.errors = _refused(
                         new, "does not exist (update mode only changes existing products)"
                     )
-                    new = ProductBatch()
+                    new = CopyBatch()
                 if len(new):
                     with cur.copy(_COPY_PRODUCTS) as copy:
                         copy.write(new.text)
@@ -305,7 +305,7 @@ class ProductWriter(BatchWriter):
             pass
         return result
 
-    def _merge(self, cur: psycopg.Cursor, batch: ProductBatch, *, replay: bool) -> BatchResult:
+    def _merge(self, cur: psycopg.Cursor, batch: CopyBatch, *, replay: bool) -> BatchResult:
         self._clear_stage(cur, replay=replay)
         with cur.copy(_COPY_STAGE) as copy:
             copy.write(batch.text)
@@ -316,8 +316,8 @@ class ProductWriter(BatchWriter):
         )
 
 
-def _refused(batch: ProductBatch, why: str) -> list[RowError]:
+def _refused(batch: CopyBatch, why: str) -> list[RowError]:
     return [
         RowError(row, f"Row {row}: SKU '{sku}' {why}", values_of(line))
-        for row, sku, line in zip(batch.row_numbers, batch.skus, batch.lines, strict=True)
+        for row, sku, line in zip(batch.row_numbers, batch.keys, batch.lines, strict=True)
     ]

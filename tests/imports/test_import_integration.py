@@ -244,7 +244,7 @@ def test_validator_process_sends_batches_in_order_and_reports_a_broken_file(tmp_
     assert [(c.rows, c.last_row) for c in chunks] == [(10, 11), (10, 21), (5, 26)]
     assert [e.row_number for c in chunks for e in c.errors] == [11]
     last = chunks[2].batch
-    assert (last.row_numbers[-1], last.skus[-1]) == (26, "SKU-000025")
+    assert (last.row_numbers[-1], last.keys[-1]) == (26, "SKU-000025")
 
     # a file that turns out unreadable part-way: the child's reason reaches the parent
     broken = tmp_path / "broken.csv"

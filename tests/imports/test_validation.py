@@ -104,20 +104,20 @@ def test_seen_skus_at_scale_has_no_false_repeats_and_finds_every_real_one():
 
 
 def test_copy_lines_escape_what_copy_text_needs_and_read_back_exactly():
-    from imports.pipeline.copy_text import SEPARATORS, ProductBatch, values_of
+    from imports.pipeline.copy_text import SEPARATORS, CopyBatch, values_of
 
     validator = RowValidator(map_header(list(FIELDS)), 10)
     plain = ["A-1", "Anvil", "Heavy", "12.50", "EUR", "3", "", "Tools", "Acme", "draft"]
     tricky = ["A-2", "Tab\there", "two\nlines\r and C:\\dir \\N", "1", "", "", "", "", "", ""]
     checked = validator.check_batch((2, 3), (plain, tricky))
-    batch = ProductBatch.of("42", checked.numbers, checked.columns)
-    assert batch.row_numbers == [2, 3] and batch.skus == ["A-1", "A-2"]
+    batch = CopyBatch.of("42", checked.numbers, checked.columns)
+    assert batch.row_numbers == [2, 3] and batch.keys == ["A-1", "A-2"]
     first, second = batch.lines
     assert first == "42\tA-1\tAnvil\tHeavy\t12.50\tEUR\t3\t\tTools\tAcme\tdraft\n"
     assert second.count("\t") == SEPARATORS and second.count("\n") == 1
     assert values_of(first) == plain
     assert values_of(second)[:3] == tricky[:3]
-    assert len(batch.subset([1])) == 1 and batch.subset([1]).skus == ["A-2"]
+    assert len(batch.subset([1])) == 1 and batch.subset([1]).keys == ["A-2"]
 
 
 def test_clean_values_are_what_postgresql_reads_and_other_scripts_digits_are_row_errors():
@@ -185,7 +185,7 @@ def test_batches_give_exactly_what_row_by_row_checking_gives(seed, header):
     the same errors with the same messages, the same repeats, and the same COPY lines."""
     import random
 
-    from imports.pipeline.copy_text import ProductBatch, line_of
+    from imports.pipeline.copy_text import CopyBatch, line_of
 
     rnd = random.Random(seed)
     mapped = map_header(header)
@@ -218,6 +218,6 @@ def test_batches_give_exactly_what_row_by_row_checking_gives(seed, header):
         errors = [(e.row_number, e.message, e.values) for e in checked.errors]
         assert clean == expected_clean
         assert errors == expected_errors
-        batch = ProductBatch.of("7", checked.numbers, checked.columns)
+        batch = CopyBatch.of("7", checked.numbers, checked.columns)
         assert batch.lines == [line_of("7", values) for _, values in expected_clean]
-        assert batch.skus == [values[0] for _, values in expected_clean]
+        assert batch.keys == [values[0] for _, values in expected_clean]

@@ -42,7 +42,7 @@ def test_chunks_hold_exactly_batch_size_rows_with_errors_and_blank_lines(
         assert chunk.last_row == max(
             [*chunk.batch.row_numbers, *(e.row_number for e in chunk.errors)]
         )
-        assert len(chunk.batch.lines) == len(chunk.batch) == len(chunk.batch.skus)
+        assert len(chunk.batch.lines) == len(chunk.batch) == len(chunk.batch.keys)
         assert all(line.startswith("42\tS-") for line in chunk.batch.lines)
 
 
