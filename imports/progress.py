@@ -234,18 +234,8 @@ class ProgressReporter:
         # batch: no savepoint of its own, a refused write rolls the batch back too.
         with transaction.atomic(savepoint=False):
             # the fenced row update first: a superseded attempt stores no row errors either
-            cancelled = self._save(
-                "processed_rows",
-                "created_rows",
-                "updated_rows",
-                "unchanged_rows",
-                "failed_rows",
-                "error_count",
-                "errors",
-                "progress",
-                "heartbeat_at",
-                "checkpoint_row",
-            )
+            # exactly what ``advance`` restores on a failure and ``reload_counts`` reads back
+            cancelled = self._save(*self._ADVANCED)
             if errors:
                 ImportRowError.objects.bulk_create(
                     [

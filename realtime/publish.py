@@ -97,15 +97,15 @@ def publish_together(batch: Sequence[Event]) -> None:
     # hundred ms on a busy disk, after a batch of thousands of rows) is the database's
     # durability, not the stream's delivery: a ``ts`` taken before it made the stream look that
     # much slower, and the publish-to-send latency (metrics, the staff page) measure from here.
-    transaction.on_commit(lambda: _publish_or_log(batch, ts=events.now_iso(), sent_at=time.time()))
+    transaction.on_commit(lambda: _publish_or_log(batch))
 
 
-def _publish_or_log(batch: list[Event], *, ts: str, sent_at: float) -> None:
+def _publish_or_log(batch: list[Event]) -> None:
     """Publishing never fails the change it announces: the database row is the truth, and a
     client that missed the event is right again with the next one, or with the snapshot it
     gets when it reconnects. So a Redis outage is logged and counted, not raised."""
     try:
-        _publish_now(batch, ts=ts, sent_at=sent_at)
+        _publish_now(batch)  # stamped now (``ts``, ``sent_at``)
     except redis.RedisError as exc:
         log.warning("realtime: %d event(s) not published, Redis failed: %s", len(batch), exc)
         for event in batch:
