@@ -46,12 +46,13 @@ JOIN enrichment_component c ON c.organization_id = %s
     AND c.mpn_norm::text ~<=~ (CASE WHEN length(l.key) > 2 THEN l.key || chr(127) ELSE l.key END)
     AND c.mpn_base = l.key
 """
+# (key, maker) pairs in one array: two arrays joined on their ordinality would be a nested loop
+# over both with hash and merge joins off (``_PLAN_SETTINGS``)
 _LEARNED = f"""
 SELECT l.n, {_COMPONENT_COLUMNS}
-FROM json_array_elements_text(%s::json) WITH ORDINALITY AS l(key, n)
-JOIN json_array_elements_text(%s::json) WITH ORDINALITY AS mk(maker, n) ON mk.n = l.n
-JOIN enrichment_learnedmatch m ON m.organization_id = %s AND m.mpn_key = l.key
-     AND m.manufacturer_key = mk.maker
+FROM json_array_elements(%s::json) WITH ORDINALITY AS l(pair, n)
+JOIN enrichment_learnedmatch m ON m.organization_id = %s AND m.mpn_key = l.pair->>0
+     AND m.manufacturer_key = l.pair->>1
 JOIN enrichment_component c ON c.id = m.component_id
 """
 _ANY_LEARNED = "SELECT EXISTS (SELECT 1 FROM enrichment_learnedmatch WHERE organization_id = %s)"
@@ -273,8 +274,7 @@ class Matcher:
                     cur,
                     _LEARNED,
                     [
-                        json.dumps([matching.exact_key(lines[i].mpn) for i in asked]),
-                        json.dumps([makers[i] for i in asked]),
+                        json.dumps([[matching.exact_key(lines[i].mpn), makers[i]] for i in asked]),
                         self.org,
                     ],
                     asked,

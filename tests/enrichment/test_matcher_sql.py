@@ -100,6 +100,31 @@ def test_learned_choice_matches_a_later_line(org, catalogue, operator):
     assert (d.status, d.tier, d.component.id) == ("matched", "learned", st.id)
 
 
+def test_learned_choices_pair_each_lines_mpn_with_its_own_maker(org, catalogue):
+    """Same MPN, two makers the catalogue does not list: each line gets the choice learned for
+    its own (MPN, maker) pair, whatever their order in the chunk."""
+    from enrichment.matching import manufacturer_key
+
+    ti = catalogue[("Texas Instruments", "LM358D")]
+    st = catalogue[("STMicroelectronics", "LM358D")]
+    for maker, part in (("Reseller A", ti), ("Reseller B", st)):
+        LearnedMatch.objects.create(
+            organization=org, mpn_key="LM358D", manufacturer_key=manufacturer_key(maker),
+            component=part,
+        )  # fmt: skip
+    lines = [
+        LineInput(1, "LM358D", "Reseller B", 1, False),
+        LineInput(2, "NOPE-1", "Reseller A", 1, False),
+        LineInput(3, "LM358D", "Reseller A", 1, False),
+    ]
+    with transaction.atomic():
+        got = Matcher(organization_id=org.id, aliases={}).match(lines)
+    chosen = {
+        r.line.id: (r.decision.tier, r.decision.component and r.decision.component.id) for r in got
+    }
+    assert chosen[1] == ("learned", st.id) and chosen[3] == ("learned", ti.id), chosen
+
+
 def test_an_organization_without_learned_choices_asks_the_learned_tier_nothing(
     org, other_org, catalogue
 ):
