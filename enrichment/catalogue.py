@@ -306,21 +306,25 @@ class ComponentValidator:
         ]
         if not slow:
             return CheckedBatch(list(numbers), columns, [])  # type: ignore[arg-type]
-        kept: list[int] = []
-        out: list[list[str]] = [[] for _ in STAGE_COLUMNS]
+        # The rows ``check`` decides go into the columns in place, and the refused ones are
+        # dropped once at the end: one odd cell (a stock of "5,000") must not send the whole
+        # batch through Python row by row.
         errors: list[RowError] = []
-        for i, number in enumerate(numbers):
-            if i in slow:
-                record = self.check(number, list(rows[i]))
-                if record.__class__ is RowError:
-                    errors.append(record)  # type: ignore[arg-type]
-                    continue
+        dropped: set[int] = set()
+        for i in sorted(slow):  # file order, as the errors are reported
+            record = self.check(numbers[i], list(rows[i]))
+            if record.__class__ is RowError:
+                errors.append(record)  # type: ignore[arg-type]
+                dropped.add(i)
             else:
-                record = tuple(col[i] for col in columns)  # type: ignore[assignment]
-            kept.append(number)
-            for col, value in zip(out, record, strict=True):  # type: ignore[arg-type]
-                col.append(value)
-        return CheckedBatch(kept, out, errors)
+                for column, value in zip(columns, record, strict=True):  # type: ignore[arg-type]
+                    column[i] = value
+        kept = list(numbers)
+        if dropped:
+            keep = [i for i in range(n) if i not in dropped]
+            columns = [[column[i] for i in keep] for column in columns]
+            kept = [numbers[i] for i in keep]
+        return CheckedBatch(kept, columns, errors)
 
     def check(self, number: int, values: list[str]) -> tuple[str, ...] | RowError:
         # one strip per cell, and a padded row, instead of a helper call per field
