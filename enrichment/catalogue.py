@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -104,6 +104,7 @@ _ONE_BREAK = rf"[1-9][0-9]{{0,11}}:{_PLAIN_PRICE.pattern}"
 _BREAKS = re.compile(rf"(?:{_ONE_BREAK}(?:;{_ONE_BREAK})*)?")
 _BREAKS_LINES = re.compile(rf"(?:{_BREAKS.pattern}\n)*")
 _HTTP = ("http://", "https://")
+_URL_LINES = re.compile(r"(?:(?:https?://[^\n]*)?\n)*")
 _PACKAGING_ENDS = tuple(matching.PACKAGING_SUFFIXES)
 
 
@@ -154,10 +155,11 @@ def parse_price(raw: str, what: str) -> Decimal | str | None:
 
 
 def parse_breaks(raw: str) -> list[list] | str:
-    """``1:0.10;100:0.05`` → ``[[1, "0.10"], [100, "0.05"]]`` ascending by quantity.
+    """``1:0.10;100:0.05`` → ``[[1, "0.10"], [100, "0.05"]]``, in the file's order (readers
+    sort them: ``_breaks_json``).
 
     >>> parse_breaks("100:0.05; 1:0.10")
-    [[1, '0.10'], [100, '0.05']]
+    [[100, '0.05'], [1, '0.10']]
     >>> parse_breaks("1-0.1")
     "price_breaks '1-0.1' is not quantity:price;quantity:price (e.g. 1:0.10;100:0.05)"
     """
@@ -175,7 +177,6 @@ def parse_breaks(raw: str) -> list[list] | str:
         if isinstance(price, str):  # the first break is the unit price when none is given
             return f"{price} in '{raw}'"
         out.append([int(m.group(1)), m.group(2)])
-    out.sort(key=lambda b: b[0])
     return out
 
 
@@ -194,6 +195,61 @@ def parse_count(raw: str, what: str, default: int) -> int | str:
     if number > INT_MAX:
         return f"{what} '{raw}' is too large"
     return int(number)
+
+
+_NOT_ALNUM_LINES = re.compile(r"[^0-9A-Za-z\n]+")
+# what ``check_batch`` sends through ``matching.packaging_key``: a line that ends in a packaging
+# suffix, or with a comma in its last four characters (a packing code such as ``,115``)
+_PACKAGING_END = re.compile(
+    "(?:" + "|".join(map(re.escape, matching.PACKAGING_SUFFIXES)) + r"|,[^\n]{0,3})$", re.M
+)
+# a column of price breaks as JSON: what ``_breaks_json``'s replaces make of an empty cell
+_NO_BREAKS = '[["]]'
+
+
+def _joined(values: list[str]) -> str | None:
+    """``values`` as one text, a line each; None if a value holds a newline of its own."""
+    text = "\n".join(values)
+    return text if text.count("\n") == len(values) - 1 else None
+
+
+def _normalized(mpns: list[str]) -> list[str]:
+    """``matching.normalize_mpn`` of a column: one regex pass over the joined column."""
+    text = _joined(mpns)
+    if text is None:
+        return list(map(matching.normalize_mpn, mpns))
+    return _NOT_ALNUM_LINES.sub("", text).upper().split("\n")
+
+
+def _lines_matching(pattern: re.Pattern[str], values: list[str]) -> Iterator[int]:
+    """The positions of the values that ``pattern`` (a multi-line ``…$`` search) finds,
+    from one pass over the joined column: newlines are counted between matches only."""
+    text = _joined(values)
+    if text is None:
+        yield from (i for i, v in enumerate(values) if pattern.search(v))
+        return
+    line, at = 0, 0
+    for m in pattern.finditer(text):
+        line += text.count("\n", at, m.start())
+        at = m.start()
+        yield line
+
+
+def _breaks_json(breaks: list[str]) -> list[str]:
+    """A column of price breaks (``1:0.10;100:0.05``, as ``_BREAKS_LINES`` passes them) as
+    JSON arrays, ``[[1, "0.10"], [100, "0.05"]]``, by regex passes over the joined column.
+    The breaks keep the file's order: whoever reads them sorts (``matching.unit_price_at``,
+    the API), which costs a few breaks a read instead of a sort a row here (1M rows: about a
+    second of the validator's time). Rows the column test refused get whatever comes out:
+    ``check`` writes theirs."""
+    text = _joined(breaks)
+    if text is None:
+        return [_breaks_json([b.replace("\n", " ")])[0] for b in breaks]
+    # only str.replace, at C speed (a regex with groups in its template expands each match in
+    # Python: 1.5 µs a break). A checked cell starts with a digit, so "[[" + '"]]' is an
+    # empty one.
+    text = text.replace(":", ', "').replace(";", '"], [').replace("\n", '"]]\n[[')
+    return ("[[" + text + '"]]').replace(_NO_BREAKS, "[]").split("\n")
 
 
 class ComponentValidator:
@@ -235,7 +291,7 @@ class ComponentValidator:
         if not all(makers) or max(map(len, makers)) > TEXT_MAX:
             slow.update(i for i, s in enumerate(makers) if not s or len(s) > TEXT_MAX)
         mpns = stripped(i_mpn)
-        norms = list(map(matching.normalize_mpn, mpns))
+        norms = _normalized(mpns)
         if not all(norms) or max(map(len, mpns)) > MPN_MAX:
             slow.update(i for i, s in enumerate(mpns) if not norms[i] or len(s) > MPN_MAX)
         lifecycles = list(map(LIFECYCLES.get, map(str.lower, stripped(i_life))))
@@ -253,7 +309,7 @@ class ComponentValidator:
         if not CURRENCIES.issuperset(currencies):
             slow.update(i for i, c in enumerate(currencies) if c not in CURRENCIES)
         urls = stripped(i_url)
-        if any(urls):
+        if any(urls) and not (all_match(_URL_LINES, urls) and max(map(len, urls)) <= URL_MAX):
             slow.update(
                 i
                 for i, u in enumerate(urls)
@@ -272,24 +328,21 @@ class ComponentValidator:
         # matching.packaging_key: only an MPN that ends like a packaging suffix can lose one;
         # every other's key is its normalized MPN
         bases = list(norms)
-        for i, key in enumerate(keys):
-            if key.endswith(_PACKAGING_ENDS) or "," in key[-4:]:
-                bases[i] = matching.packaging_key(key)
-        breaks_json = ["[]"] * n
-        for i, text in enumerate(breaks):
-            if text and i not in slow:
-                parts = [b.split(":") for b in text.split(";")]
-                if len(parts) > 1:
-                    parts.sort(key=lambda b: int(b[0]))
-                breaks_json[i] = "[" + ", ".join(f'[{q}, "{p}"]' for q, p in parts) + "]"
-                if not prices[i]:
-                    prices[i] = parts[0][1]  # the first break when no unit price is given
-        canonical = list(map(self.canonical, makers))
+        for i in _lines_matching(_PACKAGING_END, keys):
+            bases[i] = matching.packaging_key(keys[i])
+        breaks_json = _breaks_json(breaks)
+        if "" in prices:  # the smallest quantity's price when no unit price is given
+            for i, price in enumerate(prices):
+                if not price and breaks[i] and i not in slow:
+                    prices[i] = min(
+                        (b.split(":") for b in breaks[i].split(";")), key=lambda b: int(b[0])
+                    )[1]
+        names, maker_keys = self._canonical_columns(makers)
         columns = [
             list(map(str, numbers)),
-            [c[0] for c in canonical],
+            names,
             mpns,
-            [c[1] for c in canonical],
+            maker_keys,
             keys,
             norms,
             bases,
@@ -325,6 +378,14 @@ class ComponentValidator:
             columns = [[column[i] for i in keep] for column in columns]
             kept = [numbers[i] for i in keep]
         return CheckedBatch(kept, columns, errors)
+
+    def _canonical_columns(self, makers: list[str]) -> tuple[list[str], list[str]]:
+        """The canonical names and their keys for a column of makers: each distinct maker
+        once (a catalogue names few), then two lookups per row at C speed."""
+        found = {maker: self.canonical(maker) for maker in set(makers)}
+        names = {maker: name for maker, (name, _) in found.items()}
+        keys = {maker: key for maker, (_, key) in found.items()}
+        return list(map(names.__getitem__, makers)), list(map(keys.__getitem__, makers))
 
     def check(self, number: int, values: list[str]) -> tuple[str, ...] | RowError:
         # one strip per cell, and a padded row, instead of a helper call per field
@@ -390,8 +451,8 @@ class ComponentValidator:
             problems.append("category or package is too long")
         if problems:
             return RowError(number, f"Row {number}: " + "; ".join(problems), list(values))
-        if price is None and breaks:
-            price = breaks[0][1]
+        if price is None and breaks:  # the smallest quantity's price
+            price = min(breaks, key=lambda b: b[0])[1]
         manufacturer, mfr_key = self.canonical(raw_mfr)
         return (
             str(number),

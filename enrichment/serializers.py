@@ -13,7 +13,17 @@ from . import selectors
 from .models import Bom, BomLine, Component, Project
 
 
+class PriceBreaksField(serializers.JSONField):
+    """A component's price breaks, ``[[quantity, "price"], …]`` ascending by quantity: the
+    catalogue keeps them as the file gave them (``catalogue._breaks_json``)."""
+
+    def to_representation(self, value: Any) -> Any:
+        return sorted(value or [], key=lambda b: int(b[0]))
+
+
 class ComponentSerializer(serializers.ModelSerializer):
+    price_breaks = PriceBreaksField(read_only=True)
+
     class Meta:
         model = Component
         fields = [

@@ -319,7 +319,7 @@ def test_projects_and_bom_list_by_project(api, org):
 def test_component_import_and_search(api, org, other_org):
     rows = [
         ("TI", "LM358D", "Dual op amp", "Amplifiers", "SOIC-8", "Active", "https://ti.com/lm358.pdf",
-         "5,000", "1", "", "USD", "1:0.20;100:0.12"),
+         "5,000", "1", "", "USD", "100:0.12;1:0.20"),
         ("Littelfuse", "1.5SMC68CA", "TVS", "", "", "active", "", "800", "", "0.40", "", ""),
         ("Littelfuse", "1.5SMC6.8CA", "TVS", "", "", "EOL", "", "900", "", "0.41", "", ""),
         ("", "NOMAKER", "", "", "", "", "", "", "", "", "", ""),
@@ -345,7 +345,10 @@ def test_component_import_and_search(api, org, other_org):
     lm = Component.objects.get(organization=org, mpn="LM358D")
     assert lm.manufacturer == "Texas Instruments"  # through the built-in alias
     assert (lm.stock, lm.unit_price) == (5000, Decimal("0.2"))
-    assert lm.price_breaks == [[1, "0.20"], [100, "0.12"]]
+    assert lm.price_breaks == [[100, "0.12"], [1, "0.20"]]  # as the file gives them
+    # the unit price is the smallest quantity's, and the API gives the breaks ascending
+    shown = api.get("/api/v1/components?mpn=LM358D").json()["results"][0]
+    assert shown["price_breaks"] == [[1, "0.20"], [100, "0.12"]]
     shared = dict(Component.objects.filter(organization=org).values_list("mpn", "mpn_norm_shared"))
     assert shared == {"LM358D": False, "1.5SMC68CA": True, "1.5SMC6.8CA": True}
 

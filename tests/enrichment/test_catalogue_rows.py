@@ -6,7 +6,17 @@ from __future__ import annotations
 import json
 import random
 
-from enrichment.catalogue import COPY_COLUMNS, STAGE_COLUMNS, ComponentPlan
+from enrichment import matching
+from enrichment.catalogue import (
+    _PACKAGING_END,
+    COPY_COLUMNS,
+    STAGE_COLUMNS,
+    ComponentPlan,
+    _breaks_json,
+    _lines_matching,
+    _normalized,
+    parse_breaks,
+)
 from imports.pipeline.copy_text import values_of
 from imports.pipeline.validation import RowError
 
@@ -78,7 +88,8 @@ def test_all_good_rows_take_the_column_path_and_become_copy_lines():
     assert records["mpn_base"][:2] == ("LM358D", "BAS16J")
     # the first break when none is given; none at all: no price
     assert records["unit_price"] == ("0.20", "0.02", "", "")
-    assert json.loads(records["price_breaks"][0]) == [[1, "0.20"], [100, "0.12"]]
+    # as the file gives them (readers sort): no sort a row on the way in
+    assert json.loads(records["price_breaks"][0]) == [[100, "0.12"], [1, "0.20"]]
     assert records["price_breaks"][1] == "[]"
     assert (records["lifecycle"][:2], records["stock"][:2], records["moq"][:2]) == (
         ("active", "unknown"),
@@ -99,3 +110,44 @@ def test_all_good_rows_take_the_column_path_and_become_copy_lines():
     assert escaped.split("\t")[price] == "\\N" and "back\\\\slash" in escaped
     assert values_of(escaped, len(COPY_COLUMNS))[6] == "back\\slash"
     assert values_of(escaped, len(COPY_COLUMNS))[price - 1] == ""
+
+
+def test_the_column_passes_give_what_each_value_would_alone():
+    """``check_batch``'s whole-column regex and replace passes against the per-value
+    functions they stand for, on random part numbers (packaging suffixes, packing codes,
+    punctuation, non-ASCII) and random clean price breaks, adjacent empty cells included."""
+    rnd = random.Random(5)
+    pieces = [
+        "LM",
+        "358",
+        "D",
+        "-",
+        ".",
+        "/",
+        "#",
+        ",",
+        "115",
+        "Ä",
+        " ",
+        "tr",
+        *matching.PACKAGING_SUFFIXES,
+    ]
+    for _ in range(50):
+        mpns = ["".join(rnd.choices(pieces, k=rnd.randint(0, 5))) for _ in range(200)]
+        keys = [m.strip().upper() for m in mpns]
+        assert _normalized(mpns) == list(map(matching.normalize_mpn, mpns))
+        assert list(_lines_matching(_PACKAGING_END, keys)) == [
+            i
+            for i, k in enumerate(keys)
+            if k.endswith(matching.PACKAGING_SUFFIXES) or "," in k[-4:]
+        ]
+        breaks = [
+            ";".join(f"{rnd.randint(1, 10**6)}:{rnd.randint(0, 999)}.{rnd.randint(0, 99)}"
+                     for _ in range(rnd.choice([0, 0, 1, 2, 3])))
+            for _ in range(200)
+        ]  # fmt: skip
+        assert list(map(json.loads, _breaks_json(breaks))) == list(map(parse_breaks, breaks))
+    # a value that holds a newline of its own: the passes fall back to one value at a time
+    odd = ["AB-1\nC", "", "X,115"]
+    assert _normalized(odd) == ["AB1C", "", "X115"]
+    assert list(_lines_matching(_PACKAGING_END, odd)) == [2]

@@ -89,8 +89,8 @@ def test_bad_rows_get_row_errors_and_the_good_rows_are_imported(org):
 
     ti = Component.objects.get(organization=org, mpn="BAS00011J")
     assert ti.manufacturer == "Texas Instruments"  # through the built-in alias
-    assert ti.price_breaks == [[1, "0.10"], [100, "0.05"]]
-    assert ti.unit_price == Decimal("0.1")  # the first break when no unit price is given
+    assert ti.price_breaks == [[100, "0.05"], [1, "0.10"]]  # as the file gives them
+    assert ti.unit_price == Decimal("0.1")  # the smallest quantity's when no unit price is given
     tricky = Component.objects.get(organization=org, mpn="BAS00012J")
     assert (tricky.description, tricky.stock) == ("Diode 12", 77)
     plain = Component.objects.get(organization=org, mpn="BAS00199J")
