@@ -176,7 +176,8 @@ def run_component_import(job: ImportJob, reporter: ProgressReporter) -> None:
         plan=ComponentPlan(selectors.alias_map(organization_id=job.organization_id)),
         total=total,
         batch_size=int(job.options.get("batch_size") or settings.COMPONENT_IMPORT_BATCH_SIZE),
-        writer=ComponentWriter(organization_id=job.organization_id),
+        new_writer=lambda: ComponentWriter(organization_id=job.organization_id),
+        writers=settings.COMPONENT_IMPORT_WRITERS,
         checkpointed=True,
         settle=settle,
     )

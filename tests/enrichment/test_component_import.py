@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from enrichment import services
-from enrichment.catalogue_import import catalogue_loaded
+from enrichment.catalogue_import import ComponentWriter, catalogue_loaded
 from enrichment.models import Catalogue, Component
 from imports import jobs
 from imports.models import ImportJob, ImportRowError, JobStatus
@@ -253,3 +253,61 @@ def test_a_first_load_goes_straight_in_and_a_repeat_in_its_batch_still_keeps_the
     assert first.created_at is not None and first.updated_at >= first.created_at
     assert first.unit_price == Decimal("0.02") and first.stock == 30
     assert first.mpn_key == "BAS00003J" and first.manufacturer_key == "NEXPERIA"
+
+
+def _slow_first_batch(monkeypatch, seen: list[str]):
+    """Batch 1 (rows 2-11) waits before it is written, so that the other writer thread writes
+    batch 2 meanwhile; each write is recorded in the order it ends."""
+    import threading
+    import time
+
+    original = ComponentWriter._apply
+
+    def _apply(self, batch, *, replay=False):
+        if batch.row_numbers[0] == 2 and not replay:
+            time.sleep(0.6)
+        result = original(self, batch, replay=replay)
+        seen.append(f"wrote {batch.row_numbers[0]} on {threading.current_thread().name}")
+        return result
+
+    monkeypatch.setattr(ComponentWriter, "_apply", _apply)
+
+
+def test_two_writers_write_side_by_side_and_commit_in_file_order(org, settings, monkeypatch):
+    settings.COMPONENT_IMPORT_WRITERS = 2
+    seen: list[str] = []
+    _slow_first_batch(monkeypatch, seen)
+    checkpoints: list[int] = []
+    original = jobs.ProgressReporter.advance
+
+    def advance(self, n, **kw):
+        checkpoints.append(kw["checkpoint_row"])
+        return original(self, n, **kw)
+
+    monkeypatch.setattr(jobs.ProgressReporter, "advance", advance)
+    job = _run(_job(org, [_part(i) for i in range(1, 41)], batch_size=10))
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    # batch 2 was written while batch 1 waited, on the other thread ...
+    assert seen[0].startswith("wrote 12 ") and seen[1].startswith("wrote 2 ")
+    assert len({s.split(" on ")[1] for s in seen}) == 2
+    # ... and still committed after it: the checkpoint only moves forward
+    assert checkpoints == [11, 21, 31, 41]
+    assert (job.created_rows, job.checkpoint_row) == (40, 41)
+    assert Component.objects.filter(organization=org).count() == 40
+
+
+def test_two_writers_never_write_two_batches_that_share_a_part_at_once(org, settings, monkeypatch):
+    """Row 14 (batch 2) repeats row 4's part (batch 1). Written side by side, batch 2's insert
+    would hold that key while batch 1, slow, waits for it, and batch 2 waits for batch 1's
+    commit: neither would end. Batch 2 goes to a writer only once batch 1 is in."""
+    settings.COMPONENT_IMPORT_WRITERS = 2
+    settings.IMPORT_WRITER_TIMEOUT_SECONDS = 20  # a hang fails the test instead
+    seen: list[str] = []
+    _slow_first_batch(monkeypatch, seen)
+    rows = [_part(i) for i in range(1, 41)]
+    rows[12] = _part(3, stock="777")
+    job = _run(_job(org, rows, batch_size=10))
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert seen[0].startswith("wrote 2 ")  # batch 2 waited for batch 1
+    assert (job.created_rows, job.updated_rows) == (39, 1)
+    assert Component.objects.get(organization=org, mpn="BAS00003J").stock == 777  # the last row

@@ -88,8 +88,9 @@ def _terminate_backend(pid: int) -> None:
         conn.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
+@pytest.mark.parametrize("writers", [1, 2])
 def test_a_connection_lost_mid_batch_is_redone_not_counted_as_row_errors(
-    org, settings, monkeypatch, caplog
+    org, settings, monkeypatch, writers, caplog
 ):
     """Before: every row of the batch 'failed' on the dead connection, the checkpoint moved
     past them and the job said completed. Now the batch is redone on a new connection."""
@@ -98,6 +99,7 @@ def test_a_connection_lost_mid_batch_is_redone_not_counted_as_row_errors(
     from imports.pipeline.writers import ProductWriter
 
     settings.IMPORT_BATCH_SIZE = 10
+    settings.IMPORT_WRITERS = writers
     settings.DB_OUTAGE_RETRY_SECONDS = 10
     job = services.import_job_create(
         organization=org, user=None, upload=upload(csv_bytes(product_rows(50)))
@@ -230,8 +232,9 @@ def test_a_writer_that_does_not_answer_ends_the_attempt_with_a_message(org, sett
     assert (job.status, job.processed_rows) == (JobStatus.FAILED, 10)
 
 
+@pytest.mark.parametrize("writers", [1, 2])
 def test_a_connection_lost_while_a_batch_is_reported_counts_the_batch_once(
-    org, settings, monkeypatch
+    org, settings, monkeypatch, writers
 ):
     """The batch and its report share a transaction: when the report's write is what dies,
     the redone batch is counted once (the job object is not left half-advanced)."""
@@ -242,6 +245,7 @@ def test_a_connection_lost_while_a_batch_is_reported_counts_the_batch_once(
     from imports.progress import ProgressReporter
 
     settings.IMPORT_BATCH_SIZE = 10
+    settings.IMPORT_WRITERS = writers
     settings.DB_OUTAGE_RETRY_SECONDS = 10
     job = services.import_job_create(
         organization=org, user=None, upload=upload(csv_bytes(product_rows(50)))
@@ -250,7 +254,7 @@ def test_a_connection_lost_while_a_batch_is_reported_counts_the_batch_once(
     calls = {"n": 0}
 
     def _save(self, *fields):
-        if threading.current_thread().name == "intake-writer":
+        if threading.current_thread().name.startswith("intake-writer"):
             calls["n"] += 1
             if calls["n"] == 3:
                 _terminate_backend(connection.connection.info.backend_pid)
@@ -263,9 +267,10 @@ def test_a_connection_lost_while_a_batch_is_reported_counts_the_batch_once(
     assert Product.objects.filter(organization=org).count() == 50
 
 
+@pytest.mark.parametrize("writers", [1, 2])
 @pytest.mark.parametrize("committed", [True, False])
 def test_a_connection_lost_at_a_batchs_commit_counts_the_batch_once(
-    org, settings, monkeypatch, committed
+    org, settings, monkeypatch, committed, writers
 ):
     """An outage at COMMIT leaves it unknown whether the batch went in, and the job object had
     already counted it. Found by the PostgreSQL restart drill: 60,250 rows counted for 60,000.
@@ -277,6 +282,7 @@ def test_a_connection_lost_at_a_batchs_commit_counts_the_batch_once(
     from imports.pipeline import product_import
 
     settings.IMPORT_BATCH_SIZE = 10
+    settings.IMPORT_WRITERS = writers
     settings.DB_OUTAGE_RETRY_SECONDS = 10
     job = services.import_job_create(
         organization=org, user=None, upload=upload(csv_bytes(product_rows(50)))
@@ -304,7 +310,7 @@ def test_a_connection_lost_at_a_batchs_commit_counts_the_batch_once(
 
     def atomic(*args, **kwargs):
         outermost = not connection.in_atomic_block  # a batch's own transaction
-        if threading.current_thread().name == "intake-writer" and outermost:
+        if threading.current_thread().name.startswith("intake-writer") and outermost:
             calls["n"] += 1
             if calls["n"] == 3:
                 return CutAtCommit()
