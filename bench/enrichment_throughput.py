@@ -34,6 +34,8 @@ import string
 import subprocess
 import sys
 import time
+from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import psutil
@@ -167,6 +169,12 @@ def import_components(org: Organization, path: Path) -> tuple[float, int, Import
     if job.status != "completed":
         raise SystemExit(f"component import ended {job.status}: {job.error_message}")
     return job.duration_seconds or seconds, peak, job
+
+
+def stage_seconds(job: ImportJob) -> dict[str, float]:
+    """How long the job spent in each stage of its timeline (the last one, its end, left out)."""
+    marks = [(s["stage"], datetime.fromisoformat(s["at"])) for s in job.stages]
+    return {stage: (then - at).total_seconds() for (stage, at), (_, then) in pairwise(marks)}
 
 
 def run_worker() -> tuple[float, int]:
@@ -334,6 +342,8 @@ def main() -> None:
             seconds, peak, job = import_components(org, comp_path)
             peaks.append(peak)
             record("component import rows/s", job.processed_rows / seconds)
+            for stage, took in stage_seconds(job).items():
+                record(f"  its stage {stage} s", took)
             if not args.no_products:
                 porg = products.fresh_org("enrich-products")
                 try:
