@@ -326,9 +326,13 @@ class ComponentValidator:
 
         keys = list(map(str.upper, mpns))  # matching.exact_key of a stripped MPN
         # matching.packaging_key: only an MPN that ends like a packaging suffix can lose one;
-        # every other's key is its normalized MPN
+        # every other's key is its normalized MPN, unless it has non-ASCII letters: the key is
+        # normalized after upper-casing there, and "ß".upper() is "SS"
         bases = list(norms)
-        for i in _lines_matching(_PACKAGING_END, keys):
+        packaged = list(_lines_matching(_PACKAGING_END, keys))
+        if not "".join(mpns).isascii():
+            packaged += [i for i, mpn in enumerate(mpns) if not mpn.isascii()]
+        for i in packaged:
             bases[i] = matching.packaging_key(keys[i])
         breaks_json = _breaks_json(breaks)
         if "" in prices:  # the smallest quantity's price when no unit price is given

@@ -88,7 +88,7 @@ class Component(models.Model):
     moq = models.PositiveIntegerField(default=1)
     unit_price = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     currency = models.CharField(max_length=3, default="USD")
-    # [[quantity, "unit price"], ...] ascending by quantity
+    # [[quantity, "unit price"], ...] as the file gave them: readers sort them by quantity
     price_breaks = models.JSONField(default=list, blank=True)
     alternates = models.JSONField(
         default=list, db_default=[], blank=True, help_text="Alternate MPNs."

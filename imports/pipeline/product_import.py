@@ -450,6 +450,9 @@ def _pipeline(
         drain(wait=True)
     except BaseException:
         writer.commit = False
+        # Batches still queued are dropped (``_stop``): the batch whose turn it is commits, the
+        # later ones roll back instead of waiting for a turn that would never come.
+        writer.turns.abort()
         _stop(writer)
         raise
 
@@ -481,8 +484,9 @@ def _pipeline(
 
 
 def _stop(writers: Writers) -> None:
+    deadline = time.monotonic() + settings.IMPORT_WRITER_TIMEOUT_SECONDS
     sent = 0  # one end mark for each thread
-    while sent < len(writers.threads) and writers.is_alive():
+    while sent < len(writers.threads) and writers.is_alive() and time.monotonic() < deadline:
         try:
             writers.inbox.put(_DONE, timeout=0.5)
             sent += 1
@@ -491,10 +495,11 @@ def _stop(writers: Writers) -> None:
             with contextlib.suppress(queue.Empty):
                 if writers.inbox.get_nowait() is _DONE:
                     sent -= 1
+                else:  # a batch dropped: no batch after it may commit
+                    writers.turns.abort()
     # Bounded: the writer's statements have their own timeout (DB_WORKER_STATEMENT_TIMEOUT_MS),
     # so one that is still busy after this is stuck outside the database. They are daemon
     # threads: the work horse exits without them, and their connections close with the process.
-    deadline = time.monotonic() + settings.IMPORT_WRITER_TIMEOUT_SECONDS
     for thread in writers.threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     if writers.is_alive():

@@ -27,7 +27,7 @@ HEADER = [
 CHOICES = [
     ["Texas Instruments", "TI", " ti ", "Nexperia", "", "x" * 201, "Fairchild"],
     ["LM358D", " bas16j,115 ", "IRF540N#PBF", "TPS7A4700RGWR/TR", "", "--", "M" * 101,
-     "1.5SMC6.8CA"],
+     "1.5SMC6.8CA", "ABß-TR", "straße"],
     ["Dual op amp", "tab\there", "back\\slash", "", "  padded  "],
     ["Amplifiers", "", "c" * 201],
     ["SOIC-8", "", "p" * 101],

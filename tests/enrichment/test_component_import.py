@@ -311,3 +311,45 @@ def test_two_writers_never_write_two_batches_that_share_a_part_at_once(org, sett
     assert seen[0].startswith("wrote 2 ")  # batch 2 waited for batch 1
     assert (job.created_rows, job.updated_rows) == (39, 1)
     assert Component.objects.get(organization=org, mpn="BAS00003J").stock == 777  # the last row
+
+
+def test_a_file_error_while_writers_are_busy_fails_at_once_and_keeps_a_whole_prefix(
+    org, settings, monkeypatch
+):
+    """The file turns out unreadable while both writers are busy and batches wait in their
+    queue. Stopping drops queued batches, so no batch after the one whose turn it is may
+    commit. Before, a writer that took the batch after a dropped one waited for good for the
+    dropped one's turn, holding its transaction: the job hung (the test's 180 s limit ended
+    it), where it now fails in seconds with the file's own error."""
+    import time
+
+    from imports.pipeline import product_import
+    from imports.pipeline.readers import FileReadError
+
+    settings.COMPONENT_IMPORT_WRITERS = 2
+    settings.IMPORT_WRITER_TIMEOUT_SECONDS = 20
+    original_apply = ComponentWriter._apply
+
+    def slow_apply(self, batch, *, replay=False):
+        time.sleep(0.7)  # longer than the stop's wait for room in the queue
+        return original_apply(self, batch, replay=replay)
+
+    original_chunks = product_import.ValidatorProcess.chunks
+
+    def chunks(self):
+        for n, chunk in enumerate(original_chunks(self)):
+            if n == 4:  # two batches being written, two waiting in the queue
+                raise FileReadError("Row 42: the file ends inside a quoted field.")
+            yield chunk
+
+    monkeypatch.setattr(ComponentWriter, "_apply", slow_apply)
+    monkeypatch.setattr(product_import.ValidatorProcess, "chunks", chunks)
+    started = time.monotonic()
+    job = _run(_job(org, [_part(i) for i in range(1, 101)], batch_size=10))
+    assert time.monotonic() - started < 15
+    assert job.status == JobStatus.FAILED
+    assert job.error_message == "Row 42: the file ends inside a quoted field."
+    stored = Component.objects.filter(organization=org).count()
+    # what is in is exactly the batches up to the checkpoint, and counted once
+    assert stored == job.created_rows == job.processed_rows == (job.checkpoint_row or 1) - 1
+    assert stored % 10 == 0 and stored <= 40  # whole batches, none after a dropped one
