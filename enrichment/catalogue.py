@@ -156,7 +156,7 @@ def parse_price(raw: str, what: str) -> Decimal | str | None:
 
 def parse_breaks(raw: str) -> list[list] | str:
     """``1:0.10;100:0.05`` → ``[[1, "0.10"], [100, "0.05"]]``, in the file's order (readers
-    sort them: ``_breaks_json``).
+    sort them; why: ``_breaks_json``).
 
     >>> parse_breaks("100:0.05; 1:0.10")
     [[100, '0.05'], [1, '0.10']]

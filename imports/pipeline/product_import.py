@@ -124,7 +124,7 @@ class WriterThread(threading.Thread):
         turns: CommitTurns,
         report: BatchReport | None = None,
         recover: BatchRecover | None = None,
-        name: str = "intake-writer",
+        name: str,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.writer = writer
@@ -211,8 +211,9 @@ class Writers:
 
     With several, PostgreSQL inserts two batches' rows and index entries at once on two
     backends, while the commits stay in file order (``CommitTurns``). Two batches that share
-    a key are never in flight together (``submit`` waits): the later one could otherwise wait
-    on the earlier's row in the unique index while the earlier waits for its turn behind it."""
+    a key are never in flight together (``keys_clash``: the reading thread lets the batches in
+    flight commit first): the later one could otherwise hold the key in the unique index while
+    the earlier waits on it, and the later waits for the earlier's turn."""
 
     def __init__(
         self,
@@ -450,9 +451,6 @@ def _pipeline(
         drain(wait=True)
     except BaseException:
         writer.commit = False
-        # Batches still queued are dropped (``_stop``): the batch whose turn it is commits, the
-        # later ones roll back instead of waiting for a turn that would never come.
-        writer.turns.abort()
         _stop(writer)
         raise
 
@@ -495,7 +493,9 @@ def _stop(writers: Writers) -> None:
             with contextlib.suppress(queue.Empty):
                 if writers.inbox.get_nowait() is _DONE:
                     sent -= 1
-                else:  # a batch dropped: no batch after it may commit
+                else:
+                    # A batch dropped: its turn never comes. The batch whose turn it is still
+                    # commits; the later ones roll back instead of waiting for good.
                     writers.turns.abort()
     # Bounded: the writer's statements have their own timeout (DB_WORKER_STATEMENT_TIMEOUT_MS),
     # so one that is still busy after this is stuck outside the database. They are daemon
