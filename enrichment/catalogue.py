@@ -218,7 +218,7 @@ def _normalized(mpns: list[str]) -> list[str]:
     text = _joined(mpns)
     if text is None:
         return list(map(matching.normalize_mpn, mpns))
-    return _NOT_ALNUM_LINES.sub("", text).upper().split("\n")
+    return _NOT_ALNUM_LINES.sub("", text.upper()).split("\n")
 
 
 def _lines_matching(pattern: re.Pattern[str], values: list[str]) -> Iterator[int]:
@@ -291,9 +291,11 @@ class ComponentValidator:
         if not all(makers) or max(map(len, makers)) > TEXT_MAX:
             slow.update(i for i, s in enumerate(makers) if not s or len(s) > TEXT_MAX)
         mpns = stripped(i_mpn)
+        keys = list(map(str.upper, mpns))  # matching.exact_key of a stripped MPN
         norms = _normalized(mpns)
-        if not all(norms) or max(map(len, mpns)) > MPN_MAX:
-            slow.update(i for i, s in enumerate(mpns) if not norms[i] or len(s) > MPN_MAX)
+        # the key is what the column holds, and never shorter than the MPN ("ß".upper() is "SS")
+        if not all(norms) or max(map(len, keys)) > MPN_MAX:
+            slow.update(i for i, s in enumerate(keys) if not norms[i] or len(s) > MPN_MAX)
         lifecycles = list(map(LIFECYCLES.get, map(str.lower, stripped(i_life))))
         if None in lifecycles:
             slow.update(i for i, s in enumerate(lifecycles) if s is None)
@@ -324,15 +326,10 @@ class ComponentValidator:
             )
         descriptions = stripped(i_desc)
 
-        keys = list(map(str.upper, mpns))  # matching.exact_key of a stripped MPN
         # matching.packaging_key: only an MPN that ends like a packaging suffix can lose one;
-        # every other's key is its normalized MPN, unless it has non-ASCII letters: the key is
-        # normalized after upper-casing there, and "ß".upper() is "SS"
+        # every other's key is its normalized MPN
         bases = list(norms)
-        packaged = list(_lines_matching(_PACKAGING_END, keys))
-        if not "".join(mpns).isascii():
-            packaged += [i for i, mpn in enumerate(mpns) if not mpn.isascii()]
-        for i in packaged:
+        for i in _lines_matching(_PACKAGING_END, keys):
             bases[i] = matching.packaging_key(keys[i])
         breaks_json = _breaks_json(breaks)
         if "" in prices:  # the smallest quantity's price when no unit price is given
@@ -410,7 +407,7 @@ class ComponentValidator:
             problems.append("manufacturer is required")
         if not mpn:
             problems.append("mpn is required")
-        elif len(mpn) > MPN_MAX:
+        elif len(matching.exact_key(mpn)) > MPN_MAX:
             problems.append(f"mpn '{mpn[:40]}…' is longer than {MPN_MAX} characters")
         elif not matching.normalize_mpn(mpn):
             problems.append(f"mpn '{mpn}' has no letters or digits")

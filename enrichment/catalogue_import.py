@@ -53,15 +53,15 @@ _COPY = f"COPY {_STAGE} ({_COLUMNS}) FROM STDIN"
 _COPY_NEW = f"COPY enrichment_component ({_COLUMNS}) FROM STDIN"
 _DATA = COPY_COLUMNS[:2] + COPY_COLUMNS[4:]  # what an update may change (keys stay)
 _LATEST = f"""
-SELECT DISTINCT ON (mpn_key, manufacturer_key) {_COLUMNS} FROM {_STAGE}
-ORDER BY mpn_key, manufacturer_key, row_number DESC
+SELECT DISTINCT ON (mpn_norm, mpn_key, manufacturer_key) {_COLUMNS} FROM {_STAGE}
+ORDER BY mpn_norm, mpn_key, manufacturer_key, row_number DESC
 """
 _UPDATE = f"""
 UPDATE enrichment_component c SET {", ".join(f"{col} = s.{col}" for col in _DATA)},
     updated_at = now()
 FROM ({_LATEST}) s
-WHERE c.organization_id = s.organization_id AND c.manufacturer_key = s.manufacturer_key
-  AND c.mpn_key = s.mpn_key
+WHERE c.organization_id = s.organization_id AND c.mpn_norm = s.mpn_norm
+  AND c.mpn_key = s.mpn_key AND c.manufacturer_key = s.manufacturer_key
   AND ({", ".join("c." + col for col in _DATA)})
       IS DISTINCT FROM ({", ".join("s." + col for col in _DATA)})
 """
@@ -70,15 +70,15 @@ INSERT INTO enrichment_component ({_COLUMNS})
 SELECT {_COLUMNS} FROM ({_LATEST}) s
 WHERE NOT EXISTS (
     SELECT 1 FROM enrichment_component c
-    WHERE c.organization_id = s.organization_id AND c.manufacturer_key = s.manufacturer_key
-      AND c.mpn_key = s.mpn_key)
+    WHERE c.organization_id = s.organization_id AND c.mpn_norm = s.mpn_norm
+      AND c.mpn_key = s.mpn_key AND c.manufacturer_key = s.manufacturer_key)
 """
 # The organization is a stage column, not a constant in the joins (as in the product import's
 # writer): with a constant, an organization new since the last ANALYZE is estimated at one row
 # and each staged row scanned all of its components (quadratic: 80 s for 20k rows). As a join
-# key it can only probe the unique (organization, mpn_key, manufacturer_key) index.
-# The batch goes in sorted by MPN key: the order of that index and near that of the MPN indexes,
-# so each batch's index inserts walk the B-trees in order.
+# key it can only probe the unique (organization, mpn_norm, mpn_key, manufacturer_key) index.
+# A staged batch is read in that index's order (``_LATEST``; the normalized MPN is a function of
+# the MPN key, so the same rows are distinct), and its probes and inserts walk the B-tree in order.
 # A row error shows the row's file fields (not the keys computed from them)
 _SHOWN = [COPY_COLUMNS.index(f) for f in FIELDS]
 _ANY_COMPONENT = "SELECT EXISTS (SELECT 1 FROM enrichment_component WHERE organization_id = %s)"

@@ -25,19 +25,27 @@ _COMPONENT_COLUMNS = """c.id, c.manufacturer, c.manufacturer_key, c.mpn, c.lifec
     c.unit_price, c.price_breaks, c.currency, c.datasheet_url"""
 # The lines' keys go in as one JSON array (json.dumps of a list is one C call; psycopg binds a
 # Python list element by element), numbered by ORDINALITY: row n is the n-th key asked about.
-_BY_KEY = f"""
+_BY_NORM = f"""
 SELECT l.n, {_COMPONENT_COLUMNS}
 FROM json_array_elements_text(%s::json) WITH ORDINALITY AS l(key, n)
-JOIN enrichment_component c ON c.organization_id = %s AND c.{{column}} = l.key
+JOIN enrichment_component c ON c.organization_id = %s AND c.mpn_norm = l.key
+"""
+# The exact tier asks by (normalized MPN, MPN key): the catalogue's unique index leads with the
+# normalized MPN (``models.Component``), which is a function of the MPN key.
+_BY_EXACT = f"""
+SELECT l.n, {_COMPONENT_COLUMNS}
+FROM json_array_elements(%s::json) WITH ORDINALITY AS l(pair, n)
+JOIN enrichment_component c ON c.organization_id = %s AND c.mpn_norm = l.pair->>0
+    AND c.mpn_key = l.pair->>1
 """
 # The packaging tier: a part's normalized MPN without its packaging suffix (``mpn_base``) is a
 # prefix of its normalized MPN, so the parts whose base is the line's key are found in the
-# ``mpn_norm`` index's range of keys that start with it (its pattern ops compare byte-wise,
-# and no normalized MPN has a byte above chr(127)), and only those rows are checked for their
-# base. No index on ``mpn_base``: it cost the component import 1.6 s per million parts, and on
-# that catalogue the benchmark BOM's 10,000 keys took 55 ms by the range against 55 ms by such an
-# index, with the same rows (measured side by side). A key of one or two characters would range
-# over a large part of the catalogue; it is looked up as it is.
+# range of normalized MPNs that start with it, in the unique index that leads with them (its
+# pattern ops compare byte-wise, and no normalized MPN has a byte above chr(127)), and only
+# those rows are checked for their base. No index on ``mpn_base``: it cost the component import
+# 1.6 s per million parts, and on that catalogue the benchmark BOM's 10,000 keys took 55 ms by
+# the range against 55 ms by such an index, with the same rows (measured side by side). A key of
+# one or two characters would range over a large part of the catalogue; it is looked up as it is.
 _BY_BASE = f"""
 SELECT l.n, {_COMPONENT_COLUMNS}
 FROM json_array_elements_text(%s::json) WITH ORDINALITY AS l(key, n)
@@ -152,6 +160,12 @@ def relaxed_commits() -> Iterator[None]:
                 cur.execute("SELECT set_config('synchronous_commit', %s, false)", [before])
 
 
+def _exact_pair(mpn: str) -> tuple[str, str]:
+    """What ``_BY_EXACT`` asks for a line's MPN."""
+    key = matching.exact_key(mpn)
+    return matching.normalize_mpn(key), key
+
+
 @dataclass(frozen=True, slots=True)
 class LineInput:
     id: int
@@ -245,8 +259,8 @@ class Matcher:
             cur = wrapper.cursor
             cur.execute(_PLAN_SETTINGS)
             for tier, sql, keyfn in (
-                (Tier.EXACT, _BY_KEY.format(column="mpn_key"), matching.exact_key),
-                (Tier.NORMALIZED, _BY_KEY.format(column="mpn_norm"), matching.normalize_mpn),
+                (Tier.EXACT, _BY_EXACT, _exact_pair),
+                (Tier.NORMALIZED, _BY_NORM, matching.normalize_mpn),
                 (Tier.PACKAGING, _BY_BASE, matching.packaging_key),
             ):
                 if not todo:

@@ -57,7 +57,9 @@ def exact_key(mpn: str) -> str:
 
 
 def normalize_mpn(mpn: str) -> str:
-    """Letters and digits only, upper case.
+    """Letters and digits only, upper case: of ``exact_key(mpn)``, so two MPNs with one exact
+    key have one normalized key too (the catalogue's unique index holds both; ``"ß".upper()``
+    is ``"SS"``).
 
     >>> normalize_mpn("1.5SMC6.8CA")
     '15SMC68CA'
@@ -67,8 +69,10 @@ def normalize_mpn(mpn: str) -> str:
     'PIC18F4550IPT'
     >>> normalize_mpn(" rc0603fr-0710kl ")
     'RC0603FR0710KL'
+    >>> normalize_mpn("straße") == normalize_mpn("STRASSE")
+    True
     """
-    return _NOT_ALNUM.sub("", mpn).upper()
+    return _NOT_ALNUM.sub("", mpn.upper())
 
 
 def strip_packaging(mpn: str) -> str:

@@ -395,3 +395,29 @@ def test_the_grouping_reads_a_fresh_catalogue_in_table_order_whatever_the_statis
     assert "Index Scan using" not in plan and "Index Only Scan" not in plan, plan
     assert "Seq Scan" not in plan, plan
     assert back == "on"
+
+
+@pytest.mark.parametrize("first_load", [True, False])
+def test_one_mpn_key_is_one_part_whatever_its_letters_upper_case_to(org, first_load):
+    """``straße`` and ``STRASSE`` have one MPN key, so from one maker they are one part: the
+    later row updates the earlier, on a first load and on the staged path. The unique index
+    leads with the normalized MPN, so that holds only because it is normalized from the key."""
+    if not first_load:
+        assert _run(_job(org, [_part(1)])).status == JobStatus.COMPLETED
+    rows = [_part(2, mpn="straße", stock="5"), _part(3), _part(4, mpn="STRASSE", stock="9")]
+    job = _run(_job(org, rows, batch_size=10))
+    assert job.status == JobStatus.COMPLETED and job.errors == []
+    (part,) = Component.objects.filter(organization=org, mpn_key="STRASSE")
+    assert (part.mpn, part.mpn_norm, part.mpn_base) == ("STRASSE", "STRASSE", "STRASSE")
+    assert part.stock == 9
+    assert Component.objects.filter(organization=org).count() == (2 if first_load else 3)
+
+
+def test_an_mpn_whose_key_is_longer_than_its_column_is_a_row_error(org):
+    """The key is the MPN upper-cased, and can be longer than it: 60 ``ß`` are 120 ``S``. Such
+    a row is refused with its reason; the batch around it goes in."""
+    job = _run(_job(org, [_part(1), _part(2, mpn="ß" * 60), _part(3)]))
+    assert job.status == JobStatus.COMPLETED
+    assert (job.created_rows, job.failed_rows) == (2, 1)
+    assert [e["row"] for e in job.errors] == [3]
+    assert "is longer than 100 characters" in job.errors[0]["message"]
