@@ -20,8 +20,21 @@ def staff(django_user_model):
     )
 
 
+class _Clock:
+    """``time`` as the page sees it: held at ``now``, the rest of the module as it is."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
 @pytest.fixture
-def traffic():
+def traffic(monkeypatch):
     """What a daphne with 3 SSE and 2 WebSocket clients, and a worker, would have flushed."""
     redis_client().flushdb()
     m = Metrics()
@@ -37,9 +50,12 @@ def traffic():
     m.inc("resets", "too_slow", 2)
     m.inc("worker_lost_jobs")
     m.flush()
-    # into the last whole window (the one being filled is not charted yet)
-    slot = int(time.time()) // WINDOW_SECONDS
+    # into the last whole window (the one being filled is not charted yet), and the page's
+    # clock held in the window after it: the wall clock may cross into the next one meanwhile
+    (key,) = redis_client().keys(f"{WINDOW_KEY}*")
+    slot = int((key.decode() if isinstance(key, bytes) else key).removeprefix(WINDOW_KEY))
     redis_client().rename(f"{WINDOW_KEY}{slot}", f"{WINDOW_KEY}{slot - 1}")
+    monkeypatch.setattr("realtime.exposition.time", _Clock(slot * WINDOW_SECONDS + 1))
 
 
 def test_staff_see_real_figures(client, staff, traffic):
