@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Now, Upper
@@ -132,6 +133,29 @@ class Component(models.Model):
     def save(self, *args, **kwargs) -> None:
         self.set_keys()
         super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        """What the database would refuse, as form errors: the keys are computed here, and a
+        form leaves them out of its constraint checks (they are not its fields)."""
+        super().clean()
+        self.set_keys()
+        limit = self._meta.get_field("mpn_key").max_length
+        if len(self.mpn_key) > limit:
+            raise ValidationError(
+                {"mpn": f"Upper-cased, this MPN is longer than {limit} characters."}
+            )
+        if not self.mpn_norm:
+            raise ValidationError({"mpn": "The MPN has no letters or digits."})
+        same = Component.objects.filter(
+            organization_id=self.organization_id,
+            mpn_norm=self.mpn_norm,
+            mpn_key=self.mpn_key,
+            manufacturer_key=self.manufacturer_key,
+        ).exclude(pk=self.pk)
+        if self.organization_id is not None and same.exists():
+            raise ValidationError(
+                {"mpn": "The organization already has this part (same manufacturer and MPN)."}
+            )
 
     def set_keys(self) -> None:
         self.mpn = self.mpn.strip()

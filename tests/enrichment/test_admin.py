@@ -9,7 +9,7 @@ from enrichment import services
 from enrichment.models import BomLine, Component, ManufacturerAlias
 from imports.models import Role
 from tests.fixtures.accounts import member
-from tests.fixtures.enrichment import bom_csv
+from tests.fixtures.enrichment import bom_csv, make_component
 
 pytestmark = pytest.mark.django_db
 
@@ -55,3 +55,50 @@ def test_an_organizations_own_alias_wins_over_the_built_in_one(org, other_org):
     ManufacturerAlias.objects.create(organization=org, alias="TI", canonical="Tiny Inc")
     assert alias_map(organization_id=org.id)["TI"] == "Tiny Inc"
     assert alias_map(organization_id=other_org.id)["TI"] == "Texas Instruments"
+
+
+def _component_form(org, mpn: str, maker: str = "Texas Instruments") -> dict:
+    return {
+        "organization": org.pk,
+        "manufacturer": maker,
+        "mpn": mpn,
+        "description": "",
+        "category": "",
+        "package": "",
+        "lifecycle": "active",
+        "datasheet_url": "",
+        "stock": 0,
+        "moq": 1,
+        "unit_price": "",
+        "currency": "USD",
+        "price_breaks": "[]",
+        "alternates": "[]",
+    }
+
+
+@pytest.mark.parametrize(
+    ("mpn", "message"),
+    [
+        ("lm358d", "already has this part"),  # the same key as LM358D
+        ("ß" * 60, "longer than 100 characters"),  # 120 characters upper-cased
+        ("--", "no letters or digits"),
+    ],
+)
+def test_a_component_the_catalogue_would_refuse_is_a_form_error(admin_client, org, mpn, message):
+    make_component(org, "Texas Instruments", "LM358D")
+    resp = admin_client.post("/admin/enrichment/component/add/", _component_form(org, mpn))
+    assert resp.status_code == 200
+    assert message in resp.content.decode()
+    assert Component.objects.filter(organization=org).count() == 1
+
+
+def test_a_component_added_in_the_admin_gets_its_keys(admin_client, org, other_org):
+    make_component(other_org, "Texas Instruments", "LM358D")  # another organization's: no clash
+    resp = admin_client.post("/admin/enrichment/component/add/", _component_form(org, "lm358d"))
+    assert resp.status_code == 302
+    part = Component.objects.get(organization=org)
+    assert (part.mpn_key, part.mpn_norm, part.manufacturer_key) == (
+        "LM358D",
+        "LM358D",
+        "TEXASINSTRUMENTS",
+    )
