@@ -6,8 +6,10 @@
 
 Per run, side by side:
   import    a --components catalogue CSV through the API service → job → real `rqworker --burst`
-            (rows/s by the job's clock, worker peak PSS), and the same number of products
-            through the product import (bench/import_throughput.py's path) for the ratio
+            (rows/s by the job's clock, worker peak PSS), then a 1,000-row file into that
+            catalogue (500 new prices, 500 new parts: its job time and `flagging` stage), and the
+            same number of products through the product import (bench/import_throughput.py's
+            path) for the ratio
   enrich    a --lines BOM (about 70 % exact, 10 % normalized or packaging variants, 10 % near
             misses, 10 % unknown) → `enrichment_start` → a real `rqworker` already waiting on
             its queues: end to end (the start request queued the job → completed, from the
@@ -115,6 +117,26 @@ def generate_components(n: int) -> Path:
             w.writerow(["Littelfuse", f"1.5SMC{k}.8CA", "", "", "", "active", "", 10, 1, "0.4",
                         "USD", ""])  # fmt: skip
     partial.rename(path)
+    return path
+
+
+def generate_update(n: int, n_components: int) -> Path:
+    """A small import into the loaded catalogue: ``n`` rows, half of them new prices for
+    parts it has, half new parts (one of them sharing a normalized MPN with a catalogued part)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"components_update_{n}_{n_components}.csv"
+    rnd = random.Random(11)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(HEADER)
+        for k in range(n):
+            i = rnd.randrange(n_components) if k % 2 == 0 else n_components + k
+            maker, mpn = part(i)
+            if k == 1:
+                maker, mpn = "Littelfuse", "1.5SMC0.8CA."  # beside 1.5SMC08CA and 1.5SMC0.8CA
+            cents = rnd.randint(1, 5000)
+            w.writerow([maker, mpn, f"Part {i}", "Semiconductors", "SOT-23", "active", "",
+                        rnd.randint(0, 100000), 1, f"{cents / 100:.2f}", "USD", ""])  # fmt: skip
     return path
 
 
@@ -348,6 +370,10 @@ def main() -> None:
             record("component import rows/s", job.processed_rows / seconds)
             for stage, took in stage_seconds(job).items():
                 record(f"  its stage {stage} s", took)
+            # what a daily price and stock file costs once the catalogue is large
+            u_seconds, _, u_job = import_components(org, generate_update(1000, args.components))
+            record("1,000-row import into it s", u_seconds)
+            record("  of which flagging s", stage_seconds(u_job).get("flagging", 0.0))
             if not args.no_products:
                 porg = products.fresh_org("enrich-products")
                 try:

@@ -30,11 +30,33 @@ class ComponentAdmin(admin.ModelAdmin):
     list_select_related = ["organization"]
     show_full_result_count = False  # a million-row catalogue: no count(*) per page
 
+    # One part added, edited or deleted: only the groups of its old and new normalized MPN can
+    # change their shared-key flags (``flag_some``: milliseconds, where grouping a 1M-part
+    # catalogue took 1.6 s of the request), and the catalogue gets a new version.
     def save_model(self, request, obj, form, change):
-        from .catalogue_import import catalogue_loaded
+        from .catalogue_import import flag_some
 
+        before = set(
+            Component.objects.filter(pk=obj.pk).values_list("organization_id", "mpn_norm")
+            if obj.pk
+            else ()
+        )
         super().save_model(request, obj, form, change)
-        catalogue_loaded(obj.organization_id)  # shared keys flagged again, a new version
+        for org in {obj.organization_id} | {o for o, _ in before}:
+            flag_some(org, {n for o, n in before if o == org} | {obj.mpn_norm} - {None})
+
+    def delete_model(self, request, obj):
+        self.delete_queryset(request, Component.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        from .catalogue_import import flag_some
+
+        groups: dict[int, set[str]] = {}
+        for org, norm in queryset.values_list("organization_id", "mpn_norm"):
+            groups.setdefault(org, set()).add(norm)
+        super().delete_queryset(request, queryset)
+        for org, norms in groups.items():
+            flag_some(org, norms)
 
     def get_search_results(self, request, queryset, search_term):
         from .matching import normalize_mpn

@@ -7,12 +7,14 @@ table and applies it set-based (a first load's batches go straight into the cata
 existing rows are kept apart: existing ones are updated only where a value changed (so unchanged
 rows cost no write and no sequence value), new ones inserted with ``NOT EXISTS``; created /
 updated / unchanged are exact counts. Rows that repeat a (manufacturer, MPN) within a batch: the
-last wins. Once the batches are done, normalized MPNs that different parts share are flagged
-(``catalogue_loaded``).
+last wins. Once the batches are done, normalized MPNs that different parts share are flagged:
+after a first load by grouping the whole catalogue (``catalogue_loaded``), after a later import
+only in the groups of the parts it added (``flag_some``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -72,6 +74,7 @@ WHERE NOT EXISTS (
     SELECT 1 FROM enrichment_component c
     WHERE c.organization_id = s.organization_id AND c.mpn_norm = s.mpn_norm
       AND c.mpn_key = s.mpn_key AND c.manufacturer_key = s.manufacturer_key)
+RETURNING mpn_norm
 """
 # The organization is a stage column, not a constant in the joins (as in the product import's
 # writer): with a constant, an organization new since the last ANALYZE is estimated at one row
@@ -120,6 +123,31 @@ UPDATE enrichment_component c SET mpn_norm_shared = true
 FROM {_SHARED} s
 WHERE c.organization_id = %(org)s AND c.mpn_norm = s.mpn_norm AND NOT c.mpn_norm_shared
 """
+# The flags of some normalized MPNs only (the parts an import added, an admin edit's old and new
+# key): each group read from the unique index, which leads with the normalized MPN, and a flag
+# written only where it changes. Milliseconds where grouping the whole catalogue takes 1.6 s
+# per million parts. An import only adds parts or changes their data (never their keys), so
+# only the groups it added to can change.
+_FLAG_SOME = """
+UPDATE enrichment_component c SET mpn_norm_shared = g.shared
+FROM (
+    SELECT mpn_norm, min(mpn_key COLLATE "C") <> max(mpn_key COLLATE "C") AS shared
+    FROM enrichment_component
+    WHERE organization_id = %(org)s AND mpn_norm = ANY(%(norms)s::text[])
+    GROUP BY mpn_norm
+) g
+WHERE c.organization_id = %(org)s AND c.mpn_norm = g.mpn_norm
+  AND c.mpn_norm_shared <> g.shared
+"""
+# the index, whatever the statistics say (a new organization's are of an empty one)
+_INDEX_ONLY = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off"
+_PLANNER_DEFAULTS_SOME = (
+    "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT"
+)
+# More new parts than this in one import: their normalized MPNs are not kept (memory), and the
+# whole catalogue is grouped again instead.
+NEW_NORMS_MAX = 50_000
+
 # The planner's statistics after a load, for the columns matching's plans read (the others'
 # wait for autovacuum): 0.20-0.29 s on 1M parts against 0.47-0.56 s for every column.
 _ANALYZE = (
@@ -141,6 +169,16 @@ class ComponentWriter(BatchWriter):
     create_stage = _CREATE_STAGE
     any_row = _ANY_COMPONENT
 
+    def __init__(self, *, organization_id: int, atomic: bool = False) -> None:
+        super().__init__(organization_id=organization_id, atomic=atomic)
+        # the normalized MPNs of the parts the staged path added (for their flags); None once
+        # there were more than NEW_NORMS_MAX, or on a first load (every part is new)
+        self.new_norms: set[str] | None = set()
+
+    def _prepare(self, cur) -> None:
+        if self.all_new:
+            self.new_norms = None
+
     def _apply(self, batch: CopyBatch, *, replay: bool = False) -> BatchResult:
         with transaction.atomic(), connection.cursor() as wrapper:
             cur = wrapper.cursor
@@ -155,6 +193,10 @@ class ComponentWriter(BatchWriter):
             updated = cur.rowcount
             cur.execute(_INSERT)
             created = cur.rowcount
+            if self.new_norms is not None:
+                self.new_norms.update(row[0] for row in cur.fetchall())
+                if len(self.new_norms) > NEW_NORMS_MAX:
+                    self.new_norms = None
         # a row that repeats an earlier one of its batch is counted unchanged
         return BatchResult(created, updated, len(batch) - created - updated)
 
@@ -179,10 +221,23 @@ def run_component_import(job: ImportJob, reporter: ProgressReporter) -> None:
         return
     reporter.stage("importing", total_rows=total)
 
+    writers: list[ComponentWriter] = []
+    # an attempt that goes on after an earlier one's batches does not know what they added
+    resumed = bool(job.checkpoint_row)
+
+    def new_writer() -> ComponentWriter:
+        writer = ComponentWriter(organization_id=job.organization_id)
+        writers.append(writer)
+        return writer
+
     def settle() -> None:
         # also after a stop part-way: the batches committed so far are in the catalogue
         reporter.stage("flagging")
-        catalogue_loaded(job.organization_id)
+        added = [w.new_norms for w in writers]
+        if resumed or not writers or None in added:
+            catalogue_loaded(job.organization_id)
+        else:
+            flag_some(job.organization_id, set().union(*added))
 
     run_pipeline(
         job,
@@ -190,7 +245,7 @@ def run_component_import(job: ImportJob, reporter: ProgressReporter) -> None:
         plan=ComponentPlan(selectors.alias_map(organization_id=job.organization_id)),
         total=total,
         batch_size=int(job.options.get("batch_size") or settings.COMPONENT_IMPORT_BATCH_SIZE),
-        new_writer=lambda: ComponentWriter(organization_id=job.organization_id),
+        new_writer=new_writer,
         writers=settings.COMPONENT_IMPORT_WRITERS,
         checkpointed=True,
         settle=settle,
@@ -227,6 +282,19 @@ def catalogue_loaded(organization_id: int) -> int:
     finally:
         if helper is not None:
             helper.shutdown()  # waits for the ANALYZE, whatever happened here
+    return catalogue_bump(organization_id)
+
+
+def flag_some(organization_id: int, norms: Iterable[str]) -> int:
+    """After parts were added, edited or deleted: the flags of the groups of ``norms`` (their
+    normalized MPNs) taken again, and a new catalogue version (returned). The rest of the
+    catalogue's flags cannot have changed; its statistics are autovacuum's to refresh."""
+    norms = sorted(set(norms))
+    if norms:
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(_INDEX_ONLY)
+            cur.execute(_FLAG_SOME, {"org": organization_id, "norms": norms})
+            cur.execute(_PLANNER_DEFAULTS_SOME)
     return catalogue_bump(organization_id)
 
 

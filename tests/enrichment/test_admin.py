@@ -6,7 +6,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from enrichment import services
-from enrichment.models import BomLine, Component, ManufacturerAlias
+from enrichment.catalogue_import import catalogue_loaded
+from enrichment.models import BomLine, Catalogue, Component, ManufacturerAlias
 from imports.models import Role
 from tests.fixtures.accounts import member
 from tests.fixtures.enrichment import bom_csv, make_component
@@ -102,3 +103,42 @@ def test_a_component_added_in_the_admin_gets_its_keys(admin_client, org, other_o
         "LM358D",
         "TEXASINSTRUMENTS",
     )
+
+
+def test_editing_and_deleting_a_component_in_the_admin_takes_its_groups_flags_again(
+    admin_client, org
+):
+    """Only the old and the new normalized MPN's groups can change; both are taken again,
+    and the catalogue gets a new version each time."""
+    a = make_component(org, "Littelfuse", "1.5SMC68CA")
+    b = make_component(org, "Littelfuse", "1.5SMC6.9CA")
+    catalogue_loaded(org.id)
+    assert not Component.objects.filter(organization=org, mpn_norm_shared=True).exists()
+    version = Catalogue.objects.get(organization=org).version
+
+    # b renamed into a's group: both flagged
+    form = _component_form(org, "1.5SMC6.8CA", maker="Littelfuse")
+    assert admin_client.post(f"/admin/enrichment/component/{b.pk}/change/", form).status_code == 302
+    a.refresh_from_db(), b.refresh_from_db()
+    assert a.mpn_norm_shared and b.mpn_norm_shared
+    assert Catalogue.objects.get(organization=org).version == version + 1
+
+    # b deleted: a is alone in its group again
+    resp = admin_client.post(f"/admin/enrichment/component/{b.pk}/delete/", {"post": "yes"})
+    assert resp.status_code == 302
+    a.refresh_from_db()
+    assert not a.mpn_norm_shared
+    assert Catalogue.objects.get(organization=org).version == version + 2
+
+    # and the bulk delete action does the same for each part it deletes
+    c = make_component(org, "Littelfuse", "1.5SMC6.8CA")
+    catalogue_loaded(org.id)
+    a.refresh_from_db()
+    assert a.mpn_norm_shared
+    resp = admin_client.post(
+        "/admin/enrichment/component/",
+        {"action": "delete_selected", "_selected_action": [c.pk], "post": "yes"},
+    )
+    assert resp.status_code == 302
+    a.refresh_from_db()
+    assert not a.mpn_norm_shared

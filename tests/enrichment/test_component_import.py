@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from enrichment import services
+from enrichment import catalogue_import, services
 from enrichment.catalogue_import import ComponentWriter, catalogue_loaded
 from enrichment.models import Catalogue, Component
 from imports import jobs
@@ -421,3 +421,93 @@ def test_an_mpn_whose_key_is_longer_than_its_column_is_a_row_error(org):
     assert (job.created_rows, job.failed_rows) == (2, 1)
     assert [e["row"] for e in job.errors] == [3]
     assert "is longer than 100 characters" in job.errors[0]["message"]
+
+
+def _flags(org) -> dict[str, bool]:
+    return dict(
+        Component.objects.filter(organization=org, mpn_norm_shared=True).values_list(
+            "mpn", "mpn_norm_shared"
+        )
+    )
+
+
+@pytest.fixture
+def regroups(monkeypatch) -> list[int]:
+    """The organizations whose whole catalogue a job grouped again (``catalogue_loaded``)."""
+    seen: list[int] = []
+    original = catalogue_import.catalogue_loaded
+
+    def spy(organization_id: int) -> int:
+        seen.append(organization_id)
+        return original(organization_id)
+
+    monkeypatch.setattr(catalogue_import, "catalogue_loaded", spy)
+    return seen
+
+
+def test_an_import_into_a_catalogue_flags_only_the_groups_it_added_to(org, regroups):
+    """A first load groups the whole catalogue; a later import only the normalized MPNs of
+    the parts it added, from the unique index: the flags come out the same."""
+    rows = [_part(i) for i in range(1, 20)] + [_part(20, "Littelfuse", mpn="1.5SMC68CA")]
+    first = _run(_job(org, rows, batch_size=10))
+    assert first.status == JobStatus.COMPLETED and regroups == [org.id]
+    # a flag the whole grouping would clear stays: the incremental pass does not read it
+    Component.objects.filter(organization=org, mpn="BAS00002J").update(mpn_norm_shared=True)
+    version = Catalogue.objects.get(organization=org).version
+
+    again = [
+        _part(3, stock="999"),  # an update: keys stay, no group changes
+        _part(21, "Littelfuse", mpn="1.5SMC6.8CA"),  # joins 1.5SMC68CA's group
+        _part(22, "Vishay", mpn="1.5smc68ca"),  # the same MPN from another maker: same key
+        _part(23),
+    ]
+    second = _run(_job(org, again, batch_size=2))
+    assert second.status == JobStatus.COMPLETED
+    assert (second.created_rows, second.updated_rows) == (3, 1)
+    assert regroups == [org.id]  # not again
+    assert _flags(org) == {
+        "1.5SMC68CA": True,
+        "1.5SMC6.8CA": True,
+        "1.5smc68ca": True,
+        "BAS00002J": True,  # untouched: not one of the groups the import added to
+    }
+    assert Catalogue.objects.get(organization=org).version == version + 1
+    assert [s["stage"] for s in second.stages][-3:] == ["importing", "flagging", "done"]
+
+
+def test_an_import_that_adds_too_many_parts_groups_the_whole_catalogue(org, regroups, monkeypatch):
+    monkeypatch.setattr(catalogue_import, "NEW_NORMS_MAX", 3)
+    assert _run(_job(org, [_part(1)])).status == JobStatus.COMPLETED
+    rows = [_part(i) for i in range(2, 8)] + [_part(8, "Littelfuse", mpn="1.5SMC68CA")]
+    rows.append(_part(9, "Littelfuse", mpn="1.5SMC6.8CA"))
+    assert _run(_job(org, rows, batch_size=4)).status == JobStatus.COMPLETED
+    assert regroups == [org.id, org.id]
+    assert _flags(org) == {"1.5SMC68CA": True, "1.5SMC6.8CA": True}
+
+
+def test_a_resumed_import_groups_the_whole_catalogue(org, regroups):
+    """An attempt that goes on after an earlier one's batches does not know which parts those
+    added (the earlier worker may have died before its flagging): it groups everything."""
+    assert _run(_job(org, [_part(1, "Littelfuse", mpn="1.5SMC68CA")])).status == "completed"
+    rows = [_part(2, "Littelfuse", mpn="1.5SMC6.8CA")] + [_part(i) for i in range(3, 31)]
+    job = _job(org, rows, batch_size=10)
+    original = jobs.ProgressReporter.advance
+
+    def advance(self, n, **kw):  # the cancel arrives while the first batch is written
+        import_job_cancel(job=ImportJob.objects.get(pk=job.pk))
+        return original(self, n, **kw)
+
+    jobs.ProgressReporter.advance = advance
+    try:
+        job = _run(job)
+    finally:
+        jobs.ProgressReporter.advance = original
+    assert job.status == JobStatus.CANCELLED and job.checkpoint_row
+    # as if that attempt's worker had died before its flagging
+    Component.objects.filter(organization=org).update(mpn_norm_shared=False)
+    assert regroups == [org.id]
+
+    retried = _run(import_job_retry(job=job))
+    assert retried.status == JobStatus.COMPLETED and retried.attempt == 2
+    assert regroups == [org.id, org.id]
+    assert _flags(org) == {"1.5SMC68CA": True, "1.5SMC6.8CA": True}
