@@ -37,6 +37,21 @@ def _run(job: ImportJob) -> ImportJob:
     return job
 
 
+def _run_cancelled_in_first_batch(job: ImportJob) -> ImportJob:
+    """``_run``, with a cancel that arrives while the first batch is written."""
+    original = jobs.ProgressReporter.advance
+
+    def advance(self, n, **kw):
+        import_job_cancel(job=ImportJob.objects.get(pk=job.pk))
+        return original(self, n, **kw)
+
+    jobs.ProgressReporter.advance = advance
+    try:
+        return _run(job)
+    finally:
+        jobs.ProgressReporter.advance = original
+
+
 def _part(i: int, maker: str = "Nexperia", **over) -> list[str]:
     row = {
         "maker": maker,
@@ -194,17 +209,7 @@ def test_a_cancelled_import_resumes_after_its_committed_batches(org, run_worker)
     rows = [_part(i) for i in range(1, 51)]
     rows[2] = _part(3, life="zombie")  # a row error in the first batch, kept across attempts
     job = _job(org, rows, batch_size=10)
-    original = jobs.ProgressReporter.advance
-
-    def advance(self, n, **kw):  # the cancel arrives while the first batch is written
-        import_job_cancel(job=ImportJob.objects.get(pk=job.pk))
-        return original(self, n, **kw)
-
-    jobs.ProgressReporter.advance = advance
-    try:
-        job = _run(job)
-    finally:
-        jobs.ProgressReporter.advance = original
+    job = _run_cancelled_in_first_batch(job)
     assert job.status == JobStatus.CANCELLED and 0 < job.processed_rows < 50
     committed, checkpoint = job.processed_rows, job.checkpoint_row
     assert Component.objects.count() == job.created_rows == committed - 1
@@ -491,17 +496,7 @@ def test_a_resumed_import_groups_the_whole_catalogue(org, regroups):
     assert _run(_job(org, [_part(1, "Littelfuse", mpn="1.5SMC68CA")])).status == "completed"
     rows = [_part(2, "Littelfuse", mpn="1.5SMC6.8CA")] + [_part(i) for i in range(3, 31)]
     job = _job(org, rows, batch_size=10)
-    original = jobs.ProgressReporter.advance
-
-    def advance(self, n, **kw):  # the cancel arrives while the first batch is written
-        import_job_cancel(job=ImportJob.objects.get(pk=job.pk))
-        return original(self, n, **kw)
-
-    jobs.ProgressReporter.advance = advance
-    try:
-        job = _run(job)
-    finally:
-        jobs.ProgressReporter.advance = original
+    job = _run_cancelled_in_first_batch(job)
     assert job.status == JobStatus.CANCELLED and job.checkpoint_row
     # as if that attempt's worker had died before its flagging
     Component.objects.filter(organization=org).update(mpn_norm_shared=False)
