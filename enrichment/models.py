@@ -135,9 +135,17 @@ class Component(models.Model):
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
-        """What the database would refuse, as form errors: the keys are computed here, and a
-        form leaves them out of its constraint checks (they are not its fields)."""
+        """The manufacturer through the organization's aliases, as an import takes it (``TI``
+        is Texas Instruments), then what the database would refuse, as form errors: the keys
+        are computed here, and a form leaves them out of its constraint checks (they are not
+        its fields)."""
+        from .catalogue import Canonicalizer
+        from .selectors import alias_map
+
         super().clean()
+        if self.organization_id is not None and self.manufacturer.strip():
+            aliases = alias_map(organization_id=self.organization_id)
+            self.manufacturer = Canonicalizer(aliases)(self.manufacturer)[0]
         self.set_keys()
         limit = self._meta.get_field("mpn_key").max_length
         if len(self.mpn_key) > limit:

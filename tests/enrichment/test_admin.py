@@ -142,3 +142,18 @@ def test_editing_and_deleting_a_component_in_the_admin_takes_its_groups_flags_ag
     assert resp.status_code == 302
     a.refresh_from_db()
     assert not a.mpn_norm_shared
+
+
+def test_a_component_added_in_the_admin_takes_its_maker_through_the_aliases(admin_client, org):
+    """As an import does: ``TI`` is Texas Instruments, so the part is the one the catalogue
+    already has (a form error), and a new one is stored under the canonical name."""
+    make_component(org, "Texas Instruments", "LM358D")
+    resp = admin_client.post(
+        "/admin/enrichment/component/add/", _component_form(org, "LM358D", "TI")
+    )
+    assert resp.status_code == 200 and "already has this part" in resp.content.decode()
+    resp = admin_client.post(
+        "/admin/enrichment/component/add/", _component_form(org, "LM324", "TI")
+    )
+    assert resp.status_code == 302
+    assert Component.objects.get(organization=org, mpn="LM324").manufacturer == "Texas Instruments"
