@@ -213,6 +213,9 @@ class Catalogue(models.Model):
     )
     version = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
+    # when the last grouping of the whole catalogue began: the shared-key flags hold for every
+    # part committed before it (``catalogue_import.catalogue_loaded``)
+    regrouped_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return f"{self.organization} catalogue v{self.version}"

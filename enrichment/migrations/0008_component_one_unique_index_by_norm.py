@@ -6,7 +6,10 @@ packaging tier's prefix ranges). 1M parts imported 12 % faster (measured side by
 That is the same uniqueness only if the normalized MPN is a function of the MPN key: it is now
 normalized after upper-casing, as the key is (``"straße"`` and ``"STRASSE"`` have one key, and
 had two normalized MPNs). The few parts whose MPN is not ASCII get their normalized keys again,
-and their organizations' shared-key flags are taken again."""
+and their organizations' shared-key flags are taken again.
+
+Stop the import workers before migrating: a writer of the code before this one would look parts
+up by (organization, MPN key), which no index leads with any more."""
 
 from django.db import migrations, models
 

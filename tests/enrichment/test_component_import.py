@@ -7,6 +7,7 @@ import multiprocessing
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from enrichment import catalogue_import, services
 from enrichment.catalogue_import import ComponentWriter, catalogue_loaded
@@ -506,3 +507,23 @@ def test_a_resumed_import_groups_the_whole_catalogue(org, regroups):
     assert retried.status == JobStatus.COMPLETED and retried.attempt == 2
     assert regroups == [org.id, org.id]
     assert _flags(org) == {"1.5SMC68CA": True, "1.5SMC6.8CA": True}
+
+
+def test_an_import_after_one_that_never_flagged_groups_the_whole_catalogue(org, regroups):
+    """An earlier import that added parts and then failed (an internal error, a lost worker)
+    never ran its flagging, and nobody resumes it: the next import cannot know which groups
+    that one added to, so it groups everything; the one after that is incremental again."""
+    assert _run(_job(org, [_part(1, "Littelfuse", mpn="1.5SMC68CA")])).status == "completed"
+    assert regroups == [org.id]
+    # what the failed import left: a part that shares 1.5SMC68CA's key, not flagged
+    make = _run(_job(org, [_part(2, "Littelfuse", mpn="1.5SMC6.8CA")]))
+    Component.objects.filter(organization=org).update(mpn_norm_shared=False)
+    ImportJob.objects.filter(pk=make.pk).update(status=JobStatus.FAILED, finished_at=timezone.now())
+    regroups.clear()
+
+    assert _run(_job(org, [_part(3)])).status == JobStatus.COMPLETED
+    assert regroups == [org.id]
+    assert _flags(org) == {"1.5SMC68CA": True, "1.5SMC6.8CA": True}
+
+    assert _run(_job(org, [_part(4)])).status == JobStatus.COMPLETED
+    assert regroups == [org.id]  # the failed one is older than that grouping now
