@@ -7,6 +7,22 @@ from django.http import HttpRequest
 
 from .models import Bom, BomLine, Catalogue, Component, LearnedMatch, ManufacturerAlias, Project
 
+
+def _groups(parts: QuerySet) -> dict[int, set[str]]:
+    """The normalized MPNs of ``parts``, by organization."""
+    groups: dict[int, set[str]] = {}
+    for org, norm in parts.values_list("organization_id", "mpn_norm"):
+        groups.setdefault(org, set()).add(norm)
+    return groups
+
+
+def _flag(groups: dict[int, set[str]]) -> None:
+    from .catalogue_import import flag_some
+
+    for org, norms in groups.items():
+        flag_some(org, norms)
+
+
 # datasheet links are https today (and Django 6's default)
 URL_FIELDS = {models.URLField: {"assume_scheme": "https"}}
 
@@ -34,29 +50,18 @@ class ComponentAdmin(admin.ModelAdmin):
     # change their shared-key flags (``flag_some``: milliseconds, where grouping a 1M-part
     # catalogue took 1.6 s of the request), and the catalogue gets a new version.
     def save_model(self, request, obj, form, change):
-        from .catalogue_import import flag_some
-
-        before = set(
-            Component.objects.filter(pk=obj.pk).values_list("organization_id", "mpn_norm")
-            if obj.pk
-            else ()
-        )
+        groups = _groups(Component.objects.filter(pk=obj.pk)) if obj.pk else {}
         super().save_model(request, obj, form, change)
-        for org in {obj.organization_id} | {o for o, _ in before}:
-            flag_some(org, {n for o, n in before if o == org} | {obj.mpn_norm} - {None})
+        groups.setdefault(obj.organization_id, set()).add(obj.mpn_norm)
+        _flag(groups)
 
     def delete_model(self, request, obj):
         self.delete_queryset(request, Component.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request, queryset):
-        from .catalogue_import import flag_some
-
-        groups: dict[int, set[str]] = {}
-        for org, norm in queryset.values_list("organization_id", "mpn_norm"):
-            groups.setdefault(org, set()).add(norm)
+        groups = _groups(queryset)
         super().delete_queryset(request, queryset)
-        for org, norms in groups.items():
-            flag_some(org, norms)
+        _flag(groups)
 
     def get_search_results(self, request, queryset, search_term):
         from .matching import normalize_mpn

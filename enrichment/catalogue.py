@@ -213,12 +213,13 @@ def _joined(values: list[str]) -> str | None:
     return text if text.count("\n") == len(values) - 1 else None
 
 
-def _normalized(mpns: list[str]) -> list[str]:
-    """``matching.normalize_mpn`` of a column: one regex pass over the joined column."""
-    text = _joined(mpns)
+def _normalized(keys: list[str]) -> list[str]:
+    """``matching.normalize_mpn`` of a column of exact keys (MPNs already upper-cased): one
+    regex pass over the joined column."""
+    text = _joined(keys)
     if text is None:
-        return list(map(matching.normalize_mpn, mpns))
-    return _NOT_ALNUM_LINES.sub("", text.upper()).split("\n")
+        return list(map(matching.normalize_mpn, keys))
+    return _NOT_ALNUM_LINES.sub("", text).split("\n")
 
 
 def _lines_matching(pattern: re.Pattern[str], values: list[str]) -> Iterator[int]:
@@ -292,7 +293,7 @@ class ComponentValidator:
             slow.update(i for i, s in enumerate(makers) if not s or len(s) > TEXT_MAX)
         mpns = stripped(i_mpn)
         keys = list(map(str.upper, mpns))  # matching.exact_key of a stripped MPN
-        norms = _normalized(mpns)
+        norms = _normalized(keys)
         # the key is what the column holds, and never shorter than the MPN ("ß".upper() is "SS")
         if not all(norms) or max(map(len, keys)) > MPN_MAX:
             slow.update(i for i, s in enumerate(keys) if not norms[i] or len(s) > MPN_MAX)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models.functions import Now
+from django.utils import timezone
 
-from imports.models import ImportJob
+from imports.models import ImportJob, JobStatus
 from imports.pipeline.copy_text import CopyBatch, values_of
 from imports.pipeline.product_import import run_pipeline
 from imports.pipeline.readers import FileReadError, open_source
@@ -101,18 +102,24 @@ CREATE TEMP TABLE {_SHARED} AS
 SELECT mpn_norm FROM enrichment_component WHERE organization_id = %(org)s
 GROUP BY mpn_norm HAVING min(mpn_key COLLATE "C") <> max(mpn_key COLLATE "C")
 """
+
+
+def _switched_off(*knobs: str) -> tuple[str, str]:
+    """The statements that turn the planner's ``knobs`` off for a transaction, and back to
+    their defaults (a caller's outer transaction may go on after the block)."""
+    return (
+        "; ".join(f"SET LOCAL {knob} = off" for knob in knobs),
+        "; ".join(f"SET LOCAL {knob} TO DEFAULT" for knob in knobs),
+    )
+
+
 # The grouping runs before the helper's ANALYZE has finished: on a first load the planner still
 # estimates the new organization at one row and probed an index for its rows, visiting the heap
 # in that index's order (the reversed MPN index: a random page per row, 7.7 s of heap fetches
 # for 1M fresh parts, measured). A bitmap scan reads the organization's pages in table order,
 # whatever the statistics say, and only its pages when the table holds larger tenants too.
-_BITMAP_ONLY = (
-    "SET LOCAL enable_seqscan = off; SET LOCAL enable_indexscan = off; "
-    "SET LOCAL enable_indexonlyscan = off"
-)
-_PLANNER_DEFAULTS = (
-    "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_indexscan TO DEFAULT; "
-    "SET LOCAL enable_indexonlyscan TO DEFAULT"
+_BITMAP_ONLY, _PLANNER_DEFAULTS = _switched_off(
+    "enable_seqscan", "enable_indexscan", "enable_indexonlyscan"
 )
 _UNFLAG_SHARED = f"""
 UPDATE enrichment_component c SET mpn_norm_shared = false
@@ -141,9 +148,9 @@ WHERE c.organization_id = %(org)s AND c.mpn_norm = g.mpn_norm
   AND c.mpn_norm_shared <> g.shared
 """
 # the index, whatever the statistics say (a new organization's are of an empty one)
-_SWITCHES = ("enable_seqscan", "enable_bitmapscan", "enable_hashjoin", "enable_mergejoin")
-_INDEX_ONLY = "; ".join(f"SET LOCAL {knob} = off" for knob in _SWITCHES)
-_PLANNER_DEFAULTS_SOME = "; ".join(f"SET LOCAL {knob} TO DEFAULT" for knob in _SWITCHES)
+_INDEX_ONLY, _PLANNER_DEFAULTS_SOME = _switched_off(
+    "enable_seqscan", "enable_bitmapscan", "enable_hashjoin", "enable_mergejoin"
+)
 # More normalized MPNs of new parts than this in one import (or in one of its writers): they are
 # not kept (memory), and the whole catalogue is grouped again instead.
 NEW_NORMS_MAX = 50_000
@@ -154,8 +161,8 @@ _UNSETTLED = """
 SELECT EXISTS (
     SELECT 1 FROM imports_importjob j
     LEFT JOIN enrichment_catalogue cat ON cat.organization_id = j.organization_id
-    WHERE j.organization_id = %(org)s AND j.kind = 'component_import' AND j.id <> %(job)s
-      AND j.status <> 'completed' AND j.created_rows > 0
+    WHERE j.organization_id = %(org)s AND j.kind = %(kind)s AND j.id <> %(job)s
+      AND j.status <> %(completed)s AND j.created_rows > 0
       AND (j.finished_at IS NULL OR cat.regrouped_at IS NULL OR j.finished_at > cat.regrouped_at)
 )
 """
@@ -246,9 +253,8 @@ def run_component_import(job: ImportJob, reporter: ProgressReporter) -> None:
         # also after a stop part-way: the batches committed so far are in the catalogue
         reporter.stage("flagging")
         added = [w.new_norms for w in writers]
-        norms = set() if None in added else set().union(*added)
-        known = writers and None not in added and len(norms) <= NEW_NORMS_MAX
-        if resumed or not known or _others_unsettled(job):
+        norms = None if not writers or None in added else set().union(*added)
+        if resumed or norms is None or len(norms) > NEW_NORMS_MAX or _others_unsettled(job):
             catalogue_loaded(job.organization_id)
         else:
             flag_some(job.organization_id, norms)
@@ -273,10 +279,7 @@ def catalogue_loaded(organization_id: int) -> int:
     # keys: the two passes over the fresh catalogue take both cores instead of one in turn
     # (1M parts: 0.64 s of ANALYZE, 1.16 s of grouping). Inside a caller's transaction other
     # connections would not see its rows: one after the other.
-    # before the grouping reads: every part committed by now is covered by it
-    Catalogue.objects.update_or_create(
-        organization_id=organization_id, defaults={"regrouped_at": Now()}
-    )
+    started = timezone.now()  # every part committed by now is in the grouping
     analyzing: Future | None = None
     helper = None
     if connection.in_atomic_block:
@@ -300,12 +303,20 @@ def catalogue_loaded(organization_id: int) -> int:
     finally:
         if helper is not None:
             helper.shutdown()  # waits for the ANALYZE, whatever happened here
-    return catalogue_bump(organization_id)
+    return catalogue_bump(organization_id, regrouped_at=started)
 
 
 def _others_unsettled(job: ImportJob) -> bool:
     with connection.cursor() as cur:
-        cur.execute(_UNSETTLED, {"org": job.organization_id, "job": job.id})
+        cur.execute(
+            _UNSETTLED,
+            {
+                "org": job.organization_id,
+                "job": job.id,
+                "kind": job.kind,
+                "completed": JobStatus.COMPLETED,
+            },
+        )
         return cur.fetchone()[0]
 
 
@@ -331,12 +342,18 @@ def _analyze(*, own_connection: bool = False) -> None:
             connection.close()  # the helper thread's own
 
 
-def catalogue_bump(organization_id: int) -> int:
-    """A new catalogue version for the organization (recorded on lines enriched after it)."""
+def catalogue_bump(organization_id: int, *, regrouped_at: datetime | None = None) -> int:
+    """A new catalogue version for the organization (recorded on lines enriched after it);
+    ``regrouped_at``: when a grouping of the whole catalogue that has now finished began (the
+    jobs' clock, as their ``finished_at``)."""
     with transaction.atomic():
         cat, _ = Catalogue.objects.select_for_update().get_or_create(
             organization_id=organization_id
         )
         cat.version += 1
-        cat.save(update_fields=["version", "updated_at"])
+        fields = ["version", "updated_at"]
+        if regrouped_at is not None:
+            cat.regrouped_at = regrouped_at
+            fields.append("regrouped_at")
+        cat.save(update_fields=fields)
     return cat.version

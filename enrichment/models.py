@@ -154,13 +154,15 @@ class Component(models.Model):
             )
         if not self.mpn_norm:
             raise ValidationError({"mpn": "The MPN has no letters or digits."})
+        if self.organization_id is None:
+            return  # the form names the missing organization
         same = Component.objects.filter(
             organization_id=self.organization_id,
             mpn_norm=self.mpn_norm,
             mpn_key=self.mpn_key,
             manufacturer_key=self.manufacturer_key,
         ).exclude(pk=self.pk)
-        if self.organization_id is not None and same.exists():
+        if same.exists():
             raise ValidationError(
                 {"mpn": "The organization already has this part (same manufacturer and MPN)."}
             )

@@ -7,6 +7,7 @@ import multiprocessing
 from decimal import Decimal
 
 import pytest
+from django.db import DataError
 from django.utils import timezone
 
 from enrichment import catalogue_import, services
@@ -527,3 +528,15 @@ def test_an_import_after_one_that_never_flagged_groups_the_whole_catalogue(org, 
 
     assert _run(_job(org, [_part(4)])).status == JobStatus.COMPLETED
     assert regroups == [org.id]  # the failed one is older than that grouping now
+
+
+def test_a_grouping_that_fails_does_not_count_as_one(org, monkeypatch):
+    """``regrouped_at`` says the flags hold for every part committed before it: it is written
+    with the new version, once the whole grouping has finished, and not by one that failed."""
+    assert _run(_job(org, [_part(1)])).status == JobStatus.COMPLETED
+    done = Catalogue.objects.get(organization=org).regrouped_at
+    assert done is not None and done <= timezone.now()
+    monkeypatch.setattr(catalogue_import, "_FLAG_SHARED", "SELECT 1 / 0")
+    with pytest.raises(DataError):
+        catalogue_loaded(org.id)
+    assert Catalogue.objects.get(organization=org).regrouped_at == done
