@@ -105,7 +105,7 @@ class Component(models.Model):
             # (``matching.normalize_mpn``), so (organization, normalized MPN, MPN key, maker key)
             # is unique exactly when (organization, MPN key, maker key) is, and every lookup
             # by MPN key also knows its normalized MPN. Each B-tree the import maintains costs
-            # it about a tenth of its rows/s (1M parts, measured: 12 % for this merge). Pattern
+            # it about a tenth of its rows/s (1M parts, measured: 13 % for this merge). Pattern
             # ops on the normalized MPN: byte-wise ranges (see enrich.py).
             models.UniqueConstraint(
                 fields=["organization", "mpn_norm", "mpn_key", "manufacturer_key"],

@@ -143,6 +143,16 @@ def test_editing_and_deleting_a_component_in_the_admin_takes_its_groups_flags_ag
     a.refresh_from_db()
     assert not a.mpn_norm_shared
 
+    # a part renamed out of a's group: its old group is taken again too, and a is alone
+    d = make_component(org, "Littelfuse", "1.5SMC6.8CA")
+    catalogue_loaded(org.id)
+    a.refresh_from_db()
+    assert a.mpn_norm_shared
+    form = _component_form(org, "SMBJ5.0A", maker="Littelfuse")
+    assert admin_client.post(f"/admin/enrichment/component/{d.pk}/change/", form).status_code == 302
+    a.refresh_from_db(), d.refresh_from_db()
+    assert not a.mpn_norm_shared and not d.mpn_norm_shared
+
 
 def test_a_component_added_in_the_admin_takes_its_maker_through_the_aliases(admin_client, org):
     """As an import does: ``TI`` is Texas Instruments, so the part is the one the catalogue
