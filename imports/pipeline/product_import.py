@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -338,7 +339,7 @@ def run_pipeline(
     new_writer: Callable[[], BatchWriter],
     writers: int = 1,
     checkpointed: bool,
-    settle: Callable[[], None] | None = None,
+    settle: Callable[[Any], None] | None = None,
 ) -> None:
     """The job's file (its header checked, ``total`` rows counted) through the validator
     process, this thread and ``writers`` writer threads to the job's end: finished, cancelled
@@ -348,7 +349,8 @@ def run_pipeline(
     ``new_writer()`` of each writer thread applies them (one thread when not ``checkpointed``:
     an all-or-nothing job or a dry run is one transaction). With ``checkpointed``, each batch
     is reported in its own transaction with its checkpoint (a retry goes on after it);
-    ``settle`` runs once the batches are done (or stopped), before the job's terminal report."""
+    ``settle`` runs once the batches are done (or stopped), before the job's terminal report,
+    with the checker's summary of the whole file (None unless the validator read it all)."""
     if job.checkpoint_row:
         reporter.warn(
             f"Attempt {job.attempt} goes on after row {job.checkpoint_row}: the rows up to it "
@@ -389,7 +391,7 @@ def run_pipeline(
         _pipeline(job, reporter, threads, validator, report, settle)
     except (FileReadError, WriterStuck) as exc:  # batches before it are kept
         if settle is not None:
-            settle()
+            settle(None)
         reporter.failed(str(exc))
     finally:
         validator.stop()
@@ -401,7 +403,7 @@ def _pipeline(
     writer: Writers,
     validator: ValidatorProcess,
     report: BatchReport,
-    settle: Callable[[], None] | None = None,
+    settle: Callable[[Any], None] | None = None,
 ) -> None:
     writer.start()
     state = {"submitted": 0, "received": 0, "cancelled": False}
@@ -462,7 +464,7 @@ def _pipeline(
         raise writer.error
 
     if settle is not None:
-        settle()
+        settle(validator.summary)
     if cancelled:
         reporter.cancelled()
     elif all_or_nothing_failed:

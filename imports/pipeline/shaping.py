@@ -119,6 +119,10 @@ class BatchChecker:
             return RowError(number, f"Row {number}: {problem}", values)
         return values, out
 
+    def summary(self) -> None:
+        """Nothing: a product file's rows say all there is, batch by batch."""
+        return None
+
     def take_skipped(self) -> Counter[str]:
         """Rows skipped since the last call, by reason."""
         taken, self.skipped = self.skipped, Counter()

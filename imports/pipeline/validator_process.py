@@ -76,6 +76,10 @@ class RowChecker(Protocol):
 
     def take_skipped(self) -> Mapping[str, int]: ...
 
+    def summary(self) -> Any:
+        """What the job learns from the whole file, sent once it is read (picklable; None
+        for nothing): ``ValidatorProcess.summary`` after the last chunk."""
+
 
 class RowPlan(Protocol):
     """How a job's file is checked (``shaping.ImportPlan`` for products, the component
@@ -98,6 +102,7 @@ class Chunk:
 class _End:
     error: str | None = None  # a FileReadError's message
     crash: str | None = None  # any other exception, as a traceback
+    summary: Any = None  # the checker's, once the whole file is read
 
 
 def _die_with_parent() -> Any:
@@ -184,7 +189,7 @@ def _produce(
         if chunk.rows:
             chunk.batch = CopyBatch.joined(pending)
             put(out, chunk)
-        put(out, _End())
+        put(out, _End(summary=check_batch.summary()))
     except FileReadError as exc:
         put(out, _End(error=str(exc)))
     except BaseException:
@@ -214,6 +219,8 @@ class ValidatorProcess:
             name="intake-validator",
             daemon=True,
         )
+        # the checker's summary of the whole file, once ``chunks()`` has reached its end
+        self.summary: Any = None
 
     def start(self) -> None:
         self._proc.start()
@@ -235,6 +242,7 @@ class ValidatorProcess:
                     raise FileReadError(item.error)
                 if item.crash is not None:
                     raise RuntimeError(f"the validator process failed:\n{item.crash}")
+                self.summary = item.summary
                 return
             yield item
 

@@ -12,6 +12,7 @@ from enrichment.catalogue import (
     COPY_COLUMNS,
     STAGE_COLUMNS,
     ComponentPlan,
+    SharedNorms,
     _breaks_json,
     _lines_matching,
     _normalized,
@@ -152,3 +153,67 @@ def test_the_column_passes_give_what_each_value_would_alone():
     odd = ["AB-1\nC", "", "X,115"]
     assert _normalized(odd) == ["AB1C", "", "X115"]
     assert list(_lines_matching(_PACKAGING_END, odd)) == [2]
+
+
+def _shared_exactly(keys: list[str]) -> set[str]:
+    """What grouping the catalogue finds: normalized MPNs that different keys share."""
+    groups: dict[str, set[str]] = {}
+    for key in keys:
+        groups.setdefault(matching.normalize_mpn(key), set()).add(key)
+    return {norm for norm, members in groups.items() if len(members) > 1}
+
+
+def test_a_file_s_shared_normalized_mpns_are_all_among_its_candidates():
+    """Every group of different keys is found, whichever rows and batches its members come in;
+    a candidate is at least a normalized MPN that two rows have."""
+    rnd = random.Random(3)
+    for _ in range(200):
+        keys = ["".join(rnd.choice("AB1-.") for _ in range(rnd.randint(1, 4))) for _ in range(60)]
+        keys = [k for k in keys if matching.normalize_mpn(k)]
+        groups = SharedNorms()
+        at = 0
+        while at < len(keys):  # batches of any size, as the validator cuts them
+            size = rnd.randint(1, 9)
+            batch = keys[at : at + size]
+            groups.add(batch, [matching.normalize_mpn(k) for k in batch])
+            at += size
+        candidates = groups.shared()
+        norms = [matching.normalize_mpn(k) for k in keys]
+        assert _shared_exactly(keys) <= set(candidates)
+        assert all(norms.count(c) > 1 for c in candidates)
+        assert candidates == sorted(candidates)
+
+
+def test_the_candidates_leave_out_what_cannot_be_shared():
+    groups = SharedNorms()
+    keys = ["1.5SMC68CA", "LM358D", "BAS16-J", "1.5SMC6.8CA", "AB-1", "AB.1", "XY-2", "XY-2"]
+    groups.add(keys, [matching.normalize_mpn(k) for k in keys])
+    groups.add(["LM358D", "CD-3"], ["LM358D", "CD3"])  # plain keys never share with themselves
+    # XY2: the same key twice (two makers), a candidate the flagging finds unshared
+    assert groups.shared() == ["15SMC68CA", "AB1", "XY2"]
+
+
+def test_a_file_too_large_to_keep_has_no_candidates_at_all():
+    few_rows, few_chars = SharedNorms(), SharedNorms()
+    few_rows.MAX_ROWS, few_chars.MAX_CHARS = 3, 6
+    for groups in (few_rows, few_chars):
+        groups.add(["A-1", "A1"], ["A1", "A1"])
+        assert groups.shared() == ["A1"]
+        groups.add(["B-2", "C-3"], ["B2", "C3"])
+        assert groups.shared() is None
+        groups.add(["D-4"], ["D4"])
+        assert groups.shared() is None
+
+
+def test_the_checker_gathers_the_groups_of_its_clean_rows_only():
+    checker = _checker()
+    good = ["Nexperia", "", "", "", "", "", "", "", "", "", "", ""]
+    rows = [
+        [good[0], "1.5SMC6.8CA", *good[2:]],
+        [good[0], "EF-4", *good[2:7], "lots", *good[8:]],  # a row error: not in the catalogue
+        [good[0], "1.5smc68ca", *good[2:]],
+        [good[0], "EF4", *good[2:]],
+    ]
+    checked = checker([2, 3, 4, 5], rows)
+    assert [e.row_number for e in checked.errors] == [3]
+    assert checker.summary() == ["15SMC68CA"]

@@ -4,10 +4,11 @@ COPY into the stage and a set-based upsert, row errors, checkpoints and resume."
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from decimal import Decimal
 
 import pytest
-from django.db import DataError
+from django.db import DataError, connection
 from django.utils import timezone
 
 from enrichment import catalogue_import, services
@@ -404,6 +405,42 @@ def test_the_grouping_reads_a_fresh_catalogue_in_table_order_whatever_the_statis
     assert back == "on"
 
 
+def test_the_flags_of_some_groups_are_read_group_by_group_whatever_the_statistics(org):
+    """The statistics of a first load predate its parts (an organization of one part, the
+    planner believes): joined freely, the flags' UPDATE read the organization's parts against
+    every group asked (358 s for 2,000 groups in 1M parts). Each group is now probed from the
+    normalized MPNs asked, and the flags that change are written by primary key."""
+    from django.db import connection, transaction
+
+    from enrichment import catalogue_import as ci
+
+    parts = []
+    for i in range(3000):
+        part = Component(organization=org, manufacturer="Nexperia", mpn=f"BAS{i:05d}-Q1")
+        part.set_keys()
+        parts.append(part)
+    parts.append(Component(organization=org, manufacturer="Nexperia", mpn="BAS00001.Q1"))
+    parts[-1].set_keys()
+    Component.objects.bulk_create(parts)  # no ANALYZE since: the statistics predate them
+
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(ci._INDEX_ONLY)
+        cur.execute("EXPLAIN " + ci._SHARED_CHANGED, {"org": org.id, "norms": ["BAS00001Q1"]})
+        plan = [row[0] for row in cur.fetchall()]
+        cur.execute("EXPLAIN " + ci._SET_SHARED, [True, [1, 2]])
+        update = "\n".join(row[0] for row in cur.fetchall())
+        cur.execute(ci._PLANNER_DEFAULTS_SOME)
+    # every read of the catalogue is by organization and normalized MPN, under the groups asked
+    conditions = [line for line in plan if "Index Cond" in line]
+    assert len(conditions) == 2 and all("mpn_norm" in line for line in conditions), plan
+    assert not any("Seq Scan" in line or "Bitmap" in line for line in plan), plan
+    assert "Function Scan on unnest" in plan[2], plan
+    assert "Index Scan using enrichment_component_pkey" in update, update
+
+    catalogue_import.flag_some(org.id, ["BAS00001Q1", "BAS00002Q1"])
+    assert _flags(org) == {"BAS00001-Q1": True, "BAS00001.Q1": True}
+
+
 @pytest.mark.parametrize("first_load", [True, False])
 def test_one_mpn_key_is_one_part_whatever_its_letters_upper_case_to(org, first_load):
     """``straße`` and ``STRASSE`` have one MPN key, so from one maker they are one part: the
@@ -453,11 +490,11 @@ def regroups(monkeypatch) -> list[int]:
 
 
 def test_an_import_into_a_catalogue_flags_only_the_groups_it_added_to(org, regroups):
-    """A first load groups the whole catalogue; a later import only the normalized MPNs of
-    the parts it added, from the unique index: the flags come out the same."""
+    """A first load flags its file's groups; a later import only the normalized MPNs of the
+    parts it added, from the unique index: the flags come out the same."""
     rows = [_part(i) for i in range(1, 20)] + [_part(20, "Littelfuse", mpn="1.5SMC68CA")]
     first = _run(_job(org, rows, batch_size=10))
-    assert first.status == JobStatus.COMPLETED and regroups == [org.id]
+    assert first.status == JobStatus.COMPLETED and regroups == []
     # a flag the whole grouping would clear stays: the incremental pass does not read it
     Component.objects.filter(organization=org, mpn="BAS00002J").update(mpn_norm_shared=True)
     version = Catalogue.objects.get(organization=org).version
@@ -471,7 +508,7 @@ def test_an_import_into_a_catalogue_flags_only_the_groups_it_added_to(org, regro
     second = _run(_job(org, again, batch_size=2))
     assert second.status == JobStatus.COMPLETED
     assert (second.created_rows, second.updated_rows) == (3, 1)
-    assert regroups == [org.id]  # not again
+    assert regroups == []  # nor now
     assert _flags(org) == {
         "1.5SMC68CA": True,
         "1.5SMC6.8CA": True,
@@ -482,13 +519,72 @@ def test_an_import_into_a_catalogue_flags_only_the_groups_it_added_to(org, regro
     assert [s["stage"] for s in second.stages][-3:] == ["importing", "flagging", "done"]
 
 
+def test_a_first_load_flags_its_file_s_groups_without_grouping_the_catalogue(org, regroups):
+    """A catalogue that held nothing holds the file's parts alone: the groups the validator
+    gathered from the file are all there are. The flags are those of a whole grouping."""
+    rows = [
+        _part(1, "Littelfuse", mpn="1.5SMC68CA"),
+        *[_part(i) for i in range(2, 6)],
+        _part(6, "Littelfuse", mpn="1.5SMC6.8CA"),  # a later batch: shares 1.5SMC68CA's
+        _part(7, "Vishay", mpn="AB-1"),
+        _part(8, "Vishay", mpn="AB.1"),  # two punctuated keys
+        _part(9, "Vishay", mpn="XY-2"),
+        _part(10, "Nexperia", mpn="xy-2"),  # the same key from another maker: not shared
+        _part(11, mpn="EF-4", stock="lots"),  # a row error: never in the catalogue
+        _part(12, mpn="EF4"),
+    ]
+    job = _run(_job(org, rows, batch_size=3))
+    assert job.status == JobStatus.COMPLETED and (job.created_rows, job.error_count) == (11, 1)
+    assert regroups == []
+    flagged = {"1.5SMC68CA": True, "1.5SMC6.8CA": True, "AB-1": True, "AB.1": True}
+    assert _flags(org) == flagged
+    assert [s["stage"] for s in job.stages][-3:] == ["importing", "flagging", "done"]
+    catalogue = Catalogue.objects.get(organization=org)
+    assert catalogue.regrouped_at is not None and catalogue.regrouped_at <= job.finished_at
+    catalogue_loaded(org.id)  # the whole grouping finds the same
+    assert _flags(org) == flagged
+
+
+def test_a_first_load_that_met_another_change_groups_the_whole_catalogue(org, regroups):
+    """A part saved elsewhere while a first load runs (the admin: its own flagging, a new
+    version) is not in the file's groups: the load groups the whole catalogue instead."""
+    original = jobs.ProgressReporter.advance
+    done = []
+
+    def save_beside() -> None:  # another connection, committed at once
+        try:
+            part = Component(organization=org, manufacturer="Littelfuse", mpn="1.5SMC6.8CA")
+            part.save()
+            catalogue_import.flag_some(org.id, [part.mpn_norm])
+        finally:
+            connection.close()
+
+    def advance(self, n, **kw):
+        if not done:
+            done.append(True)
+            beside = threading.Thread(target=save_beside)
+            beside.start()
+            beside.join()
+        return original(self, n, **kw)
+
+    jobs.ProgressReporter.advance = advance
+    try:
+        rows = [_part(1, "Littelfuse", mpn="1.5SMC68CA"), *[_part(i) for i in range(2, 6)]]
+        job = _run(_job(org, rows, batch_size=2))
+    finally:
+        jobs.ProgressReporter.advance = original
+    assert job.status == JobStatus.COMPLETED and job.created_rows == 5
+    assert regroups == [org.id]
+    assert _flags(org) == {"1.5SMC68CA": True, "1.5SMC6.8CA": True}
+
+
 def test_an_import_that_adds_too_many_parts_groups_the_whole_catalogue(org, regroups, monkeypatch):
     monkeypatch.setattr(catalogue_import, "NEW_NORMS_MAX", 3)
     assert _run(_job(org, [_part(1)])).status == JobStatus.COMPLETED
     rows = [_part(i) for i in range(2, 8)] + [_part(8, "Littelfuse", mpn="1.5SMC68CA")]
     rows.append(_part(9, "Littelfuse", mpn="1.5SMC6.8CA"))
     assert _run(_job(org, rows, batch_size=4)).status == JobStatus.COMPLETED
-    assert regroups == [org.id, org.id]
+    assert regroups == [org.id]
     assert _flags(org) == {"1.5SMC68CA": True, "1.5SMC6.8CA": True}
 
 
@@ -502,11 +598,11 @@ def test_a_resumed_import_groups_the_whole_catalogue(org, regroups):
     assert job.status == JobStatus.CANCELLED and job.checkpoint_row
     # as if that attempt's worker had died before its flagging
     Component.objects.filter(organization=org).update(mpn_norm_shared=False)
-    assert regroups == [org.id]
+    assert regroups == []
 
     retried = _run(import_job_retry(job=job))
     assert retried.status == JobStatus.COMPLETED and retried.attempt == 2
-    assert regroups == [org.id, org.id]
+    assert regroups == [org.id]
     assert _flags(org) == {"1.5SMC68CA": True, "1.5SMC6.8CA": True}
 
 
@@ -515,7 +611,7 @@ def test_an_import_after_one_that_never_flagged_groups_the_whole_catalogue(org, 
     never ran its flagging, and nobody resumes it: the next import cannot know which groups
     that one added to, so it groups everything; the one after that is incremental again."""
     assert _run(_job(org, [_part(1, "Littelfuse", mpn="1.5SMC68CA")])).status == "completed"
-    assert regroups == [org.id]
+    assert regroups == []  # a first load: its file's groups
     # what the failed import left: a part that shares 1.5SMC68CA's key, not flagged
     make = _run(_job(org, [_part(2, "Littelfuse", mpn="1.5SMC6.8CA")]))
     Component.objects.filter(organization=org).update(mpn_norm_shared=False)
