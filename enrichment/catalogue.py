@@ -514,13 +514,16 @@ class ComponentPlan:
     ``aliases``: the organization's manufacturer aliases (alias key → canonical name)."""
 
     aliases: Mapping[str, str]
+    # whether to gather the file's groups (``SharedNorms``): only a first load uses them
+    gather_groups: bool = True
 
     def checker(self, header: Sequence[str], expected_rows: int) -> ComponentChecker:
         return ComponentChecker(
             ComponentValidator(
                 map_header(list(header), aliases=ALIASES, required=REQUIRED),
                 Canonicalizer(dict(self.aliases)),
-            )
+            ),
+            SharedNorms() if self.gather_groups else None,
         )
 
 
@@ -541,7 +544,8 @@ class SharedNorms:
     no shared group is missed, and a collision or a repeat of one key (the same MPN from two
     makers) only adds a candidate, which the flagging checks against the catalogue. The
     punctuated rows' normalized MPNs are kept as text, to name the candidates. Past
-    ``MAX_ROWS`` rows or ``MAX_CHARS`` of that text: nothing (``shared()`` is None).
+    ``MAX_ROWS`` rows or ``MAX_CHARS`` of that text, or with more than ``MAX_SHARED``
+    candidates: nothing (``shared()`` is None).
 
     The hashes are kept in ``PARTS`` parts by their low bits, so that the sets ``shared()``
     builds hold one part at a time: 1M rows, 16 MiB kept and 5 MiB more at the end, where one
@@ -549,6 +553,9 @@ class SharedNorms:
 
     MAX_ROWS = 2_000_000
     MAX_CHARS = 24_000_000
+    # more candidates than this: None (the job would group the whole catalogue anyway, as
+    # after an import with more new normalized MPNs than ``catalogue_import.NEW_NORMS_MAX``)
+    MAX_SHARED = 50_000
     PARTS = 8  # a power of two
 
     def __init__(self) -> None:
@@ -594,6 +601,8 @@ class SharedNorms:
                 else:
                     seen.add(h)
             twice.update(seen.intersection(plain))
+        if len(twice) > self.MAX_SHARED:
+            return None
         if not twice:
             return []
         return sorted(
@@ -604,18 +613,19 @@ class SharedNorms:
 class ComponentChecker:
     """The pipeline's ``RowChecker`` for component files."""
 
-    def __init__(self, validator: ComponentValidator) -> None:
+    def __init__(self, validator: ComponentValidator, groups: SharedNorms | None = None) -> None:
         self.validator = validator
-        self.groups = SharedNorms()
+        self.groups = groups
 
     def __call__(self, numbers: Sequence[int], rows: Sequence[list[str]]) -> CheckedBatch:
         checked = self.validator.check_batch(numbers, rows)
-        self.groups.add(checked.columns[_KEY], checked.columns[_NORM])
+        if self.groups is not None:
+            self.groups.add(checked.columns[_KEY], checked.columns[_NORM])
         return checked
 
     def summary(self) -> list[str] | None:
-        """What the job learns once the file is read: ``SharedNorms.shared()``."""
-        return self.groups.shared()
+        """What the job learns once the file is read: ``SharedNorms.shared()``, if gathered."""
+        return None if self.groups is None else self.groups.shared()
 
     def batch_of(self, org: str, checked: CheckedBatch) -> CopyBatch:
         """COPY text of ``organization_id, *COPY_COLUMNS`` (the file's row number stays out:

@@ -140,9 +140,9 @@ WHERE c.organization_id = %(org)s AND c.mpn_norm = s.mpn_norm AND NOT c.mpn_norm
 # organization of one part, the planner believes) drove the UPDATE from the organization's
 # rows, each against every group: 358 s for 2,000 groups in 1M parts (measured). (OFFSET 0:
 # the parts' subquery stays one, probed for each group, instead of being joined in freely.)
-# Then the flags that change, by primary key.
+# Then the flags that change, by primary key (``_SET_SHARED``).
 _SHARED_CHANGED = """
-SELECT p.id, g.shared
+SELECT p.id, k.norm, g.shared
 FROM unnest(%(norms)s::text[]) AS k(norm)
 CROSS JOIN LATERAL (
     SELECT min(mpn_key COLLATE "C") <> max(mpn_key COLLATE "C") AS shared
@@ -155,7 +155,14 @@ CROSS JOIN LATERAL (
     OFFSET 0
 ) p
 """
-_SET_SHARED = "UPDATE enrichment_component SET mpn_norm_shared = %s WHERE id = ANY(%s::bigint[])"
+# by primary key, in its order (two flaggings lock rows in one order), and only where the part
+# is still in the group read and its flag still differs: a part renamed meanwhile (the admin)
+# keeps what its own flagging wrote
+_SET_SHARED = """
+UPDATE enrichment_component c SET mpn_norm_shared = u.shared
+FROM unnest(%s::bigint[], %s::text[], %s::boolean[]) AS u(id, norm, shared)
+WHERE c.id = u.id AND c.mpn_norm = u.norm AND c.mpn_norm_shared <> u.shared
+"""
 # the index, whatever the statistics say (a new organization's are of an empty one)
 _INDEX_ONLY, _PLANNER_DEFAULTS_SOME = _switched_off(
     "enable_seqscan", "enable_bitmapscan", "enable_hashjoin", "enable_mergejoin"
@@ -288,7 +295,11 @@ def run_component_import(job: ImportJob, reporter: ProgressReporter) -> None:
     run_pipeline(
         job,
         reporter,
-        plan=ComponentPlan(selectors.alias_map(organization_id=job.organization_id)),
+        plan=ComponentPlan(
+            selectors.alias_map(organization_id=job.organization_id),
+            # a catalogue with parts already is no first load: the file's groups would go unused
+            gather_groups=not resumed and not _any_component(job.organization_id),
+        ),
         total=total,
         batch_size=int(job.options.get("batch_size") or settings.COMPONENT_IMPORT_BATCH_SIZE),
         new_writer=new_writer,
@@ -330,6 +341,12 @@ def catalogue_loaded(organization_id: int) -> int:
         if helper is not None:
             helper.shutdown()  # waits for the ANALYZE, whatever happened here
     return catalogue_bump(organization_id, regrouped_at=started)
+
+
+def _any_component(organization_id: int) -> bool:
+    with connection.cursor() as cur:
+        cur.execute(_ANY_COMPONENT, [organization_id])
+        return cur.fetchone()[0]
 
 
 def _first_load_alone(
@@ -389,11 +406,9 @@ def _flag(organization_id: int, norms: Iterable[str]) -> None:
         with transaction.atomic(), connection.cursor() as cur:
             cur.execute(_INDEX_ONLY)
             cur.execute(_SHARED_CHANGED, {"org": organization_id, "norms": norms})
-            changed = cur.fetchall()
-            for shared in (True, False):
-                ids = [id_ for id_, now in changed if now is shared]
-                if ids:
-                    cur.execute(_SET_SHARED, [shared, ids])
+            changed = sorted(cur.fetchall())
+            if changed:
+                cur.execute(_SET_SHARED, [list(column) for column in zip(*changed, strict=True)])
             cur.execute(_PLANNER_DEFAULTS_SOME)
 
 

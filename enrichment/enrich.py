@@ -81,7 +81,8 @@ _ANY_LEARNED = "SELECT EXISTS (SELECT 1 FROM enrichment_learnedmatch WHERE organ
 # all-visible (an index-only scan of the unique index), only the parts proposed are read (the
 # trigram tier took 0.22 s instead of 0.25 s, 6 alternating pairs on 1M parts, same results),
 # and a look-alike that several makers catalogue is proposed from each of them, not only from
-# the four index rows nearest the line.
+# the four index rows nearest the line; when more parts than MAX_CANDIDATES are equally
+# similar, active ones with more stock are kept (``matching.closest``).
 NEIGHBOURS = 4
 _NEAR = """
 (SELECT c0.mpn_norm FROM enrichment_component c0
@@ -105,7 +106,7 @@ CROSS JOIN LATERAL (
         ) u OFFSET 0) v
     JOIN enrichment_component c ON c.organization_id = %(org)s AND c.mpn_norm = v.mpn_norm
     WHERE v.score >= %(threshold)s
-    ORDER BY v.score DESC, c.id
+    ORDER BY v.score DESC, c.lifecycle <> 'active', c.stock DESC, c.id
     LIMIT {matching.MAX_CANDIDATES}) s
 """
 # each statement of a chunk probes the catalogue's B-trees line by line (a nested loop), never

@@ -352,6 +352,21 @@ def decide(
     )
 
 
+def closest(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The MAX_CANDIDATES most similar; among equally similar parts (one look-alike MPN that
+    several makers catalogue), active ones first, then the larger stock (as the neighbours'
+    statement in ``enrich.py`` orders them).
+
+    >>> eol = Candidate(1, "TI", "TI", "LM358", "eol", 10**6, score=0.6)
+    >>> active = Candidate(9, "ST", "ST", "LM358", "active", 0, score=0.6)
+    >>> [c.id for c in closest([eol, active])]
+    [9, 1]
+    """
+    return sorted(candidates, key=lambda c: (-c.score, c.lifecycle != "active", -c.stock, c.id))[
+        :MAX_CANDIDATES
+    ]
+
+
 def decide_similar(candidates: Sequence[Candidate], quantity: int = 1) -> Decision:
     """Trigram similarity only proposes: a line with look-alikes is ambiguous, never matched.
     The proposals are the most similar parts (at most MAX_CANDIDATES), ranked as every
@@ -369,13 +384,12 @@ def decide_similar(candidates: Sequence[Candidate], quantity: int = 1) -> Decisi
     """
     if not candidates:
         return Decision(Status.NOT_FOUND, "", 0.0)
-    closest = sorted(candidates, key=lambda c: (-c.score, c.id))[:MAX_CANDIDATES]
     return Decision(
         Status.AMBIGUOUS,
         Tier.TRIGRAM,
         0.0,
         None,
-        rank(closest, quantity),
+        rank(closest(candidates), quantity),
         ["Not in the catalogue as written; similar part numbers are proposed."],
     )
 

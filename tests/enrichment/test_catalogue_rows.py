@@ -205,6 +205,16 @@ def test_a_file_too_large_to_keep_has_no_candidates_at_all():
         assert groups.shared() is None
 
 
+def test_too_many_candidates_are_none_and_a_later_import_gathers_nothing():
+    groups = SharedNorms()
+    groups.MAX_SHARED = 1
+    groups.add(["A-1", "A1", "B-2", "B.2"], ["A1", "A1", "B2", "B2"])
+    assert groups.shared() is None
+    checker = ComponentPlan({}, gather_groups=False).checker(HEADER, 10)
+    checker([2], [["Nexperia", "A-1", *[""] * 10]])
+    assert checker.groups is None and checker.summary() is None
+
+
 def test_the_checker_gathers_the_groups_of_its_clean_rows_only():
     checker = _checker()
     good = ["Nexperia", "", "", "", "", "", "", "", "", "", "", ""]

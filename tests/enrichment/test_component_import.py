@@ -15,7 +15,7 @@ from enrichment import catalogue_import, services
 from enrichment.catalogue_import import ComponentWriter, catalogue_loaded
 from enrichment.models import Catalogue, Component
 from imports import jobs
-from imports.models import ImportJob, ImportRowError, JobStatus
+from imports.models import ImportJob, ImportRowError, JobKind, JobStatus
 from imports.services import import_job_cancel, import_job_retry
 from tests.fixtures.enrichment import components_csv
 from tests.fixtures.files import upload
@@ -427,18 +427,39 @@ def test_the_flags_of_some_groups_are_read_group_by_group_whatever_the_statistic
         cur.execute(ci._INDEX_ONLY)
         cur.execute("EXPLAIN " + ci._SHARED_CHANGED, {"org": org.id, "norms": ["BAS00001Q1"]})
         plan = [row[0] for row in cur.fetchall()]
-        cur.execute("EXPLAIN " + ci._SET_SHARED, [True, [1, 2]])
+        cur.execute("EXPLAIN " + ci._SET_SHARED, [[1, 2], ["A1", "B2"], [True, False]])
         update = "\n".join(row[0] for row in cur.fetchall())
         cur.execute(ci._PLANNER_DEFAULTS_SOME)
     # every read of the catalogue is by organization and normalized MPN, under the groups asked
     conditions = [line for line in plan if "Index Cond" in line]
     assert len(conditions) == 2 and all("mpn_norm" in line for line in conditions), plan
     assert not any("Seq Scan" in line or "Bitmap" in line for line in plan), plan
-    assert "Function Scan on unnest" in plan[2], plan
+    scans = [line for line in plan if "Scan" in line]
+    assert "Function Scan on unnest" in scans[0], plan  # the groups asked drive the plan
     assert "Index Scan using enrichment_component_pkey" in update, update
 
     catalogue_import.flag_some(org.id, ["BAS00001Q1", "BAS00002Q1"])
     assert _flags(org) == {"BAS00001-Q1": True, "BAS00001.Q1": True}
+
+
+def test_a_flag_is_not_written_on_a_part_that_left_its_group_meanwhile(org):
+    """The flags are written after the groups were read: a part renamed in between (the admin,
+    which flags its own groups) keeps what its own flagging wrote."""
+    from django.db import connection, transaction
+
+    from enrichment import catalogue_import as ci
+
+    parts = [Component(organization=org, manufacturer="Vishay", mpn=m) for m in ("AB-1", "AB.1")]
+    for part in parts:
+        part.set_keys()
+    Component.objects.bulk_create(parts)
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(ci._SHARED_CHANGED, {"org": org.id, "norms": ["AB1"]})
+        changed = sorted(cur.fetchall())
+        assert [(norm, shared) for _, norm, shared in changed] == [("AB1", True)] * 2
+        Component.objects.filter(mpn="AB-1").update(mpn="CD-1", mpn_key="CD-1", mpn_norm="CD1")
+        cur.execute(ci._SET_SHARED, [list(column) for column in zip(*changed, strict=True)])
+    assert _flags(org) == {"AB.1": True}
 
 
 @pytest.mark.parametrize("first_load", [True, False])
@@ -545,9 +566,11 @@ def test_a_first_load_flags_its_file_s_groups_without_grouping_the_catalogue(org
     assert _flags(org) == flagged
 
 
-def test_a_first_load_that_met_another_change_groups_the_whole_catalogue(org, regroups):
-    """A part saved elsewhere while a first load runs (the admin: its own flagging, a new
-    version) is not in the file's groups: the load groups the whole catalogue instead."""
+@pytest.mark.parametrize("beside", ["admin save", "import still running"])
+def test_a_first_load_that_met_another_change_groups_the_whole_catalogue(org, regroups, beside):
+    """A part added elsewhere while a first load runs is not in the file's groups: an admin
+    save (its own flagging, a new version) or another import that has committed a batch and
+    not flagged yet (the version has not moved). The load groups the whole catalogue."""
     original = jobs.ProgressReporter.advance
     done = []
 
@@ -555,7 +578,16 @@ def test_a_first_load_that_met_another_change_groups_the_whole_catalogue(org, re
         try:
             part = Component(organization=org, manufacturer="Littelfuse", mpn="1.5SMC6.8CA")
             part.save()
-            catalogue_import.flag_some(org.id, [part.mpn_norm])
+            if beside == "admin save":
+                catalogue_import.flag_some(org.id, [part.mpn_norm])
+            else:
+                ImportJob.objects.create(
+                    organization=org,
+                    kind=JobKind.COMPONENT_IMPORT,
+                    status=JobStatus.PROCESSING,
+                    created_rows=1,
+                    original_filename="other.csv",
+                )
         finally:
             connection.close()
 
