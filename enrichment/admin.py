@@ -16,7 +16,7 @@ def _groups(parts: QuerySet) -> dict[int, set[str]]:
     return groups
 
 
-def _flag(groups: dict[int, set[str]]) -> None:
+def _flag_groups(groups: dict[int, set[str]]) -> None:
     from .catalogue_import import flag_some
 
     for org, norms in groups.items():
@@ -53,7 +53,7 @@ class ComponentAdmin(admin.ModelAdmin):
         groups = _groups(Component.objects.filter(pk=obj.pk)) if obj.pk else {}
         super().save_model(request, obj, form, change)
         groups.setdefault(obj.organization_id, set()).add(obj.mpn_norm)
-        _flag(groups)
+        _flag_groups(groups)
 
     def delete_model(self, request, obj):
         self.delete_queryset(request, Component.objects.filter(pk=obj.pk))
@@ -61,7 +61,7 @@ class ComponentAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         groups = _groups(queryset)
         super().delete_queryset(request, queryset)
-        _flag(groups)
+        _flag_groups(groups)
 
     def get_search_results(self, request, queryset, search_term):
         from .matching import normalize_mpn

@@ -412,7 +412,9 @@ class ComponentValidator:
         if not mpn:
             problems.append("mpn is required")
         elif len(matching.exact_key(mpn)) > MPN_MAX:
-            problems.append(f"mpn '{mpn[:40]}…' is longer than {MPN_MAX} characters")
+            # upper-casing can lengthen it ("ß" is "SS"): say so, or the count makes no sense
+            upper = " once upper-cased" if len(mpn) <= MPN_MAX else ""
+            problems.append(f"mpn '{mpn[:40]}…' is longer than {MPN_MAX} characters{upper}")
         elif not matching.normalize_mpn(mpn):
             problems.append(f"mpn '{mpn}' has no letters or digits")
         if len(raw_mfr) > TEXT_MAX:
@@ -553,8 +555,8 @@ class SharedNorms:
 
     MAX_ROWS = 2_000_000
     MAX_CHARS = 24_000_000
-    # more candidates than this: None (the job would group the whole catalogue anyway, as
-    # after an import with more new normalized MPNs than ``catalogue_import.NEW_NORMS_MAX``)
+    # more candidates than this: None, and the job groups the whole catalogue instead (the
+    # same limit as ``catalogue_import.NEW_NORMS_MAX`` on a later import's new parts)
     MAX_SHARED = 50_000
     PARTS = 8  # a power of two
 

@@ -32,7 +32,7 @@ from imports.pipeline.writers import BatchResult, BatchWriter
 from imports.progress import ProgressReporter
 
 from . import selectors
-from .catalogue import ALIASES, COPY_COLUMNS, FIELDS, REQUIRED, ComponentPlan
+from .catalogue import ALIASES, COPY_COLUMNS, FIELDS, REQUIRED, ComponentPlan, SharedNorms
 from .models import Catalogue
 
 _STAGE = "intake_component_stage"
@@ -167,9 +167,10 @@ WHERE c.id = u.id AND c.mpn_norm = u.norm AND c.mpn_norm_shared <> u.shared
 _INDEX_ONLY, _PLANNER_DEFAULTS_SOME = _switched_off(
     "enable_seqscan", "enable_bitmapscan", "enable_hashjoin", "enable_mergejoin"
 )
-# More normalized MPNs of new parts than this in one import (or in one of its writers): they are
-# not kept (memory), and the whole catalogue is grouped again instead.
-NEW_NORMS_MAX = 50_000
+# More normalized MPNs of new parts than this in one import (or in one of its writers), or more
+# candidate groups from a first load's file: they are not kept (memory), and the whole catalogue
+# is grouped again instead. One limit for both (the validator process applies it to the file's).
+NEW_NORMS_MAX = SharedNorms.MAX_SHARED
 # Another component import of the organization that is not completed and added parts after the
 # last grouping of the whole catalogue (or still may): its flagging may never have run (an
 # internal error, a lost worker, a cancel by the recovery), and what it added is not known here.
@@ -282,7 +283,7 @@ def run_component_import(job: ImportJob, reporter: ProgressReporter) -> None:
         # also after a stop part-way: the batches committed so far are in the catalogue
         reporter.stage("flagging")
         started = timezone.now()  # before the checks: every part committed by now is known
-        if shared is not None and _first_load_alone(job, writers, version, resumed=resumed):
+        if shared is not None and _first_load_alone(job, writers, version):
             first_load_flagged(job.organization_id, shared, started=started)
             return
         added = [w.new_norms for w in writers]
@@ -297,7 +298,8 @@ def run_component_import(job: ImportJob, reporter: ProgressReporter) -> None:
         reporter,
         plan=ComponentPlan(
             selectors.alias_map(organization_id=job.organization_id),
-            # a catalogue with parts already is no first load: the file's groups would go unused
+            # a catalogue with parts already (a resumed attempt's too) is no first load: the
+            # file's groups would go unused, and none come back (``settle``'s ``shared``)
             gather_groups=not resumed and not _any_component(job.organization_id),
         ),
         total=total,
@@ -349,16 +351,13 @@ def _any_component(organization_id: int) -> bool:
         return cur.fetchone()[0]
 
 
-def _first_load_alone(
-    job: ImportJob, writers: list[ComponentWriter], version: int, *, resumed: bool
-) -> bool:
+def _first_load_alone(job: ImportJob, writers: list[ComponentWriter], version: int) -> bool:
     """Whether the catalogue holds this job's parts and nothing else: it was empty when one
     of the job's writers started, and since then no other flagging or admin edit has moved
     its version, and no other import that may not have flagged added parts. Then the groups
     of the job's file (``SharedNorms``) are all the groups there are."""
     return (
-        not resumed
-        and any(w.started_empty for w in writers)
+        any(w.started_empty for w in writers)
         and selectors.catalogue_version(organization_id=job.organization_id) == version
         and not _others_unsettled(job)
     )
@@ -371,8 +370,6 @@ def first_load_flagged(organization_id: int, shared: list[str], *, started: date
     grouping of the whole catalogue: it holds nothing else. 1M parts: 0.15-0.2 s, where
     reading them back, grouping them and the full ANALYZE took 1.5-1.8 s (measured).
     ``started``: when the checks began (``catalogue_bump``'s ``regrouped_at``)."""
-    if len(shared) > NEW_NORMS_MAX:
-        return catalogue_loaded(organization_id)
     _analyze(first_load=True)
     _flag(organization_id, shared)
     return catalogue_bump(organization_id, regrouped_at=started)

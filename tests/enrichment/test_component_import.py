@@ -486,6 +486,7 @@ def test_an_mpn_whose_key_is_longer_than_its_column_is_a_row_error(org):
     assert (job.created_rows, job.failed_rows) == (2, 1)
     assert [e["row"] for e in job.errors] == [3]
     assert "is longer than 100 characters" in job.errors[0]["message"]
+    assert job.errors[0]["message"].endswith("once upper-cased")  # 60 characters as written
 
 
 def _flags(org) -> dict[str, bool]:
