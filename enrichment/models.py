@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
-from django.db.models.functions import Now, Upper
+from django.db.models.functions import Now, Reverse, Upper
 
 from imports.models import ImportJob, Organization
 
@@ -69,6 +69,15 @@ class Component(models.Model):
     mpn_key = models.CharField(max_length=100, editable=False, help_text="Trimmed, upper case.")
     mpn_norm = models.CharField(max_length=100, editable=False, help_text="Letters and digits.")
     mpn_base = models.CharField(max_length=100, editable=False, help_text="Without packaging.")
+    # The normalized MPN backwards, for the look-alikes that end as a line's MPN does
+    # (``enrich.py``). A column of its own rather than an index on reverse(mpn_norm): the
+    # proposals' backward scans then read the index alone (PostgreSQL serves an index-only scan
+    # from plain columns only), not a heap page per neighbour.
+    mpn_rev = models.GeneratedField(
+        expression=Reverse("mpn_norm"),
+        output_field=models.CharField(max_length=100),
+        db_persist=True,
+    )
     # The database's own defaults too (``db_default``) for what a first load leaves out: its
     # batches are COPYed straight into the table (``catalogue_import``).
     mpn_norm_shared = models.BooleanField(
@@ -122,9 +131,17 @@ class Component(models.Model):
                 condition=Q(mpn_norm_shared=True),
                 name="component_shared",
             ),
-            # and component_mpn_norm_rev, (organization, reverse(mpn_norm) text_pattern_ops),
-            # in raw SQL (migration 0002): Django renders that opclass on an expression beside a
-            # column as invalid SQL
+            # the look-alikes' backward neighbour ranges, byte-wise (``enrich.py``). Partial on a
+            # condition every part meets, so that only a statement that names ``mpn_rev`` can use
+            # it: planned on an organization's stale statistics (one part, after a first load),
+            # a lookup by organization and normalized MPN found it as cheap as the unique index
+            # and would read the whole organization through it.
+            models.Index(
+                fields=["organization", "mpn_rev"],
+                opclasses=["int8_ops", "varchar_pattern_ops"],
+                condition=Q(mpn_rev__isnull=False),
+                name="component_mpn_rev",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -432,7 +432,7 @@ def test_the_flags_of_some_groups_are_read_group_by_group_whatever_the_statistic
         cur.execute(ci._PLANNER_DEFAULTS_SOME)
     # every read of the catalogue is by organization and normalized MPN, under the groups asked
     conditions = [line for line in plan if "Index Cond" in line]
-    assert len(conditions) == 2 and all("mpn_norm" in line for line in conditions), plan
+    assert len(conditions) == 2 and all("mpn_norm" in line for line in conditions), "\n".join(plan)
     assert not any("Seq Scan" in line or "Bitmap" in line for line in plan), plan
     scans = [line for line in plan if "Scan" in line]
     assert "Function Scan on unnest" in scans[0], plan  # the groups asked drive the plan
