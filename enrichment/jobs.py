@@ -150,7 +150,7 @@ def _lines(bom: Bom, *, unresolved: bool) -> list[LineInput]:
                 "unresolved": [s.value for s in UNRESOLVED],
             },
         )
-        return [LineInput(*row) for row in cur.fetchall()]
+        return list(map(LineInput._make, cur.fetchall()))
 
 
 def _chunks(

@@ -1,7 +1,9 @@
-"""The job's chunked run on three connections (committed data: the helpers' connections see
+"""The job's chunked run on four connections (committed data: the helpers' connections see
 it) stores what the one-connection matcher decides, chunk by chunk, in order."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from django.db import connection
@@ -25,13 +27,13 @@ WRITTEN = [
 ]
 
 
-def test_the_three_connection_run_stores_what_one_connection_decides(org):
+def test_the_four_connection_run_stores_what_one_connection_decides(org):
     from enrichment.catalogue_import import catalogue_loaded
 
     for maker, mpn, life, stock, price, breaks in PARTS:
         make_component(org, maker, mpn, life, stock, price, breaks)
     catalogue_loaded(org.id)
-    bom = Bom.objects.create(organization=org, name="three connections")
+    bom = Bom.objects.create(organization=org, name="four connections")
     rows = WRITTEN * 4  # 32 lines, chunks of 5: the last one short
     BomLine.objects.bulk_create(
         BomLine(bom=bom, line_number=n + 2, mpn=mpn, manufacturer=maker, quantity=qty)
@@ -70,6 +72,43 @@ def test_the_three_connection_run_stores_what_one_connection_decides(org):
     statuses = {line.mpn: line.match_status for line in stored.values()}
     assert statuses["XC0603FR-0710KL"] == "ambiguous"  # proposed on a helper connection
     assert statuses["ZZZ-NOT-THERE-9"] == "not_found"
+
+
+def _other_backends() -> int:
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cur.fetchone()[0]
+
+
+@pytest.mark.parametrize("rows", [1, 7, 40], ids=["one chunk", "two chunks", "eight chunks"])
+def test_a_run_closes_every_helper_connection_it_opened(org, rows):
+    """Each helper thread opens its own connection (one proposing, two storing); all are
+    closed when the run ends, however many of the storing threads ever got a chunk."""
+    for maker, mpn, life, stock, price, breaks in PARTS:
+        make_component(org, maker, mpn, life, stock, price, breaks)
+    bom = Bom.objects.create(organization=org, name="connections")
+    BomLine.objects.bulk_create(
+        BomLine(bom=bom, line_number=n + 1, mpn=mpn, manufacturer=maker, quantity=qty)
+        for n, (mpn, maker, qty) in enumerate((WRITTEN * 5)[:rows])
+    )
+    lines = [
+        LineInput(*row)
+        for row in bom.lines.order_by("line_number").values_list(
+            "id", "mpn", "manufacturer", "quantity", "dnp"
+        )
+    ]
+    before = _other_backends()
+    matcher = Matcher(organization_id=org.id, aliases={})
+    stored = [r for chunk in run_chunks(matcher, lines, size=5, version=1) for r in chunk]
+    assert len(stored) == rows
+    assert not bom.lines.filter(match_status="pending").exists()
+    deadline = time.monotonic() + 5  # a backend exits just after its client hangs up
+    while _other_backends() != before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _other_backends() == before
 
 
 def test_no_lines_yield_no_chunks_on_the_helper_connections_path(org):
