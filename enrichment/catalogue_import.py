@@ -115,9 +115,10 @@ def _switched_off(*knobs: str) -> tuple[str, str]:
 
 # The grouping runs before the helper's ANALYZE has finished: on a first load the planner still
 # estimates the new organization at one row and probed an index for its rows, visiting the heap
-# in that index's order (the reversed MPN index: a random page per row, 7.7 s of heap fetches
-# for 1M fresh parts, measured). A bitmap scan reads the organization's pages in table order,
-# whatever the statistics say, and only its pages when the table holds larger tenants too.
+# in that index's order (the reversed MPN index of the time, on an expression: a random page per
+# row, 7.7 s of heap fetches for 1M fresh parts, measured). A bitmap scan reads the
+# organization's pages in table order, whatever the statistics say, and only its pages when the
+# table holds larger tenants too.
 _BITMAP_ONLY, _PLANNER_DEFAULTS = _switched_off(
     "enable_seqscan", "enable_indexscan", "enable_indexonlyscan"
 )

@@ -9,7 +9,7 @@ import gc
 import json
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -119,6 +119,10 @@ _PLAN_SETTINGS = (
     "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
     "SET LOCAL enable_seqscan = off"
 )
+_PLAN_DEFAULTS = (
+    "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT; "
+    "SET LOCAL enable_seqscan TO DEFAULT"
+)
 
 # A chunk's results go in by COPY to a session temp table and one UPDATE joined on the line id:
 # binding fourteen arrays of 2,000 values took psycopg longer than the UPDATE itself. The UPDATE
@@ -200,10 +204,10 @@ _decode = json.JSONDecoder().raw_decode
 
 
 def _breaks(raw) -> tuple[tuple[int, Decimal], ...]:
-    if not raw:
-        return ()
     if isinstance(raw, str):  # Django leaves jsonb to be parsed by the caller
         raw = _decode(raw)[0]  # jsonb's text has no surrounding blanks
+    if not raw:  # none, or a jsonb null
+        return ()
     return tuple([(int(q), Decimal(p if isinstance(p, str) else str(p))) for q, p in raw])
 
 
@@ -447,6 +451,7 @@ def write_results(results: Sequence[LineResult], *, catalogue_version: int) -> N
                 )
         cur.execute(_PLAN_SETTINGS)
         cur.execute(_WRITE, [catalogue_version])
+        cur.execute(_PLAN_DEFAULTS)  # a caller's own transaction plans as it did
 
 
 def _propose(
@@ -488,17 +493,40 @@ _AHEAD = 2
 _STORERS = 2
 
 
-def _close_each(pool: ThreadPoolExecutor, workers: int) -> None:
-    """Close the database connection of each of ``pool``'s ``workers`` threads (``connection``
-    is per thread): one task per thread, each held at a barrier until all have one."""
-    barrier = Barrier(workers, timeout=60)
+def _on_each(pool: ThreadPoolExecutor, workers: int, work: Callable[[], object]) -> list[Future]:
+    """Run ``work`` once in each of ``pool``'s ``workers`` threads (``connection`` is per
+    thread): one task per thread, each held at a barrier until all have one. A pool makes a
+    thread for a task that finds none idle, up to ``workers``, and a thread held at the barrier
+    takes no other task, so the tasks meet in as many threads."""
+    barrier = Barrier(workers)
 
-    def close() -> None:
-        barrier.wait()
-        connections.close_all()
+    def each() -> None:
+        try:
+            barrier.wait()
+        finally:
+            work()
 
-    for done in [pool.submit(close) for _ in range(workers)]:
-        done.result()
+    return [pool.submit(each) for _ in range(workers)]
+
+
+def _connect() -> None:
+    connection.ensure_connection()  # this thread's connection (looked up here, not by the caller)
+
+
+def _close_helpers(pools: Sequence[tuple[ThreadPoolExecutor, int]]) -> None:
+    """Close each helper thread's connection and shut its pool down, every pool whatever
+    happens to another (the first error goes up once all are done)."""
+    failed: BaseException | None = None
+    for pool, workers in pools:
+        try:
+            for done in _on_each(pool, workers, connections.close_all):
+                done.result()
+        except BaseException as exc:  # re-raised below, once every pool is done
+            failed = failed or exc
+        finally:
+            pool.shutdown()
+    if failed is not None:
+        raise failed
 
 
 def run_chunks(
@@ -534,10 +562,9 @@ def run_chunks(
             return
         proposing = ThreadPoolExecutor(1, thread_name_prefix="enrich-propose")
         storing = ThreadPoolExecutor(_STORERS, thread_name_prefix="enrich-store")
-        # the helpers open their connections while this thread matches the first chunk (in
-        # the helper's thread: ``connection`` is per thread)
-        for pool in (proposing, storing):
-            pool.submit(connection.ensure_connection)
+        # the helpers open their connections while this thread matches the first chunk
+        for pool, workers in ((proposing, 1), (storing, _STORERS)):
+            _on_each(pool, workers, _connect)
         pending: deque[tuple[Future, Future]] = deque()  # (proposed, stored) per chunk
         try:
             for chunk in chunks:
@@ -554,9 +581,7 @@ def run_chunks(
             for proposed, stored in pending:  # the caller stopped (cancelled): not stored
                 stored.cancel()  # if not begun
                 proposed.cancel()
-            for pool, workers in ((proposing, 1), (storing, _STORERS)):
-                _close_each(pool, workers)  # the helpers' connections
-                pool.shutdown()
+            _close_helpers(((proposing, 1), (storing, _STORERS)))
     finally:
         if collecting:
             gc.enable()

@@ -17,6 +17,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunSQL(
+            "DROP INDEX component_mpn_norm_rev",
+            "CREATE INDEX component_mpn_norm_rev ON enrichment_component "
+            "(organization_id, reverse(mpn_norm::text) text_pattern_ops)",
+        ),
         migrations.AddField(
             model_name="component",
             name="mpn_rev",
@@ -25,11 +30,6 @@ class Migration(migrations.Migration):
                 expression=django.db.models.functions.text.Reverse("mpn_norm"),
                 output_field=models.CharField(max_length=100),
             ),
-        ),
-        migrations.RunSQL(
-            "DROP INDEX component_mpn_norm_rev",
-            "CREATE INDEX component_mpn_norm_rev ON enrichment_component "
-            "(organization_id, reverse(mpn_norm::text) text_pattern_ops)",
         ),
         migrations.AddIndex(
             model_name="component",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from enrichment import selectors
@@ -245,8 +245,8 @@ def test_the_neighbour_scans_read_indexes_alone(org):
 def test_results_are_written_by_the_lines_primary_key_whatever_the_statistics(org):
     """The results' UPDATE joins a temp table without statistics to the lines: planned freely
     on a lines table of 22k rows it hashed the whole table for each chunk (every BOM's lines
-    read to write 2,000). It probes the primary key, as the server's own EXPLAIN of the very
-    statement (auto_explain) shows."""
+    read to write 2,000). It probes the primary key line by line, as the server's own EXPLAIN
+    of the very statement (auto_explain) shows."""
     from enrichment.enrich import LineResult, write_results
     from enrichment.matching import Decision
     from enrichment.models import Bom, BomLine
@@ -265,19 +265,28 @@ def test_results_are_written_by_the_lines_primary_key_whatever_the_statistics(or
         plans.append(diagnostic.message_primary or "")
 
     with transaction.atomic(), connection.cursor() as cur:
-        raw = connection.connection
-        raw.add_notice_handler(keep)
-        cur.execute("LOAD 'auto_explain'")
+        try:
+            with transaction.atomic():
+                cur.execute("LOAD 'auto_explain'")
+        except DatabaseError as exc:  # a role that may not load it (not the suite's own)
+            pytest.skip(f"auto_explain cannot be loaded here: {exc}")
         cur.execute("SET LOCAL auto_explain.log_min_duration = 0")
         cur.execute("SET LOCAL client_min_messages = log")
-        cur.execute(  # what the planner saw when it chose the hash join
+        # a lines table the planner hashes whole when free (it scales the rows a page by the
+        # table's real size: one page here): 2,000 rows
+        cur.execute(
             "SELECT pg_restore_relation_stats('schemaname', 'public', 'relname', "
-            "'enrichment_bomline', 'relpages', 5531, 'reltuples', 22124::real)"
+            "'enrichment_bomline', 'relpages', 1, 'reltuples', 2000::real)"
         )
-        write_results(results, catalogue_version=7)
-        cur.execute("SET LOCAL client_min_messages = notice")
-        raw.remove_notice_handler(keep)
+        raw = connection.connection
+        raw.add_notice_handler(keep)
+        try:
+            write_results(results, catalogue_version=7)
+        finally:
+            raw.remove_notice_handler(keep)
+            cur.execute("SET LOCAL client_min_messages = notice")
     update = next(p for p in plans if "Update on enrichment_bomline" in p)
     assert "Index Scan using enrichment_bomline_pkey" in update, update
+    assert "Index Cond: (id = r.id)" in update, update  # probed line by line
     assert "Seq Scan on enrichment_bomline" not in update, update
     assert set(bom.lines.values_list("match_status", "catalogue_version")) == {("not_found", 7)}

@@ -3,6 +3,7 @@ it) stores what the one-connection matcher decides, chunk by chunk, in order."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -74,19 +75,28 @@ def test_the_four_connection_run_stores_what_one_connection_decides(org):
     assert statuses["ZZZ-NOT-THERE-9"] == "not_found"
 
 
-def _other_backends() -> int:
+def _clients() -> set[int]:
+    """The other client backends of this database (autovacuum and the like left out)."""
     with connection.cursor() as cur:
         cur.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
         )
-        return cur.fetchone()[0]
+        return {row[0] for row in cur.fetchall()}
 
 
-@pytest.mark.parametrize("rows", [1, 7, 40], ids=["one chunk", "two chunks", "eight chunks"])
-def test_a_run_closes_every_helper_connection_it_opened(org, rows):
-    """Each helper thread opens its own connection (one proposing, two storing); all are
-    closed when the run ends, however many of the storing threads ever got a chunk."""
+def _helpers_gone(before: set[int]) -> bool:
+    """Whether every client backend the run opened has gone (a backend exits just after its
+    client hangs up: wait a little for it)."""
+    deadline = time.monotonic() + 5
+    while not _clients() <= before:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _bom_lines(org, rows: int) -> tuple[Bom, list[LineInput]]:
     for maker, mpn, life, stock, price, breaks in PARTS:
         make_component(org, maker, mpn, life, stock, price, breaks)
     bom = Bom.objects.create(organization=org, name="connections")
@@ -100,15 +110,63 @@ def test_a_run_closes_every_helper_connection_it_opened(org, rows):
             "id", "mpn", "manufacturer", "quantity", "dnp"
         )
     ]
-    before = _other_backends()
+    return bom, lines
+
+
+@pytest.mark.parametrize("rows", [1, 7, 40], ids=["one chunk", "two chunks", "eight chunks"])
+def test_a_run_closes_every_helper_connection_it_opened(org, rows):
+    """Each helper thread opens its own connection (one proposing, two storing); all are
+    closed when the run ends, however many of the storing threads ever got a chunk."""
+    bom, lines = _bom_lines(org, rows)
+    before = _clients()
     matcher = Matcher(organization_id=org.id, aliases={})
     stored = [r for chunk in run_chunks(matcher, lines, size=5, version=1) for r in chunk]
     assert len(stored) == rows
     assert not bom.lines.filter(match_status="pending").exists()
-    deadline = time.monotonic() + 5  # a backend exits just after its client hangs up
-    while _other_backends() != before and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _other_backends() == before
+    assert _helpers_gone(before)
+
+
+def test_a_failed_store_reaches_the_caller_and_every_helper_connection_closes(org, monkeypatch):
+    """The second chunk's store fails while the other storing thread is busy with the first
+    (held until the failure is in): that error reaches the caller, the first chunk is stored,
+    and no helper connection is left open."""
+    from enrichment import enrich
+
+    bom, lines = _bom_lines(org, 10)
+    failing = {lines[5].id}
+    failed = threading.Event()
+    write = enrich.write_results
+
+    def write_results(results, *, catalogue_version):
+        if failing & {r.line.id for r in results}:
+            failed.set()
+            raise RuntimeError("storing broke")
+        failed.wait(10)  # the other storer is still at work when the error goes up
+        write(results, catalogue_version=catalogue_version)
+
+    monkeypatch.setattr(enrich, "write_results", write_results)
+    before = _clients()
+    matcher = Matcher(organization_id=org.id, aliases={})
+    with pytest.raises(RuntimeError, match="storing broke"):
+        list(run_chunks(matcher, lines, size=5, version=1))
+    assert _helpers_gone(before)
+    stored = set(bom.lines.exclude(match_status="pending").values_list("id", flat=True))
+    assert stored == {line.id for line in lines[:5]}
+
+
+def test_a_run_stopped_after_its_first_chunk_closes_every_helper_connection(org):
+    """A cancelled run: the caller stops reading after the first chunk while later chunks
+    are being matched, proposed and stored; what was not begun is not stored, and no helper
+    connection is left open."""
+    bom, lines = _bom_lines(org, 40)
+    before = _clients()
+    matcher = Matcher(organization_id=org.id, aliases={})
+    run = run_chunks(matcher, lines, size=5, version=1)
+    first = next(run)
+    run.close()
+    assert _helpers_gone(before)
+    assert len(first) == 5
+    assert bom.lines.exclude(match_status="pending").count() < len(lines)
 
 
 def test_no_lines_yield_no_chunks_on_the_helper_connections_path(org):
