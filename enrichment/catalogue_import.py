@@ -33,6 +33,7 @@ from imports.progress import ProgressReporter
 
 from . import selectors
 from .catalogue import ALIASES, COPY_COLUMNS, FIELDS, REQUIRED, ComponentPlan, SharedNorms
+from .enrich import switched_off
 from .models import Catalogue
 
 _STAGE = "intake_component_stage"
@@ -104,22 +105,13 @@ GROUP BY mpn_norm HAVING min(mpn_key COLLATE "C") <> max(mpn_key COLLATE "C")
 """
 
 
-def _switched_off(*knobs: str) -> tuple[str, str]:
-    """The statements that turn the planner's ``knobs`` off for a transaction, and back to
-    their defaults (a caller's outer transaction may go on after the block)."""
-    return (
-        "; ".join(f"SET LOCAL {knob} = off" for knob in knobs),
-        "; ".join(f"SET LOCAL {knob} TO DEFAULT" for knob in knobs),
-    )
-
-
 # The grouping runs before the helper's ANALYZE has finished: on a first load the planner still
 # estimates the new organization at one row and probed an index for its rows, visiting the heap
 # in that index's order (the reversed MPN index of the time, on an expression: a random page per
 # row, 7.7 s of heap fetches for 1M fresh parts, measured). A bitmap scan reads the
 # organization's pages in table order, whatever the statistics say, and only its pages when the
 # table holds larger tenants too.
-_BITMAP_ONLY, _PLANNER_DEFAULTS = _switched_off(
+_BITMAP_ONLY, _PLANNER_DEFAULTS = switched_off(
     "enable_seqscan", "enable_indexscan", "enable_indexonlyscan"
 )
 _UNFLAG_SHARED = f"""
@@ -165,7 +157,7 @@ FROM unnest(%s::bigint[], %s::text[], %s::boolean[]) AS u(id, norm, shared)
 WHERE c.id = u.id AND c.mpn_norm = u.norm AND c.mpn_norm_shared <> u.shared
 """
 # the index, whatever the statistics say (a new organization's are of an empty one)
-_INDEX_ONLY, _PLANNER_DEFAULTS_SOME = _switched_off(
+_INDEX_ONLY, _PLANNER_DEFAULTS_SOME = switched_off(
     "enable_seqscan", "enable_bitmapscan", "enable_hashjoin", "enable_mergejoin"
 )
 # More normalized MPNs of new parts than this in one import (or in one of its writers), or more

@@ -113,15 +113,21 @@ CROSS JOIN LATERAL (
     ORDER BY v.score DESC, c.lifecycle <> 'active', c.stock DESC, c.id
     LIMIT {matching.MAX_CANDIDATES}) s
 """
+
+
+def switched_off(*knobs: str) -> tuple[str, str]:
+    """The statements that turn the planner's ``knobs`` off for a transaction, and back to
+    their defaults (a caller's outer transaction may go on after the block)."""
+    return (
+        "; ".join(f"SET LOCAL {knob} = off" for knob in knobs),
+        "; ".join(f"SET LOCAL {knob} TO DEFAULT" for knob in knobs),
+    )
+
+
 # each statement of a chunk probes the catalogue's B-trees line by line (a nested loop), never
 # a hash or merge join that would read the whole organization
-_PLAN_SETTINGS = (
-    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
-    "SET LOCAL enable_seqscan = off"
-)
-_PLAN_DEFAULTS = (
-    "SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT; "
-    "SET LOCAL enable_seqscan TO DEFAULT"
+_PLAN_SETTINGS, _PLAN_DEFAULTS = switched_off(
+    "enable_hashjoin", "enable_mergejoin", "enable_seqscan"
 )
 
 # A chunk's results go in by COPY to a session temp table and one UPDATE joined on the line id:
