@@ -27,7 +27,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from rq import Worker
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import NoSuchJobError, StopRequested
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
 
@@ -233,9 +233,15 @@ def resume_after_outage(*, job_id: object, rq_job_id: str, error: BaseException)
 
 
 def check_jobs_safely() -> CheckResult | None:
-    """``check_jobs`` for a worker's periodic tick: an outage is logged, never raised."""
+    """``check_jobs`` for a worker's periodic tick: an outage is logged, never raised.
+
+    A stop signal that reaches an idle worker mid-check (RQ raises ``StopRequested`` from its
+    signal handler, inside whatever query runs) is a stop, not a failed check: it goes on up to
+    RQ's work loop, which stops the worker."""
     try:
         return check_jobs(exclusive=True)
+    except StopRequested:  # a stop signal while idle lands wherever the worker is: it stops
+        raise
     except redis.RedisError as exc:
         log.warning("job check skipped: Redis is not reachable (%s)", exc)
     except Exception:  # a database outage, among others: the next tick tries again

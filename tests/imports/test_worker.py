@@ -68,3 +68,47 @@ def test_the_warm_up_does_not_stop_a_worker_when_redis_does_not_answer(monkeypat
     monkeypatch.setattr(publish, "client", lambda: dead)
     publish.warm_up()
     assert "did not answer the warm-up ping" in caplog.text
+
+
+STOP_MID_CHECK = """
+import os, signal, types, django
+django.setup()
+from django.conf import settings
+from django.db import connection
+from redis import Redis
+from rq.exceptions import StopRequested
+from imports import recovery
+from imports.worker import IntakeWorker
+
+worker = IntakeWorker(["default"], connection=Redis.from_url(settings.REDIS_URL))
+worker._install_signal_handlers()  # RQ's own: SIGTERM while idle raises StopRequested
+worker.scheduler = types.SimpleNamespace(_process=None, acquire_locks=lambda auto_start: None)
+
+def check_jobs(exclusive):  # the signal lands while the check waits on the database
+    os.kill(os.getpid(), signal.SIGTERM)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(2)")
+
+recovery.check_jobs = check_jobs
+try:
+    worker._check_jobs()
+except StopRequested:
+    print("stopped")
+else:
+    print("went on")
+"""
+
+
+def test_a_stop_signal_during_the_job_check_stops_the_worker_without_an_error():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    proc = subprocess.run(
+        [sys.executable, "-c", STOP_MID_CHECK],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1:] == ["stopped"], proc.stdout + proc.stderr[-2000:]
+    assert "job check failed" not in proc.stderr and "Traceback" not in proc.stderr
