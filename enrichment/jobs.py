@@ -172,8 +172,9 @@ def _chunks(
         done += len(results)
         counts.update(r.decision.status for r in results)
         job.options = {**job.options, "counts": dict(counts)}
-        reporter.save_options()  # fenced: a superseded attempt must not overwrite the counts
-        cancel = reporter.advance(len(results))
+        # the counts so far go with the progress, in one fenced write: a superseded attempt
+        # must not overwrite them
+        cancel = reporter.advance(len(results), with_options=True)
         now = time.monotonic()
         if now - last_progress >= reporter.min_interval and done < total:
             last_progress = now

@@ -150,8 +150,11 @@ class ProgressReporter:
         unchanged: int = 0,
         errors: Iterable[RowError] = (),
         checkpoint_row: int | None = None,
+        with_options: bool = False,
     ) -> bool:
         """Count ``rows`` more handled; store their errors. Returns True when cancel was asked.
+        ``with_options``: the job's ``options`` are written by the same statement (a runner's
+        own state that moves with its counts, as ``save_options``: one write a chunk fewer).
 
         If the write fails, the job object is left as it was: inside a writer's batch
         transaction, the batch is redone and reported again, and must not count twice.
@@ -166,6 +169,7 @@ class ProgressReporter:
                 unchanged=unchanged,
                 errors=list(errors),
                 checkpoint_row=checkpoint_row,
+                also=("options",) if with_options else (),
             )
         except BaseException:
             for name, value in before.items():
@@ -208,6 +212,7 @@ class ProgressReporter:
         unchanged: int,
         errors: list[RowError],
         checkpoint_row: int | None,
+        also: tuple[str, ...],
     ) -> bool:
         job = self.job
         job.processed_rows += rows
@@ -226,16 +231,16 @@ class ProgressReporter:
         if job.total_rows:
             job.progress = min(99, int(job.processed_rows * 100 / job.total_rows))
         job.heartbeat_at = timezone.now()
-        return retrying(lambda: self._store_advance(errors), what="reporting progress")
+        return retrying(lambda: self._store_advance(errors, also), what="reporting progress")
 
-    def _store_advance(self, errors: list[RowError]) -> bool:
+    def _store_advance(self, errors: list[RowError], also: tuple[str, ...] = ()) -> bool:
         job = self.job
         # Inside a writer's batch transaction (a checkpointed import), this commits with the
         # batch: no savepoint of its own, a refused write rolls the batch back too.
         with transaction.atomic(savepoint=False):
             # the fenced row update first: a superseded attempt stores no row errors either
             # exactly what ``advance`` restores on a failure and ``reload_counts`` reads back
-            cancelled = self._save(*self._ADVANCED)
+            cancelled = self._save(*self._ADVANCED, *also)
             if errors:
                 ImportRowError.objects.bulk_create(
                     [

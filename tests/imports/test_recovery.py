@@ -79,6 +79,8 @@ def test_an_older_attempts_writes_are_refused(org):
     old.job.options = {**old.job.options, "counts": {"matched": 99}}  # a runner's own state
     with pytest.raises(JobFenced):
         old.save_options()
+    with pytest.raises(JobFenced):
+        old.advance(5, with_options=True)
 
     row = ImportJob.objects.get(pk=job.pk)
     assert (row.status, row.attempt, row.processed_rows, row.checkpoint_row) == (
@@ -91,6 +93,10 @@ def test_an_older_attempts_writes_are_refused(org):
     new.job.options = {**new.job.options, "counts": {"matched": 5}}
     new.save_options()
     assert ImportJob.objects.get(pk=job.pk).options["counts"] == {"matched": 5}
+    new.job.options = {**new.job.options, "counts": {"matched": 7}}
+    new.advance(2, with_options=True)  # the counts go with the progress, in one write
+    row = ImportJob.objects.get(pk=job.pk)
+    assert (row.options["counts"], row.processed_rows) == ({"matched": 7}, 17)
     new.finished()
     assert ImportJob.objects.get(pk=job.pk).status == JobStatus.COMPLETED
 
