@@ -287,6 +287,13 @@ def decide(
     >>> d.status, sorted(c.id for c in d.candidates)
     ('ambiguous', [3, 4])
 
+    Not even when the line names the maker of one of them.
+
+    >>> v = Candidate(6, "Vishay", "VISHAY", "1.5SMC6.8CA")
+    >>> d = decide("normalized", [a, v], manufacturer="VISHAY", mpn="1.5SMC-6.8CA")
+    >>> d.status, sorted(c.id for c in d.candidates)
+    ('ambiguous', [3, 6])
+
     A packaging variant matches with a lower confidence and a note.
 
     >>> nx = Candidate(5, "Nexperia", "NEXPERIA", "BAS16J")
@@ -296,14 +303,9 @@ def decide(
     """
     if not candidates:
         return None
-    found, notes = _by_manufacturer(candidates, manufacturer)
-    if not found:
-        return Decision(
-            Status.AMBIGUOUS, tier, 0.0, None, rank(candidates, quantity)[:MAX_CANDIDATES], notes
-        )
-    ranked = rank(found, quantity)
-    if tier == Tier.NORMALIZED and len(found) > 1:
-        parts = _distinct_parts(found, lambda c: exact_key(c.mpn))
+    if tier == Tier.NORMALIZED and len(candidates) > 1:
+        # whatever maker the line names: the line's own spelling does not say which part
+        parts = _distinct_parts(candidates, lambda c: exact_key(c.mpn))
         if len(parts) > 1:
             names = " and ".join(sorted(parts))
             return Decision(
@@ -311,9 +313,15 @@ def decide(
                 tier,
                 0.0,
                 None,
-                ranked[:MAX_CANDIDATES],
+                rank(candidates, quantity)[:MAX_CANDIDATES],
                 [f"Different catalogue parts share this normalized part number ({names})."],
             )
+    found, notes = _by_manufacturer(candidates, manufacturer)
+    if not found:
+        return Decision(
+            Status.AMBIGUOUS, tier, 0.0, None, rank(candidates, quantity)[:MAX_CANDIDATES], notes
+        )
+    ranked = rank(found, quantity)
     if tier == Tier.PACKAGING and len(found) > 1:
         parts = _distinct_parts(found, lambda c: strip_packaging(c.mpn))
         if len(parts) > 1:
@@ -339,6 +347,10 @@ def decide(
         )
     best = ranked[0]
     notes = []
+    if tier == Tier.NORMALIZED:
+        notes.append(
+            f"Matched on letters and digits: the line's {mpn.strip()} is catalogued as {best.mpn}."
+        )
     if tier == Tier.PACKAGING:
         notes.append(f"Packaging variant: the line's {mpn.strip()} is catalogued as {best.mpn}.")
         if len(ranked) > 1:

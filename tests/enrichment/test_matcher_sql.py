@@ -58,6 +58,9 @@ def test_each_tier_decides_what_it_should(org, catalogue):
 
     pic = got["PIC18F4550I/PT"].decision
     assert (pic.status, pic.tier, pic.component.mpn) == ("matched", "normalized", "PIC18F4550-I/PT")
+    assert pic.notes == [
+        "Matched on letters and digits: the line's PIC18F4550I/PT is catalogued as PIC18F4550-I/PT."
+    ]
 
     near = got["RC0603FR-0733KL"].decision
     assert (near.status, near.tier) == ("ambiguous", "trigram")
@@ -68,6 +71,18 @@ def test_each_tier_decides_what_it_should(org, catalogue):
     assert lt.decision.status == "matched"
     assert lt.warnings == ("Lifecycle is eol, not active.", "Stock 10 is short of the 100 needed.")
     assert got["ANYTHING"].decision.status == "skipped"
+
+
+def test_a_shared_normalized_key_never_matches_even_with_the_maker_of_one_part(org):
+    make_component(org, "Littelfuse", "SMBJ5.0A")
+    make_component(org, "Vishay", "SMBJ50A")
+    got = match(org, ("smbj-50a", "Vishay", 1, False), ("SMBJ50A", "Vishay", 1, False))
+    shared = got["smbj-50a"].decision
+    assert (shared.status, shared.tier, shared.component) == ("ambiguous", "normalized", None)
+    assert {c.mpn for c in shared.candidates} == {"SMBJ5.0A", "SMBJ50A"}
+    assert "share this normalized part number" in shared.notes[0]
+    exact = got["SMBJ50A"].decision  # as written: the exact tier tells them apart
+    assert (exact.status, exact.tier, exact.component.mpn) == ("matched", "exact", "SMBJ50A")
 
 
 @pytest.mark.parametrize("written", ["IRF540N", "irf540n/tr", "IRF540N#TRPBF"])
