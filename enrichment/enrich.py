@@ -412,10 +412,9 @@ def _price(result: LineResult) -> None:
     if c is None:
         return
     qty = result.line.quantity
-    result.unit_price = matching.unit_price_at(qty, c.price_breaks, c.unit_price)
-    if result.unit_price is not None:
-        result.extended_price = result.unit_price * qty
-    result.warnings = tuple(matching.warnings_for(c, qty))
+    result.unit_price = unit = matching.unit_price_at(qty, c.price_breaks, c.unit_price)
+    result.extended_price = matching.extended_price(unit, qty)
+    result.warnings = tuple(matching.warnings_for(c, qty, unit))
 
 
 def write_results(results: Sequence[LineResult], *, catalogue_version: int) -> None:

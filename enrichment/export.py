@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from django.http import FileResponse, StreamingHttpResponse
@@ -17,6 +17,7 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from imports.api import escape_cell
+from imports.pipeline.export import xlsx_text
 from imports.tenancy import IsMember
 
 from .api import bom_or_404
@@ -39,14 +40,15 @@ _FIELDS = (
 )  # fmt: skip
 
 
-def export_rows(bom: Bom) -> Iterator[list[str]]:
+def export_rows(bom: Bom, cell: Callable[[object], str] = escape_cell) -> Iterator[list[str]]:
+    """The BOM's lines as text cells, each through ``cell`` (formula-safe)."""
     qs = BomLine.objects.filter(bom=bom).order_by("line_number").values_list(*_FIELDS)
     for row in qs.iterator(chunk_size=2000):
         values = list(row)
         values[6] = "yes" if values[6] else ""
         values[-2] = "; ".join(values[-2] or [])
         values[-1] = "; ".join(values[-1] or [])
-        yield [escape_cell(v) for v in values]
+        yield [cell(v) for v in values]
 
 
 class _Echo:
@@ -92,7 +94,7 @@ class BomExportView(APIView):
             wb = Workbook(write_only=True)
             ws = wb.create_sheet("BOM")
             ws.append(HEADER)
-            for row in export_rows(bom):
+            for row in export_rows(bom, xlsx_text):
                 ws.append(row)
             fh = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 (FileResponse closes it)
             wb.save(fh)

@@ -406,17 +406,42 @@ def decide_similar(candidates: Sequence[Candidate], quantity: int = 1) -> Decisi
     )
 
 
-def warnings_for(component: Candidate, quantity: int) -> list[str]:
-    """What a buyer must know about a matched part.
+# ``BomLine.extended_price`` holds 18 digits, 6 of them after the point
+EXTENDED_PRICE_LIMIT = Decimal(10) ** 12
+
+
+def extended_price(unit: Decimal | None, quantity: int) -> Decimal | None:
+    """The line's total at ``unit`` price; None when the price is unknown or the total is
+    too large to store (``warnings_for`` says so).
+
+    >>> extended_price(Decimal("0.05"), 300)
+    Decimal('15.00')
+    >>> extended_price(Decimal("500000"), 2_000_000) is None
+    True
+    """
+    if unit is None:
+        return None
+    total = unit * quantity
+    return total if abs(total) < EXTENDED_PRICE_LIMIT else None
+
+
+def warnings_for(component: Candidate, quantity: int, unit: Decimal | None = None) -> list[str]:
+    """What a buyer must know about a matched part (``unit``: its price at ``quantity``).
 
     >>> warnings_for(Candidate(1, "A", "A", "X", "eol", 10), 100)
     ['Lifecycle is eol, not active.', 'Stock 10 is short of the 100 needed.']
+    >>> warnings_for(Candidate(1, "A", "A", "X", "active", 10**10), 2_000_000, Decimal(500000))
+    ['The extended price (2000000 x 500000) is too large to store: it is left empty.']
     """
     out = []
     if component.lifecycle != "active":
         out.append(f"Lifecycle is {component.lifecycle}, not active.")
     if component.stock < quantity:
         out.append(f"Stock {component.stock} is short of the {quantity} needed.")
+    if unit is not None and extended_price(unit, quantity) is None:
+        out.append(
+            f"The extended price ({quantity} x {unit}) is too large to store: it is left empty."
+        )
     return out
 
 

@@ -228,10 +228,10 @@ def line_resolve(*, line: BomLine, component_id: int, user: Any) -> BomLine:
         line.lifecycle = component.lifecycle
         line.stock = component.stock
         line.unit_price = unit
-        line.extended_price = None if unit is None else unit * line.quantity
+        line.extended_price = matching.extended_price(unit, line.quantity)
         line.currency = component.currency
         line.datasheet_url = component.datasheet_url
-        line.warnings = matching.warnings_for(candidate, line.quantity)
+        line.warnings = matching.warnings_for(candidate, line.quantity, unit)
         who = getattr(user, "get_username", lambda: "an operator")()
         line.notes = [f"Resolved by {who}."]
         line.enriched_at = timezone.now()

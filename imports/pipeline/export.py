@@ -192,11 +192,23 @@ def csv_chunks(layout: ExportLayout, chunks: Iterable[Sequence[Row]]) -> Iterato
         yield out.take()
 
 
+# XML 1.0, and so a worksheet, cannot hold control characters other than tab, newline and
+# carriage return: openpyxl refuses a cell that has one, which failed the whole file
+_NOT_IN_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def xlsx_text(value: object) -> str:
+    """``value`` as formula-safe text a worksheet cell can hold: control characters XML cannot
+    carry are left out of the file (the database keeps them; the CSV export has them)."""
+    text = "" if value is None else str(value)
+    return formula_safe(_NOT_IN_XLSX.sub("", text))  # dropped first: '\x01=1' is a formula
+
+
 def _xlsx_value(value: object) -> object:
     # numbers stay numbers (a spreadsheet can sum them); everything else is guarded text
     if isinstance(value, int | Decimal) and not isinstance(value, bool):
         return value
-    return formula_safe(value)
+    return xlsx_text(value)
 
 
 def write_xlsx(

@@ -302,6 +302,35 @@ def test_export_is_formula_safe_csv_and_xlsx(api, catalogue):
     assert api.get(f"/api/v1/boms/{bom_id}/export?format=pdf").status_code == 400
 
 
+def test_the_xlsx_export_leaves_out_control_characters_a_worksheet_cannot_hold(api, catalogue):
+    rows = [("U1\x01", "1", "LM358D", "TI", "op\x07a\x1fmp", "")]
+    bom_id = post_bom(api, rows=rows).json()["id"]
+    enrich(api, bom_id)
+    resp = api.get(f"/api/v1/boms/{bom_id}/export?format=xlsx")
+    assert resp.status_code == 200
+    ws = openpyxl.load_workbook(io.BytesIO(b"".join(resp.streaming_content))).active
+    assert (ws["B2"].value, ws["F2"].value, ws["L2"].value) == ("U1", "opamp", "LM358D")
+    assert BomLine.objects.get(bom_id=bom_id).description == "op\x07a\x1fmp"  # as stored
+
+
+def test_a_total_too_large_to_store_is_left_empty_with_a_warning(api, org, catalogue):
+    from tests.fixtures.enrichment import make_component
+
+    big = make_component(org, "Acme", "VAULT-1", stock=10**10, price="500000")
+    bom_id = post_bom(api, rows=[("V1", "2000000", "VAULT-1", "Acme", "", "")]).json()["id"]
+    job = enrich(api, bom_id)
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    line = BomLine.objects.get(bom_id=bom_id)
+    assert (line.match_status, line.component_id) == ("matched", big.id)
+    assert (line.unit_price, line.extended_price) == (Decimal("500000"), None)
+    assert line.warnings == [
+        "The extended price (2000000 x 500000.000000) is too large to store: it is left empty."
+    ]
+    resp = api.patch(f"/api/v1/boms/{bom_id}/lines/{line.id}", {"component_id": big.id}, "json")
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["extended_price"] is None and len(resp.json()["warnings"]) == 1
+
+
 def test_projects_and_bom_list_by_project(api, org):
     resp = api.post("/api/v1/projects", {"name": "Rover"}, format="json")
     assert resp.status_code == 201

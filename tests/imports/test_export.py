@@ -72,6 +72,20 @@ def test_export_is_formula_safe_in_csv_and_xlsx(api, org):
     assert cells[0] == '\'=HYPERLINK("http://x")' and all(c.startswith("'") for c in cells)
 
 
+def test_control_characters_a_worksheet_cannot_hold_are_left_out_of_the_xlsx_only(api, org):
+    Product.objects.create(organization=org, sku="C-1", name="Bell\x07 and\x1f unit", price=1)
+    Product.objects.create(organization=org, sku="C-2", name="\x01=1+1", price=1)
+    resp = api.get("/api/v1/products/export?format=xlsx")
+    assert resp.status_code == 200
+    ws = load_workbook(io.BytesIO(_body(resp)), read_only=True).active
+    assert [row[1] for row in ws.iter_rows(min_row=2, values_only=True)] == [
+        "Bell and unit",
+        "'=1+1",  # left out first, then made formula-safe
+    ]
+    names = [r[1] for r in _csv(api.get("/api/v1/products/export?format=csv"))[1:]]
+    assert names == ["Bell\x07 and\x1f unit", "\x01=1+1"]  # the CSV has them as stored
+
+
 def test_export_filters_and_bad_parameters(api, org):
     _products(org, 4)
     rows = _csv(api.get("/api/v1/products/export?status=draft"))
