@@ -183,6 +183,50 @@ def parse_breaks(raw: str) -> list[list] | str:
     return out
 
 
+_BREAKS_SHAPE = (
+    'Price breaks are a list of [quantity, "unit price"] pairs, e.g. [[1, "0.10"], [100, "0.05"]]'
+)
+
+
+def clean_breaks(value: object) -> list[list] | str:
+    """Price breaks as an admin form gives them (JSON), in the shape an import stores:
+    ``[[quantity, "price"], ...]``; or why not (readers parse every stored break, so one that
+    is not a quantity and a plain price would fail every enrichment that meets the part).
+
+    >>> clean_breaks([[1, 0.1], [100, "0.05"]])
+    [[1, '0.1'], [100, '0.05']]
+    >>> clean_breaks([[100, "0,05"]])
+    "price 1 of the price breaks, '0,05', is not a plain number such as 0.05"
+    >>> clean_breaks({"1": "0.1"})[:40]
+    'Price breaks are a list of [quantity, "u'
+    """
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list):
+        return _BREAKS_SHAPE
+    out = []
+    for n, item in enumerate(value, 1):
+        if not (isinstance(item, list) and len(item) == 2):
+            return _BREAKS_SHAPE
+        quantity, price = item
+        if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
+            return f"quantity {n} of the price breaks, {quantity!r}, is not a whole number"
+        if quantity >= 10**12:
+            return f"quantity {n} of the price breaks, {quantity}, is too large"
+        text = (
+            str(price) if isinstance(price, int | float) and not isinstance(price, bool) else price
+        )
+        if not (isinstance(text, str) and _PLAIN_BREAK_PRICE.fullmatch(text)):
+            return f"price {n} of the price breaks, {price!r}, is not a plain number such as 0.05"
+        if Decimal(text) > PRICE_MAX:
+            return f"price {n} of the price breaks, {text}, is too large (at most {PRICE_MAX})"
+        out.append([quantity, text])
+    return out
+
+
+_PLAIN_BREAK_PRICE = re.compile(r"[0-9]+(?:\.[0-9]{1,6})?")
+
+
 def parse_count(raw: str, what: str, default: int) -> int | str:
     text = raw.strip().replace(",", "")
     if not text:

@@ -156,7 +156,7 @@ class Component(models.Model):
         is Texas Instruments), then what the database would refuse, as form errors: the keys
         are computed here, and a form leaves them out of its constraint checks (they are not
         its fields)."""
-        from .catalogue import Canonicalizer
+        from .catalogue import Canonicalizer, clean_breaks
         from .selectors import alias_map
 
         super().clean()
@@ -171,6 +171,10 @@ class Component(models.Model):
             )
         if not self.mpn_norm:
             raise ValidationError({"mpn": "The MPN has no letters or digits."})
+        breaks = clean_breaks(self.price_breaks)
+        if isinstance(breaks, str):
+            raise ValidationError({"price_breaks": breaks[0].upper() + breaks[1:] + "."})
+        self.price_breaks = breaks
         if self.organization_id is None:
             return  # the form names the missing organization
         same = Component.objects.filter(

@@ -93,6 +93,31 @@ def test_a_component_the_catalogue_would_refuse_is_a_form_error(admin_client, or
     assert Component.objects.filter(organization=org).count() == 1
 
 
+@pytest.mark.parametrize(
+    ("breaks", "message"),
+    [
+        ('[[100, "0,05"]]', "Price 1 of the price breaks, &#x27;0,05&#x27;, is not a plain number"),
+        ('{"1": "0.10"}', "Price breaks are a list of [quantity, &quot;unit price&quot;] pairs"),
+        ('[[1, "0.10"], ["x", "0.05"]]', "Quantity 2 of the price breaks, &#x27;x&#x27;"),
+        ('[[1, "100000000"]]', "is too large (at most 99999999)"),
+    ],
+)
+def test_price_breaks_an_enrichment_could_not_read_are_a_form_error(
+    admin_client, org, breaks, message
+):
+    form = {**_component_form(org, "LM358D"), "price_breaks": breaks}
+    resp = admin_client.post("/admin/enrichment/component/add/", form)
+    assert resp.status_code == 200
+    assert message in resp.content.decode()
+    assert not Component.objects.filter(organization=org).exists()
+
+
+def test_price_breaks_given_as_numbers_are_stored_as_an_import_stores_them(admin_client, org):
+    form = {**_component_form(org, "LM358D"), "price_breaks": "[[1, 0.1], [100, 0.05]]"}
+    assert admin_client.post("/admin/enrichment/component/add/", form).status_code == 302
+    assert Component.objects.get(organization=org).price_breaks == [[1, "0.1"], [100, "0.05"]]
+
+
 def test_a_component_added_in_the_admin_gets_its_keys(admin_client, org, other_org):
     make_component(other_org, "Texas Instruments", "LM358D")  # another organization's: no clash
     resp = admin_client.post("/admin/enrichment/component/add/", _component_form(org, "lm358d"))
