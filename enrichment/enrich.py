@@ -195,6 +195,7 @@ class LineInput(NamedTuple):
     quantity: int
     dnp: bool
     problem: str = ""  # why the file's row could not be read as a line: it stays an error
+    line_number: int = 0  # the run's checkpoint: a resumed attempt goes on after it
 
 
 @dataclass(slots=True)

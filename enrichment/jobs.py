@@ -15,7 +15,8 @@ from django.db import connection, transaction
 from django.db.models import Count, Q, Sum
 
 from imports.models import ImportJob
-from imports.progress import ProgressReporter
+from imports.outages import OUTAGE_ERRORS
+from imports.progress import JobFenced, ProgressReporter
 from realtime.events import bom_topic
 
 from . import selectors
@@ -48,13 +49,21 @@ def run_bom_enrichment(job: ImportJob, reporter: ProgressReporter) -> None:
         with transaction.atomic():
             reporter.failed("The BOM was deleted before its enrichment ran.")
             reporter.announce(
-                "enrichment.failed", topics=[topic], terminal=True, bom_id=bom_id, state={}
+                "enrichment.failed",
+                topics=[topic],
+                terminal=True,
+                bom_id=bom_id,
+                state=_state(job, Counter(), 0),
             )
         return
     counts: Counter = Counter()
     total = 0
     try:
         total = _run(job, reporter, bom, counts)
+    except (JobFenced, *OUTAGE_ERRORS):
+        # not the run's fault: ``run_job`` resumes the job after its checkpoint (a database
+        # outage, a statement or lock timeout), or leaves it to the newer attempt (fenced)
+        raise
     except Exception as exc:
         log.exception("enrichment job %s crashed", job.id)
         message = (
@@ -75,8 +84,15 @@ def run_bom_enrichment(job: ImportJob, reporter: ProgressReporter) -> None:
 
 def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) -> int:
     topic = bom_topic(bom.id)
-    lines = _lines(bom, unresolved=job.options.get("only") == "unresolved")
-    total = len(lines)
+    # An attempt resumed after an earlier one stored some chunks (its worker was lost, or the
+    # database went away) goes on after the last line stored in order (the checkpoint), with
+    # that attempt's progress and counts: ``percent_complete`` never goes down. The counts and
+    # the checkpoint were written by one statement (``_chunks``), so they agree.
+    after = job.checkpoint_row or 0
+    lines = _lines(bom, unresolved=job.options.get("only") == "unresolved", after=after)
+    if after:
+        counts.update(job.options.get("counts", {}))
+    total = (job.processed_rows if after else 0) + len(lines)
     reporter.stage("matching", total_rows=total)
     reporter.announce(
         "enrichment.started", topics=[topic], bom_id=bom.id, state=_state(job, counts, total)
@@ -131,14 +147,17 @@ def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) 
 # parsed every line's notes: 85 ms of a 10,000-line run before matching began, measured).
 _LINES = """
 SELECT id, mpn, manufacturer, quantity, dnp,
-       CASE WHEN match_status = %(error)s THEN coalesce(notes ->> 0, '') ELSE '' END
+       CASE WHEN match_status = %(error)s THEN coalesce(notes ->> 0, '') ELSE '' END,
+       line_number
 FROM enrichment_bomline
-WHERE bom_id = %(bom)s {only}
+WHERE bom_id = %(bom)s AND line_number > %(after)s {only}
 ORDER BY line_number
 """
 
 
-def _lines(bom: Bom, *, unresolved: bool) -> list[LineInput]:
+def _lines(bom: Bom, *, unresolved: bool, after: int = 0) -> list[LineInput]:
+    """The lines a run enriches, in order: all, or the unresolved ones; those after line
+    number ``after`` (a resumed attempt's checkpoint)."""
     only = "AND match_status = ANY(%(unresolved)s)" if unresolved else ""
     with connection.cursor() as wrapper:
         cur = wrapper.cursor
@@ -146,6 +165,7 @@ def _lines(bom: Bom, *, unresolved: bool) -> list[LineInput]:
             _LINES.format(only=only),
             {
                 "bom": bom.id,
+                "after": after,
                 "error": MatchStatus.ERROR.value,
                 "unresolved": [s.value for s in UNRESOLVED],
             },
@@ -165,18 +185,18 @@ def _chunks(
 ) -> bool:
     """Match and store every chunk, reporting progress; True if the run was cancelled."""
     topic = bom_topic(bom.id)
-    total = len(lines)
+    total = job.total_rows
     last_progress = 0.0
-    done = 0
     for results in run_chunks(matcher, lines, size=size, version=version):
-        done += len(results)
         counts.update(r.decision.status for r in results)
         job.options = {**job.options, "counts": dict(counts)}
-        # the counts so far go with the progress, in one fenced write: a superseded attempt
-        # must not overwrite them
-        cancel = reporter.advance(len(results), with_options=True)
+        # the counts so far go with the progress and the checkpoint (chunks are yielded in
+        # line order), in one fenced write: a superseded attempt must not overwrite them
+        cancel = reporter.advance(
+            len(results), checkpoint_row=results[-1].line.line_number, with_options=True
+        )
         now = time.monotonic()
-        if now - last_progress >= reporter.min_interval and done < total:
+        if now - last_progress >= reporter.min_interval and job.processed_rows < total:
             last_progress = now
             reporter.announce(
                 "enrichment.progress",
