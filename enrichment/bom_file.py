@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 
 from imports.pipeline.readers import TabularSource
-from imports.pipeline.validation import HeaderMap
+from imports.pipeline.validation import HeaderMap, map_header, normalize_header
 
 from .matching import not_populated
 from .models import BomLine, MatchStatus
@@ -46,6 +46,9 @@ BOM_ALIASES: dict[str, tuple[str, ...]] = {
     "dnp": ("dnp", "do not populate", "dnf", "do not fit", "not populated"),
     "fitted": ("fitted", "populate", "populated"),
 }
+# BOMs often have an internal part number column beside the maker's: with both, the maker's
+# column is the MPN and the generic one is left aside (it would otherwise be a duplicate)
+GENERIC_MPN = ("part number", "part #")
 MAX_QUANTITY = 2**31 - 1
 _REF_SPLIT = re.compile(r"[\s,;]+")
 
@@ -69,6 +72,17 @@ def _quantity(raw: str, references: str) -> tuple[int, str]:
     if value < 0 or value > MAX_QUANTITY:
         return 1, f"quantity '{raw.strip()}' is out of range"
     return value, ""
+
+
+def map_bom_header(header: list[str]) -> HeaderMap:
+    """The BOM's columns (``map_header`` with ``BOM_ALIASES``); a generic ``Part Number``
+    column beside a maker's part number column (``MPN``, ``Mfr Part #``, …) is not the MPN."""
+    names = {normalize_header(h) for h in header}
+    aliases = BOM_ALIASES
+    if names & set(GENERIC_MPN) and names & (set(BOM_ALIASES["mpn"]) - set(GENERIC_MPN)):
+        specific = tuple(a for a in BOM_ALIASES["mpn"] if a not in GENERIC_MPN)
+        aliases = {**BOM_ALIASES, "mpn": specific}
+    return map_header(header, aliases=aliases, required=("mpn",))
 
 
 def read_bom_lines(source: TabularSource, header: HeaderMap) -> Iterator[tuple[BomLine, str]]:

@@ -447,8 +447,13 @@ def warnings_for(component: Candidate, quantity: int, unit: Decimal | None = Non
 
 # ---------------------------------------------------------------------- BOM cells
 
-DNP_VALUES = frozenset({"dnp", "dnf", "nf", "np", "yes", "y", "true", "1", "x"})
-FITTED_NOT = frozenset({"no", "n", "false", "0", "dnp", "dnf", "nf", "np"})
+DNP_VALUES = frozenset(
+    {"dnp", "dnf", "nf", "np", "yes", "y", "true", "1", "x", "do not populate", "do not fit"}
+)
+# what EDA tools write in a Fitted column (Altium: "Fitted" / "Not Fitted")
+FITTED_NOT = frozenset(
+    {"no", "n", "false", "0", "dnp", "dnf", "nf", "np", "not fitted", "unfitted", "do not fit"}
+)
 
 
 def not_populated(value: str, *, fitted_column: bool = False) -> bool:
@@ -459,8 +464,12 @@ def not_populated(value: str, *, fitted_column: bool = False) -> bool:
     (True, True, False, False)
     >>> not_populated("no", fitted_column=True), not_populated("yes", fitted_column=True)
     (True, False)
+    >>> not_populated("Not Fitted", fitted_column=True), not_populated("Fitted", fitted_column=True)
+    (True, False)
+    >>> not_populated("Do-Not-Populate"), not_populated("not_fitted", fitted_column=True)
+    (True, True)
     """
-    text = value.strip().lower()
+    text = " ".join(value.replace("_", " ").replace("-", " ").split()).lower()
     if fitted_column:
         return text in FITTED_NOT
     return text in DNP_VALUES

@@ -28,7 +28,7 @@ from imports.services import (
 )
 
 from . import matching, selectors
-from .bom_file import BOM_ALIASES, read_bom_lines
+from .bom_file import map_bom_header, read_bom_lines
 from .catalogue import ALIASES as COMPONENT_ALIASES
 from .catalogue import REQUIRED as COMPONENT_REQUIRED
 from .models import Bom, BomLine, Component, LearnedMatch, MatchStatus, MatchTier, Project
@@ -141,7 +141,7 @@ def bom_create(
         bom.source_file.save(filename, upload, save=False)
         try:
             source = open_source(Path(bom.source_file.path), filename)
-            header = map_header(source.header, aliases=BOM_ALIASES, required=("mpn",))
+            header = map_bom_header(source.header)
             count = source.count_rows()
             if count > settings.BOM_MAX_LINES:
                 raise InvalidUpload(

@@ -63,6 +63,7 @@ def test_bom_upload_maps_aliases_dnp_and_keeps_bad_rows(api, org):
          "Do Not Populate"),
         ("Reference(s)", "Qty", "MFG#", "MFG", "Value", "DNP"),
         ("Designator", "Qty", "Part Number", "Mfr", "Value", "DNP"),
+        ("Designator", "Qty", "Mfr Part #", "Mfr", "Value", "DNP"),
     ],
 )  # fmt: skip
 def test_bom_header_aliases(api, header):
@@ -82,14 +83,32 @@ def test_bom_header_aliases(api, header):
     )
 
 
+def test_an_internal_part_number_beside_the_maker_s_is_not_the_mpn(api):
+    header = ("Designator", "Qty", "Part Number", "Manufacturer Part Number", "Manufacturer")
+    rows = [("U1", "2", "INT-00042", "LM358D", "TI")]
+    resp = api.post(
+        "/api/v1/boms", {"file": upload(bom_csv(rows, header=header), "b.csv")}, format="multipart"
+    )
+    assert resp.status_code == 201, resp.content
+    assert BomLine.objects.get(bom_id=resp.json()["id"]).mpn == "LM358D"
+    twice = ("Designator", "MPN", "Mfr Part #")  # two makers' part number columns: which one?
+    resp = api.post(
+        "/api/v1/boms",
+        {"file": upload(bom_csv([("U1", "A", "B")], header=twice), "b.csv")},
+        format="multipart",
+    )
+    assert resp.status_code == 400
+    assert "'MPN' and 'Mfr Part #' both mean 'mpn'" in resp.content.decode()
+
+
 def test_fitted_column_marks_unfitted_lines(api):
     header = ("Designator", "Qty", "MPN", "Fitted")
-    rows = [("C1", "1", "A1", "Fitted"), ("C2", "1", "A2", "No")]
+    rows = [("C1", "1", "A1", "Fitted"), ("C2", "1", "A2", "No"), ("C3", "1", "A3", "Not Fitted")]
     resp = api.post(
         "/api/v1/boms", {"file": upload(bom_csv(rows, header=header), "b.csv")}, format="multipart"
     )
     dnp = dict(BomLine.objects.filter(bom_id=resp.json()["id"]).values_list("mpn", "dnp"))
-    assert dnp == {"A1": False, "A2": True}
+    assert dnp == {"A1": False, "A2": True, "A3": True}  # Altium writes "Not Fitted"
 
 
 def test_bad_bom_files_are_refused_with_the_reason(api, settings):
