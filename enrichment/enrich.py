@@ -289,6 +289,10 @@ class Matcher:
                     exact[i] = (norm, key)
                     todo.append(i)
         makers = {i: self.maker_key(lines[i].manufacturer) for i in todo}
+        # a line whose key a tier found only from other makers goes on to the next tiers (the
+        # packaging tier may find it from the line's maker); when none decides, that first
+        # outcome stands: ambiguous, with those parts as candidates and a note
+        held: dict[int, LineResult] = {}
         with connection.cursor() as wrapper:
             cur = wrapper.cursor
             cur.execute(_PLAN_SETTINGS)
@@ -309,7 +313,7 @@ class Matcher:
                     todo,
                     matching.CONFIDENCE[tier],
                 )
-                todo = self._decide(tier, lines, todo, found, makers, results)
+                todo = self._decide(tier, lines, todo, found, makers, results, held)
                 self.seconds[tier] += time.perf_counter() - started
             # An operator's earlier choice also settles a line the key tiers left ambiguous:
             # that is the very line an operator resolves.
@@ -335,6 +339,12 @@ class Matcher:
                     )
                     todo = [i for i in todo if i not in found]
                 self.seconds[Tier.LEARNED] += time.perf_counter() - started
+        if held:
+            for i in todo:
+                if i in held:
+                    results[i] = held[i]
+                    self.lines[held[i].decision.tier] += 1
+            todo = [i for i in todo if i not in held]
         for result in results.values():
             _price(result)
         return results, todo
@@ -390,15 +400,20 @@ class Matcher:
         found: dict[int, list[Candidate]],
         makers: dict[int, str],
         results: dict[int, LineResult],
+        held: dict[int, LineResult] | None = None,
     ) -> list[int]:
-        """Apply ``tier``'s decision to each line of ``todo``; returns the undecided ones."""
+        """Apply ``tier``'s decision to each line of ``todo``; returns the undecided ones. With
+        ``held``, a line found only from other makers is undecided too, its first such outcome
+        kept there."""
         left = []
         for i in todo:
             line = lines[i]
             decision = matching.decide(
                 tier, found.get(i, ()), manufacturer=makers[i], quantity=line.quantity, mpn=line.mpn
             )
-            if decision is None:
+            if decision is None or (held is not None and decision.other_makers):
+                if decision is not None:
+                    held.setdefault(i, LineResult(line, decision))
                 left.append(i)
             else:
                 if i in results:  # a learned choice replaces an ambiguous outcome

@@ -176,6 +176,9 @@ class Decision:
     component: Candidate | None = None
     candidates: list[Candidate] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # the tier found the part only from makers other than the line's: a later tier may still
+    # find it from the line's maker (``enrich.Matcher`` holds this outcome until none does)
+    other_makers: bool = False
 
 
 def unit_price_at(
@@ -318,9 +321,8 @@ def decide(
             )
     found, notes = _by_manufacturer(candidates, manufacturer)
     if not found:
-        return Decision(
-            Status.AMBIGUOUS, tier, 0.0, None, rank(candidates, quantity)[:MAX_CANDIDATES], notes
-        )
+        ranked = rank(candidates, quantity)[:MAX_CANDIDATES]
+        return Decision(Status.AMBIGUOUS, tier, 0.0, None, ranked, notes, other_makers=True)
     ranked = rank(found, quantity)
     if tier == Tier.PACKAGING and len(found) > 1:
         parts = _distinct_parts(found, lambda c: strip_packaging(c.mpn))

@@ -85,6 +85,21 @@ def test_a_shared_normalized_key_never_matches_even_with_the_maker_of_one_part(o
     assert (exact.status, exact.tier, exact.component.mpn) == ("matched", "exact", "SMBJ50A")
 
 
+def test_a_key_found_only_from_other_makers_goes_on_to_the_next_tiers(org):
+    make_component(org, "NXP", "BAS16J,115")
+    make_component(org, "Nexperia", "BAS16J")
+    got = match(org, ("BAS16J,115", "Nexperia", 1, False), ("bas16j,115", "Vishay", 1, False))
+    # the packaging tier finds it from the line's maker
+    nexperia = got["BAS16J,115"].decision
+    assert (nexperia.status, nexperia.tier) == ("matched", "packaging")
+    assert (nexperia.component.manufacturer, nexperia.component.mpn) == ("Nexperia", "BAS16J")
+    # no tier finds it from the line's maker: the first tier's outcome stands
+    vishay = got["bas16j,115"].decision
+    assert (vishay.status, vishay.tier, vishay.component) == ("ambiguous", "exact", None)
+    assert [(c.manufacturer, c.mpn) for c in vishay.candidates] == [("NXP", "BAS16J,115")]
+    assert vishay.notes == ["The catalogue has this part only from NXP, not from the line's maker."]
+
+
 @pytest.mark.parametrize("written", ["IRF540N", "irf540n/tr", "IRF540N#TRPBF"])
 def test_packaging_finds_the_part_catalogued_with_its_finish_not_its_longer_siblings(org, written):
     """The packaging tier reads the parts whose normalized MPN begins with the line's key and
