@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import Count, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -138,6 +139,23 @@ def _segments(counts: dict[str, int], total: int) -> list[dict[str, Any]]:
     ]
 
 
+def _kept(bom, job, running: bool, counts: dict[str, int]) -> dict[str, int]:
+    """The matched and skipped lines a re-run of the unresolved ones leaves as they are (the
+    page's live bar adds the run's own counts to them): those it has not enriched yet, while
+    one runs; else all of them (what a run started from the page will leave)."""
+    kept = [MatchStatus.MATCHED, MatchStatus.SKIPPED]
+    if running and job.options.get("only") == "unresolved" and job.started_at is not None:
+        rows = (
+            BomLine.objects.filter(bom=bom, match_status__in=kept)
+            .filter(Q(enriched_at__lt=job.started_at) | Q(enriched_at=None))
+            .values_list("match_status")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        return {**dict.fromkeys(kept, 0), **dict(rows)}
+    return {s: counts.get(s, 0) for s in kept}
+
+
 @login_required
 def bom_page(request: HttpRequest, bom_id: Any) -> HttpResponse:
     membership, bom = _bom_for(request, bom_id)
@@ -166,6 +184,7 @@ def bom_page(request: HttpRequest, bom_id: Any) -> HttpResponse:
         "job": job_snapshot(job) if job else None,
         "running": running,
         "segments": _segments(detail["counts"], bom.line_count),
+        "kept": _kept(bom, job, running, detail["counts"]),
         "lines": lines_payload(bom, list(page)),
         "page": page,
         "status_filter": status_filter,

@@ -29,17 +29,26 @@ function field(name) {
 function applyState(state, job) {
   if (state && state.total_items !== undefined) {
     const total = state.total_items || 0;
+    // A re-run of the unresolved lines leaves the BOM's other lines as they are: the bar and
+    // the counts stay the whole BOM's, those lines' (rendered with the page) plus the run's.
+    const lines = Number(root.dataset.lineCount || 0);
+    const legend = root.querySelector(".legend");
+    const partial = lines > total;
+    const kept = (s) => (partial ? Number(legend?.dataset[`kept_${s}`] || 0) : 0);
     const counts = {
-      matched: state.matched, ambiguous: state.ambiguous, not_found: state.not_found,
-      skipped: state.skipped, error: state.failed_items,
-      pending: Math.max(total - (state.enriched_items || 0), 0),
+      matched: kept("matched") + (state.matched || 0), ambiguous: state.ambiguous,
+      not_found: state.not_found, skipped: kept("skipped") + (state.skipped || 0),
+      error: state.failed_items, pending: Math.max(total - (state.enriched_items || 0), 0),
     };
+    const whole = partial ? lines : total;
     for (const s of SEGMENTS) {
       const seg = root.querySelector(`[data-seg="${s}"]`);
-      if (seg && total) {
-        seg.style.width = `${(100 * (counts[s] || 0)) / total}%`;
+      if (seg && whole) {
+        seg.style.width = `${(100 * (counts[s] || 0)) / whole}%`;
         seg.title = `${s}: ${counts[s] || 0}`;
       }
+      const count = root.querySelector(`[data-count="${s}"]`);
+      if (count) count.textContent = num(counts[s]);
     }
     const percent = field("percent");
     // percent_complete never goes down within a run; keep the larger one against reordering
