@@ -87,23 +87,30 @@ def boms_page(request: HttpRequest) -> HttpResponse:
             error, status = "Choose a CSV or XLSX BOM to upload.", 400
         else:
             project = None
-            if request.POST.get("project"):
-                project_id = _whole_number(request.POST["project"])
+            asked = request.POST.get("project", "")
+            if asked:
+                project_id = _whole_number(asked)
                 project = Project.objects.filter(organization=org, pk=project_id).first()
-            try:
-                bom, problems = services.bom_create(
-                    organization=org,
-                    user=request.user,
-                    upload=request.FILES["file"],
-                    name=request.POST.get("name", ""),
-                    project=project,
-                )
-            except ServiceError as exc:
-                error, status = exc.message, exc.status_code
+            if asked and project is None:
+                # as the API answers: a BOM is not stored outside the project asked for
+                error, status = f"Project '{asked}' is not one of your organization's.", 400
             else:
-                note = f" ({len(problems)} rows with problems)" if problems else ""
-                messages.success(request, f"BOM '{bom.name}' stored: {bom.line_count} lines{note}.")
-                return redirect("bom-page", bom_id=bom.id)
+                try:
+                    bom, problems = services.bom_create(
+                        organization=org,
+                        user=request.user,
+                        upload=request.FILES["file"],
+                        name=request.POST.get("name", ""),
+                        project=project,
+                    )
+                except ServiceError as exc:
+                    error, status = exc.message, exc.status_code
+                else:
+                    note = f" ({len(problems)} rows with problems)" if problems else ""
+                    messages.success(
+                        request, f"BOM '{bom.name}' stored: {bom.line_count} lines{note}."
+                    )
+                    return redirect("bom-page", bom_id=bom.id)
     projects = list(Project.objects.filter(organization=org).order_by("name"))
     boms = Bom.objects.filter(organization=org).select_related("project", "latest_job")
     selected = request.GET.get("project", "")

@@ -52,6 +52,19 @@ def test_bad_bom_upload_shows_the_reason(client, operator):
     assert "Column &#x27;mpn&#x27; is missing (found: qty, colour)" in resp.content.decode()
 
 
+@pytest.mark.parametrize("asked", ["foreign", "9999999", "x"])
+def test_a_bom_uploaded_into_a_project_that_is_not_yours_is_refused(
+    client, operator, org, other_org, asked
+):
+    theirs = Project.objects.create(organization=other_org, name="Theirs")
+    project = str(theirs.id) if asked == "foreign" else asked
+    client.force_login(operator)
+    resp = client.post("/boms/", {"file": upload(bom_csv(ROWS), "main.csv"), "project": project})
+    assert resp.status_code == 400
+    assert f"Project &#x27;{project}&#x27; is not one of your organization" in resp.content.decode()
+    assert not Bom.objects.exists()
+
+
 def test_bom_page_shows_segments_lines_and_resolves_in_place(client, operator, org, catalogue):
     bom = _bom(org, operator)
     job = services.enrichment_start(bom=bom, user=operator, priority=5)
