@@ -145,6 +145,12 @@ def test_bom_enrichment_end_to_end_with_its_live_stream(
     # after the end: a reconnect at the terminal event is 204 (EventSource stops retrying)
     resp = httpx.get(stream, headers={**_headers(operator), "Last-Event-ID": received[-1][1]})
     assert resp.status_code == 204
+    # a client cut off mid-run reconnects with the last id it got: every later event once, in
+    # order, then the stream closes after the terminal one
+    cut = received[3][1]
+    again = _sse_events(stream, {**_headers(operator), "Last-Event-ID": cut})
+    assert [i for _, i, _ in again] == [i for _, i, _ in received[4:]]
+    assert again[-1][0] == "enrichment.completed"
 
     line = BomLine.objects.get(bom_id=bom_id, mpn="BAS16J,115")
     assert (line.match_status, line.match_tier, str(line.extended_price)) == (
