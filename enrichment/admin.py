@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -79,6 +79,24 @@ class ManufacturerAliasAdmin(admin.ModelAdmin):
     list_filter = [("organization", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["alias", "canonical"]
     readonly_fields = ["alias_key"]
+
+    # the parts already catalogued under the alias's name take its canonical maker, as an
+    # import after the alias would have written them
+    def save_model(self, request, obj, form, change):
+        from .services import alias_applied
+
+        super().save_model(request, obj, form, change)
+        changed, left = alias_applied(obj)
+        if changed or left:
+            text = (
+                f"{changed} catalogued part(s) under '{obj.alias}' now read as '{obj.canonical}'."
+            )
+            if left:
+                text += (
+                    f" {left} part(s) left under '{obj.alias}': their organization also has them "
+                    f"from '{obj.canonical}'."
+                )
+            self.message_user(request, text, messages.WARNING if left else messages.SUCCESS)
 
 
 @admin.register(Catalogue)

@@ -31,7 +31,16 @@ from . import matching, selectors
 from .bom_file import map_bom_header, read_bom_lines
 from .catalogue import ALIASES as COMPONENT_ALIASES
 from .catalogue import REQUIRED as COMPONENT_REQUIRED
-from .models import Bom, BomLine, Component, LearnedMatch, MatchStatus, MatchTier, Project
+from .models import (
+    Bom,
+    BomLine,
+    Component,
+    LearnedMatch,
+    ManufacturerAlias,
+    MatchStatus,
+    MatchTier,
+    Project,
+)
 
 QUEUE_FOR_PRIORITY = {
     **dict.fromkeys(range(8, 11), "high"),
@@ -257,3 +266,56 @@ def _decimal(value: Any):
     from decimal import Decimal
 
     return Decimal(str(value))
+
+
+# The parts catalogued under an alias's name, as the alias now reads them: their maker becomes
+# the canonical one, as an import would have taken it. A part the organization also has from
+# the canonical maker (the same MPN) is left as it is: the two would be one part.
+_APPLY_ALIAS = """
+UPDATE enrichment_component c
+SET manufacturer = %(canonical)s, manufacturer_key = %(canonical_key)s, updated_at = now()
+WHERE c.manufacturer_key = %(alias_key)s AND {scope}
+  AND NOT EXISTS (
+      SELECT 1 FROM enrichment_component d
+      WHERE d.organization_id = c.organization_id AND d.mpn_norm = c.mpn_norm
+        AND d.mpn_key = c.mpn_key AND d.manufacturer_key = %(canonical_key)s)
+RETURNING c.organization_id
+"""
+_LEFT_UNDER_ALIAS = """
+SELECT count(*) FROM enrichment_component c WHERE c.manufacturer_key = %(alias_key)s AND {scope}
+"""
+_ONE_ORGANIZATION = "c.organization_id = %(org)s"
+# a built-in alias applies where the organization has no alias of its own for that name
+_NOT_OVERRIDDEN = """c.organization_id NOT IN (
+    SELECT a.organization_id FROM enrichment_manufactureralias a
+    WHERE a.organization_id IS NOT NULL AND a.alias_key = %(alias_key)s)"""
+
+
+def alias_applied(alias: ManufacturerAlias) -> tuple[int, int]:
+    """After ``alias`` was saved: the parts catalogued under its name read as its canonical
+    maker, in its organization (every organization without its own alias for that name, for
+    a built-in one), and each changed catalogue gets a new version. Returns (parts changed,
+    parts left as they were because their organization also has them from the canonical
+    maker)."""
+    from django.db import connection
+
+    from .catalogue_import import catalogue_bump
+
+    canonical_key = matching.manufacturer_key(alias.canonical)
+    if not alias.alias_key or alias.alias_key == canonical_key:
+        return 0, 0
+    scope = _ONE_ORGANIZATION if alias.organization_id else _NOT_OVERRIDDEN
+    params = {
+        "canonical": alias.canonical.strip(),
+        "canonical_key": canonical_key,
+        "alias_key": alias.alias_key,
+        "org": alias.organization_id,
+    }
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(_APPLY_ALIAS.format(scope=scope), params)
+        changed = [org for (org,) in cur.fetchall()]
+        cur.execute(_LEFT_UNDER_ALIAS.format(scope=scope), params)
+        left = cur.fetchone()[0]
+        for org in sorted(set(changed)):
+            catalogue_bump(org)
+    return len(changed), left

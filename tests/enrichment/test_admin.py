@@ -58,6 +58,58 @@ def test_an_organizations_own_alias_wins_over_the_built_in_one(org, other_org):
     assert alias_map(organization_id=other_org.id)["TI"] == "Texas Instruments"
 
 
+def test_an_alias_added_in_the_admin_applies_to_the_parts_already_catalogued(
+    admin_client, org, other_org
+):
+    from enrichment.selectors import catalogue_version
+
+    mine = make_component(org, "Fairchild Semi", "FQP30N06L")
+    twice = make_component(org, "Fairchild Semi", "2N7000")
+    make_component(org, "onsemi", "2N7000")  # the same part from the canonical maker
+    theirs = make_component(other_org, "Fairchild Semi", "FQP30N06L")
+    before = catalogue_version(organization_id=org.id)
+    resp = admin_client.post(
+        "/admin/enrichment/manufactureralias/add/",
+        {"organization": org.pk, "alias": "Fairchild Semi", "canonical": "onsemi"},
+        follow=True,
+    )
+    assert resp.status_code == 200
+    page = resp.content.decode()
+    assert "1 catalogued part(s) under &#x27;Fairchild Semi&#x27; now read as" in page
+    assert "1 part(s) left under &#x27;Fairchild Semi&#x27;" in page
+    mine.refresh_from_db()
+    assert (mine.manufacturer, mine.manufacturer_key) == ("onsemi", "ONSEMI")
+    twice.refresh_from_db()
+    assert twice.manufacturer == "Fairchild Semi"  # it would be the onsemi 2N7000 again
+    theirs.refresh_from_db()
+    assert theirs.manufacturer == "Fairchild Semi"  # another organization's alias is its own
+    assert catalogue_version(organization_id=org.id) == before + 1
+
+    # a line naming the canonical maker finds the part at once
+    from enrichment.enrich import LineInput, Matcher
+    from enrichment.selectors import alias_map
+
+    matcher = Matcher(organization_id=org.id, aliases=alias_map(organization_id=org.id))
+    (result,) = matcher.match([LineInput(1, "FQP30N06L", "onsemi", 1, False)])
+    assert (result.decision.status, result.decision.component.id) == ("matched", mine.id)
+
+
+def test_a_built_in_alias_edited_in_the_admin_applies_where_no_own_alias_overrides_it(
+    admin_client, org, other_org
+):
+    ManufacturerAlias.objects.create(organization=other_org, alias="Philips", canonical="Philips")
+    mine = make_component(org, "Philips", "BC547")
+    theirs = make_component(other_org, "Philips", "BC547")
+    resp = admin_client.post(
+        "/admin/enrichment/manufactureralias/add/",
+        {"organization": "", "alias": "Philips", "canonical": "NXP"},
+    )
+    assert resp.status_code == 302
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert (mine.manufacturer, theirs.manufacturer) == ("NXP", "Philips")
+
+
 def _component_form(org, mpn: str, maker: str = "Texas Instruments") -> dict:
     return {
         "organization": org.pk,
