@@ -12,6 +12,7 @@ class EnrichmentConfig(AppConfig):
         from imports.models import JobKind
         from realtime import topics
 
+        from . import signals
         from .catalogue_import import run_component_import
         from .jobs import run_bom_enrichment
         from .topics import TERMINAL_EVENTS, bom_run_ended, bom_snapshot, bom_visible
@@ -25,3 +26,4 @@ class EnrichmentConfig(AppConfig):
             ended=bom_run_ended,
             terminal_events=TERMINAL_EVENTS,
         )
+        signals.connect()

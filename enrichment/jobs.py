@@ -44,22 +44,13 @@ def run_bom_enrichment(job: ImportJob, reporter: ProgressReporter) -> None:
     """The ``bom_enrichment`` runner (in the ``loading`` stage from the start)."""
     bom_id = job.options.get("bom_id")
     bom = Bom.objects.filter(pk=bom_id, organization_id=job.organization_id).first()
-    topic = bom_topic(bom_id)
+    # ``enrichment.failed`` goes out on the BOM's topic with every failed or cancelled end of
+    # the job, whichever path ends it (``signals.run_ended``)
     if bom is None:
-        with transaction.atomic():
-            reporter.failed("The BOM was deleted before its enrichment ran.")
-            reporter.announce(
-                "enrichment.failed",
-                topics=[topic],
-                terminal=True,
-                bom_id=bom_id,
-                state=_state(job, Counter(), 0),
-            )
+        reporter.failed("The BOM was deleted before its enrichment ran.")
         return
-    counts: Counter = Counter()
-    total = 0
     try:
-        total = _run(job, reporter, bom, counts)
+        _run(job, reporter, bom, Counter())
     except (JobFenced, *OUTAGE_ERRORS):
         # not the run's fault: ``run_job`` resumes the job after its checkpoint (a database
         # outage, a statement or lock timeout), or leaves it to the newer attempt (fenced)
@@ -70,16 +61,7 @@ def run_bom_enrichment(job: ImportJob, reporter: ProgressReporter) -> None:
             f"The enrichment stopped on an internal error ({type(exc).__name__}). Start it "
             "again; if it fails again, give the job id to an administrator."
         )
-        with transaction.atomic():
-            reporter.failed(message)
-            reporter.announce(
-                "enrichment.failed",
-                topics=[topic],
-                terminal=True,
-                bom_id=bom.id,
-                state=_state(job, counts, total),
-                error=message,
-            )
+        reporter.failed(message)
 
 
 def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) -> int:
@@ -107,16 +89,7 @@ def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) 
     with relaxed_commits():
         cancelled = _chunks(job, reporter, bom, matcher, lines, counts, size, version)
     if cancelled:
-        with transaction.atomic():
-            reporter.cancelled()
-            reporter.announce(
-                "enrichment.failed",
-                topics=[topic],
-                terminal=True,
-                bom_id=bom.id,
-                state=_state(job, counts, total),
-                reason="cancelled",
-            )
+        reporter.cancelled()
         return total
     elapsed = time.perf_counter() - started
     summary = bom_summary(bom)

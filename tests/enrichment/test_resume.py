@@ -26,6 +26,7 @@ class Outage:
     def __init__(self) -> None:
         self.calls: list[list[int]] = []
         self.on_call = 1
+        self.always = False
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def outage(monkeypatch):
         chunks = real(matcher, lines, **kwargs)
         try:
             yield next(chunks)
-            if len(state.calls) == state.on_call:
+            if state.always or len(state.calls) == state.on_call:
                 raise OperationalError("server closed the connection unexpectedly")
             yield from chunks
         finally:
@@ -122,3 +123,35 @@ def test_a_resumed_rerun_of_the_unresolved_lines_goes_on_after_its_checkpoint(
     assert outage.calls[1:] == [unresolved, unresolved[4:]]
     assert (job.processed_rows, job.total_rows) == (6, 6)
     _check_events(bom, job, first_started=4)
+
+
+def test_a_run_whose_last_attempt_meets_an_outage_ends_its_bom_stream(
+    org, catalogue, fast_progress, outage, settings
+):
+    settings.JOB_MAX_ATTEMPTS = 2
+    outage.always = True
+    bom = _bom(org)
+    job = services.enrichment_start(bom=bom, user=None, priority=5)
+    run_job(str(job.id))
+    run_job(str(job.id))
+    job.refresh_from_db()
+    assert (job.status, job.attempt, job.processed_rows) == (JobStatus.FAILED, 2, 8)
+    last = read_after(bom_topic(bom.id), None).events[-1]
+    # the BOM's stream and page wait for an enrichment.* end, not the job's own job.failed
+    assert last["type"] == "enrichment.failed" and last["job"]["status"] == "failed"
+    assert last["state"]["enriched_items"] == 8 and last["state"]["total_items"] == 12
+    assert "database connection was lost" in last["error"]
+
+
+def test_a_run_cancelled_while_queued_ends_its_bom_stream(org, catalogue):
+    from imports.services import import_job_cancel
+
+    bom = _bom(org)
+    job = services.enrichment_start(bom=bom, user=None, priority=5)
+    import_job_cancel(job=job)
+    last = read_after(bom_topic(bom.id), None).events[-1]
+    assert (last["type"], last["reason"], last["job"]["status"]) == (
+        "enrichment.failed",
+        "cancelled",
+        "cancelled",
+    )
