@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db import models
+from django.db import IntegrityError, models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -86,7 +86,16 @@ class ManufacturerAliasAdmin(admin.ModelAdmin):
         from .services import alias_applied
 
         super().save_model(request, obj, form, change)
-        changed, left = alias_applied(obj)
+        try:
+            changed, left = alias_applied(obj)
+        except IntegrityError:  # an import added the same part from the canonical maker meanwhile
+            self.message_user(
+                request,
+                f"The alias is saved, but the parts under '{obj.alias}' could not be moved now "
+                "(the catalogue changed meanwhile): save the alias again.",
+                messages.ERROR,
+            )
+            return
         if changed or left:
             text = (
                 f"{changed} catalogued part(s) under '{obj.alias}' now read as '{obj.canonical}'."

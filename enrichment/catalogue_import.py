@@ -410,26 +410,33 @@ def _flag(organization_id: int, norms: Iterable[str]) -> None:
 # ``GRANT SET ON PARAMETER deadlock_timeout``, PostgreSQL 15 and later); elsewhere the ANALYZE
 # waits out the server's setting as before. Autovacuum takes the table again at its next round.
 _AUTOVACUUM_YIELDS = """
-SELECT set_config('deadlock_timeout', %s, true)
+SELECT current_setting('deadlock_timeout'), set_config('deadlock_timeout', %s, true)
 WHERE has_parameter_privilege('deadlock_timeout', 'SET')
 """
+_WAIT_AGAIN = "SELECT set_config('deadlock_timeout', %s, true)"
 AUTOVACUUM_WAIT = "20ms"
 
 
-def _autovacuum_yields_soon(cur) -> None:
+def _autovacuum_yields_soon(cur) -> str | None:
     """Within the current transaction, an autovacuum that blocks this connection is cancelled
-    after ``AUTOVACUUM_WAIT`` instead of ``deadlock_timeout`` (where the role may say so)."""
-    if connection.pg_version >= 150000:  # has_parameter_privilege is 15's
-        cur.execute(_AUTOVACUUM_YIELDS, [AUTOVACUUM_WAIT])
+    after ``AUTOVACUUM_WAIT`` instead of ``deadlock_timeout`` (where the role may say so).
+    Returns the setting it replaced (None: unchanged), for a caller's outer transaction."""
+    if connection.pg_version < 150000:  # has_parameter_privilege is 15's
+        return None
+    cur.execute(_AUTOVACUUM_YIELDS, [AUTOVACUUM_WAIT])
+    row = cur.fetchone()
+    return row[0] if row else None
 
 
 def _analyze(*, own_connection: bool = False, first_load: bool = False) -> None:
     try:
         with transaction.atomic(), connection.cursor() as cur:
-            _autovacuum_yields_soon(cur)
+            before = _autovacuum_yields_soon(cur)
             if first_load:
                 cur.execute(_FIRST_LOAD_TARGET)
             cur.execute(_ANALYZE)
+            if before is not None:  # the rest of a caller's transaction waits as it did
+                cur.execute(_WAIT_AGAIN, [before])
     finally:
         if own_connection:
             connection.close()  # the helper thread's own

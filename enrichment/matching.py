@@ -318,6 +318,9 @@ def decide(
                 None,
                 rank(candidates, quantity)[:MAX_CANDIDATES],
                 [f"Different catalogue parts share this normalized part number ({names})."],
+                # none of them from the line's maker: a later tier may find it from that maker
+                other_makers=bool(manufacturer)
+                and all(c.manufacturer_key != manufacturer for c in candidates),
             )
     found, notes = _by_manufacturer(candidates, manufacturer)
     if not found:

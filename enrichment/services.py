@@ -284,9 +284,18 @@ RETURNING c.organization_id
 _LEFT_UNDER_ALIAS = """
 SELECT count(*) FROM enrichment_component c WHERE c.manufacturer_key = %(alias_key)s AND {scope}
 """
-_ONE_ORGANIZATION = "c.organization_id = %(org)s"
+# the operators' earlier choices for lines naming the alias: lines now ask by the canonical key
+_APPLY_ALIAS_LEARNED = """
+UPDATE enrichment_learnedmatch m SET manufacturer_key = %(canonical_key)s, updated_at = now()
+WHERE m.manufacturer_key = %(alias_key)s AND {scope}
+  AND NOT EXISTS (
+      SELECT 1 FROM enrichment_learnedmatch n
+      WHERE n.organization_id = m.organization_id AND n.mpn_key = m.mpn_key
+        AND n.manufacturer_key = %(canonical_key)s)
+"""
+_ONE_ORGANIZATION = "{t}.organization_id = %(org)s"
 # a built-in alias applies where the organization has no alias of its own for that name
-_NOT_OVERRIDDEN = """c.organization_id NOT IN (
+_NOT_OVERRIDDEN = """{t}.organization_id NOT IN (
     SELECT a.organization_id FROM enrichment_manufactureralias a
     WHERE a.organization_id IS NOT NULL AND a.alias_key = %(alias_key)s)"""
 
@@ -296,7 +305,9 @@ def alias_applied(alias: ManufacturerAlias) -> tuple[int, int]:
     maker, in its organization (every organization without its own alias for that name, for
     a built-in one), and each changed catalogue gets a new version. Returns (parts changed,
     parts left as they were because their organization also has them from the canonical
-    maker)."""
+    maker). Learned choices made for lines that named the alias move with them. A scan of
+    the catalogue (every organization's, for a built-in alias): an admin's occasional step.
+    Changing or deleting an alias later moves nothing back."""
     from django.db import connection
 
     from .catalogue_import import catalogue_bump
@@ -312,10 +323,11 @@ def alias_applied(alias: ManufacturerAlias) -> tuple[int, int]:
         "org": alias.organization_id,
     }
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(_APPLY_ALIAS.format(scope=scope), params)
+        cur.execute(_APPLY_ALIAS.format(scope=scope.format(t="c")), params)
         changed = [org for (org,) in cur.fetchall()]
-        cur.execute(_LEFT_UNDER_ALIAS.format(scope=scope), params)
+        cur.execute(_LEFT_UNDER_ALIAS.format(scope=scope.format(t="c")), params)
         left = cur.fetchone()[0]
+        cur.execute(_APPLY_ALIAS_LEARNED.format(scope=scope.format(t="m")), params)
         for org in sorted(set(changed)):
             catalogue_bump(org)
     return len(changed), left

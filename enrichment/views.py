@@ -148,13 +148,14 @@ def _segments(counts: dict[str, int], total: int) -> list[dict[str, Any]]:
 
 def _kept(bom, job, running: bool, counts: dict[str, int]) -> dict[str, int]:
     """The matched and skipped lines a re-run of the unresolved ones leaves as they are (the
-    page's live bar adds the run's own counts to them): those it has not enriched yet, while
-    one runs; else all of them (what a run started from the page will leave)."""
+    page's live bar adds the run's own counts to them): those enriched before the run was
+    asked for (any of its attempts may have enriched the others), while one runs; else all of
+    them (what a run started from the page will leave)."""
     kept = [MatchStatus.MATCHED, MatchStatus.SKIPPED]
-    if running and job.options.get("only") == "unresolved" and job.started_at is not None:
+    if running and job.options.get("only") == "unresolved":
         rows = (
             BomLine.objects.filter(bom=bom, match_status__in=kept)
-            .filter(Q(enriched_at__lt=job.started_at) | Q(enriched_at=None))
+            .filter(Q(enriched_at__lt=job.created_at) | Q(enriched_at=None))
             .values_list("match_status")
             .annotate(n=Count("id"))
             .order_by()

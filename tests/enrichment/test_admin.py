@@ -7,7 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from enrichment import services
 from enrichment.catalogue_import import catalogue_loaded
-from enrichment.models import BomLine, Catalogue, Component, ManufacturerAlias
+from enrichment.models import BomLine, Catalogue, Component, LearnedMatch, ManufacturerAlias
 from imports.models import Role
 from tests.fixtures.accounts import member
 from tests.fixtures.enrichment import bom_csv, make_component
@@ -65,6 +65,9 @@ def test_an_alias_added_in_the_admin_applies_to_the_parts_already_catalogued(
 
     mine = make_component(org, "Fairchild Semi", "FQP30N06L")
     twice = make_component(org, "Fairchild Semi", "2N7000")
+    chosen = LearnedMatch.objects.create(
+        organization=org, mpn_key="FQP30N06", manufacturer_key="FAIRCHILDSEMI", component=mine
+    )
     make_component(org, "onsemi", "2N7000")  # the same part from the canonical maker
     theirs = make_component(other_org, "Fairchild Semi", "FQP30N06L")
     before = catalogue_version(organization_id=org.id)
@@ -84,6 +87,8 @@ def test_an_alias_added_in_the_admin_applies_to_the_parts_already_catalogued(
     theirs.refresh_from_db()
     assert theirs.manufacturer == "Fairchild Semi"  # another organization's alias is its own
     assert catalogue_version(organization_id=org.id) == before + 1
+    chosen.refresh_from_db()  # lines naming the alias now ask by the canonical maker's key
+    assert chosen.manufacturer_key == "ONSEMI"
 
     # a line naming the canonical maker finds the part at once
     from enrichment.enrich import LineInput, Matcher

@@ -100,6 +100,18 @@ def test_a_key_found_only_from_other_makers_goes_on_to_the_next_tiers(org):
     assert vishay.notes == ["The catalogue has this part only from NXP, not from the line's maker."]
 
 
+def test_a_key_other_makers_share_lets_a_later_tier_find_the_line_s_maker(org):
+    make_component(org, "NXP", "BAS16J,115")
+    make_component(org, "Diodes Incorporated", "BAS16J.115")  # the same normalized key
+    make_component(org, "Nexperia", "BAS16J")
+    got = match(org, ("BAS16J,115", "Nexperia", 1, False), ("BAS16J;115", "", 1, False))
+    nexperia = got["BAS16J,115"].decision
+    assert (nexperia.status, nexperia.tier) == ("matched", "packaging")
+    assert nexperia.component.manufacturer == "Nexperia"
+    shared = got["BAS16J;115"].decision  # no maker on the line: the shared key decides
+    assert (shared.status, shared.tier) == ("ambiguous", "normalized")
+
+
 @pytest.mark.parametrize("written", ["IRF540N", "irf540n/tr", "IRF540N#TRPBF"])
 def test_packaging_finds_the_part_catalogued_with_its_finish_not_its_longer_siblings(org, written):
     """The packaging tier reads the parts whose normalized MPN begins with the line's key and

@@ -71,7 +71,7 @@ def test_the_warm_up_does_not_stop_a_worker_when_redis_does_not_answer(monkeypat
 
 
 STOP_MID_CHECK = """
-import os, signal, types, django
+import os, signal, threading, time, types, django
 django.setup()
 from django.conf import settings
 from django.db import connection
@@ -85,15 +85,16 @@ worker._install_signal_handlers()  # RQ's own: SIGTERM while idle raises StopReq
 worker.scheduler = types.SimpleNamespace(_process=None, acquire_locks=lambda auto_start: None)
 
 def check_jobs(exclusive):  # the signal lands while the check waits on the database
-    os.kill(os.getpid(), signal.SIGTERM)
+    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_sleep(2)")
+        cursor.execute("SELECT pg_sleep(5)")
 
 recovery.check_jobs = check_jobs
+started = time.monotonic()
 try:
     worker._check_jobs()
 except StopRequested:
-    print("stopped")
+    print(f"stopped {time.monotonic() - started:.1f}")
 else:
     print("went on")
 """
@@ -110,5 +111,7 @@ def test_a_stop_signal_during_the_job_check_stops_the_worker_without_an_error():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split()[-1:] == ["stopped"], proc.stdout + proc.stderr[-2000:]
+    outcome, seconds = proc.stdout.split()[-2:]
+    assert outcome == "stopped", proc.stdout + proc.stderr[-2000:]
+    assert float(seconds) < 4  # the query was cut short, not waited out
     assert "job check failed" not in proc.stderr and "Traceback" not in proc.stderr
