@@ -406,6 +406,8 @@ def main() -> None:
             record("  of which the job in its work horse s", in_horse)
             record("enrichment end to end lines/s", args.lines / e2e)
             record("matching alone lines/s", args.lines / summary["seconds"])
+            for what, took in summary.get("waited_seconds", {}).items():
+                record(f"  of which waiting on the helpers ({what}) s", took)
             tiers_ok = True
             for tier in ("exact", "normalized", "packaging", "learned", "trigram"):
                 n = summary["examined_per_tier"].get(tier, 0)

@@ -247,6 +247,9 @@ class Matcher:
         self.lines: dict[str, int] = defaultdict(int)  # decided in each tier
         self.examined: dict[str, int] = defaultdict(int)  # looked up by each tier's statement
         self.any_learned: bool | None = None  # whether the organization has a learned choice
+        # how long this thread waited on the helpers, outside the tiers' own time: for a chunk
+        # to be stored before matching on (``storing``), and for them to close (``closing``)
+        self.waited: dict[str, float] = defaultdict(float)
 
     def maker_key(self, name: str) -> str:
         key = matching.manufacturer_key(name)
@@ -550,6 +553,15 @@ def _close_helpers(pools: Sequence[tuple[ThreadPoolExecutor, int]]) -> None:
         raise failed
 
 
+def _stored(matcher: Matcher, stored: Future) -> list[LineResult]:
+    """A chunk's stored results, the wait for them counted in ``matcher.waited``."""
+    started = time.perf_counter()
+    try:
+        return stored.result()
+    finally:
+        matcher.waited["storing"] += time.perf_counter() - started
+
+
 def run_chunks(
     matcher: Matcher, lines: Sequence[LineInput], *, size: int, version: int
 ) -> Iterator[list[LineResult]]:
@@ -595,14 +607,16 @@ def run_chunks(
                 stored = storing.submit(_store_proposed, proposed, chunk, results, version)
                 pending.append((proposed, stored))
                 while pending and (len(pending) > _AHEAD or pending[0][1].done()):
-                    yield pending.popleft()[1].result()
+                    yield _stored(matcher, pending.popleft()[1])
             while pending:
-                yield pending.popleft()[1].result()
+                yield _stored(matcher, pending.popleft()[1])
         finally:
             for proposed, stored in pending:  # the caller stopped (cancelled): not stored
                 stored.cancel()  # if not begun
                 proposed.cancel()
+            started = time.perf_counter()
             _close_helpers(((proposing, 1), (storing, _STORERS)))
+            matcher.waited["closing"] += time.perf_counter() - started
     finally:
         if collecting:
             gc.enable()

@@ -99,6 +99,8 @@ def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) 
         "lines_per_tier": dict(matcher.lines),
         "examined_per_tier": dict(matcher.examined),
         "seconds_per_tier": {k: round(v, 4) for k, v in matcher.seconds.items()},
+        # the run's own thread waiting on its helpers, beside the tiers (a stall shows here)
+        "waited_seconds": {k: round(v, 4) for k, v in matcher.waited.items()},
     }
     bom.summary = summary
     bom.save(update_fields=["summary", "updated_at"])

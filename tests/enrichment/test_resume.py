@@ -103,6 +103,8 @@ def test_a_run_resumed_after_an_outage_goes_on_after_its_checkpoint(
     assert outage.calls == [list(range(2, 14)), list(range(6, 14))]  # lines 2-5 not again
     assert job.processed_rows == 12
     assert not bom.lines.filter(enriched_at=None).exists()
+    bom.refresh_from_db()  # the run's own thread's waits on its helpers, beside the tiers
+    assert set(bom.summary["run"]["waited_seconds"]) == {"storing", "closing"}
     _check_events(bom, job, first_started=4)
     assert ImportJob.objects.get(pk=job.pk).options["counts"] == {
         "matched": 6,
