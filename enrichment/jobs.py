@@ -64,7 +64,7 @@ def run_bom_enrichment(job: ImportJob, reporter: ProgressReporter) -> None:
         reporter.failed(message)
 
 
-def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) -> int:
+def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) -> None:
     topic = bom_topic(bom.id)
     # An attempt resumed after an earlier one stored some chunks (its worker was lost, or the
     # database went away) goes on after the last line stored in order (the checkpoint), with
@@ -90,7 +90,7 @@ def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) 
         cancelled = _chunks(job, reporter, bom, matcher, lines, counts, size, version)
     if cancelled:
         reporter.cancelled()
-        return total
+        return
     elapsed = time.perf_counter() - started
     summary = bom_summary(bom)
     summary["run"] = {
@@ -114,7 +114,6 @@ def _run(job: ImportJob, reporter: ProgressReporter, bom: Bom, counts: Counter) 
             state=_state(job, counts, total),
             summary=summary,
         )
-    return total
 
 
 # A line stored as an error at upload (its row could not be read) keeps its error and note;
