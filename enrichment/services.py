@@ -2,7 +2,10 @@
 start its enrichment, resolve a line, create a project.
 
 Jobs go through ``imports.services.job_enqueue`` (inside the transaction that made them; django-rq
-enqueues on commit) and run in ``imports.jobs.run_job`` like every other kind.
+enqueues on commit) and run in ``imports.jobs.run_job`` like every other kind. As for product
+imports, a queue that does not answer is a 503 before anything is stored, and one that fails
+as the job is queued leaves the job failed with a message, not ``queued`` for good
+(``require_queue``, ``commit_queued``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from imports.services import (
     InvalidUpload,
     ServiceError,
     UploadTooLarge,
+    commit_queued,
     job_enqueue,
+    require_queue,
 )
 
 from . import matching, selectors
@@ -85,7 +90,9 @@ def component_import_create(
     name = _check_file(upload)
     if priority not in ("high", "default", "low"):
         raise InvalidUpload(f"Unknown priority '{priority}': use one of high, default, low.")
-    with transaction.atomic():
+    require_queue(priority)
+
+    def create() -> ImportJob:
         job = ImportJob(
             organization=organization,
             created_by=user if getattr(user, "is_authenticated", False) else None,
@@ -104,7 +111,9 @@ def component_import_create(
             raise InvalidUpload(str(exc))
         job.save()
         job_enqueue(job)
-    return job
+        return job
+
+    return commit_queued(create)
 
 
 # ---------------------------------------------------------------------- projects and BOMs
@@ -192,23 +201,27 @@ def enrichment_start(
     queue = QUEUE_FOR_PRIORITY.get(priority)
     if queue is None:
         raise InvalidUpload(f"priority must be a whole number from 1 to 10 (got {priority}).")
-    with transaction.atomic():
-        bom = Bom.objects.select_for_update().get(pk=bom.pk)  # one start at a time per BOM
-        running = selectors.active_run(bom=bom)
+    require_queue(queue)
+
+    def start() -> ImportJob:
+        locked = Bom.objects.select_for_update().get(pk=bom.pk)  # one start at a time per BOM
+        running = selectors.active_run(bom=locked)
         if running is not None:
             raise RunInProgress(running)
         job = ImportJob.objects.create(
-            organization_id=bom.organization_id,
+            organization_id=locked.organization_id,
             created_by=user if getattr(user, "is_authenticated", False) else None,
             kind=JobKind.BOM_ENRICHMENT,
-            original_filename=bom.name,
+            original_filename=locked.name,
             priority=queue,
-            options={"bom_id": bom.id, "only": only or "all", "priority": priority},
+            options={"bom_id": locked.id, "only": only or "all", "priority": priority},
         )
-        bom.latest_job = job
-        bom.save(update_fields=["latest_job", "updated_at"])
+        locked.latest_job = job
+        locked.save(update_fields=["latest_job", "updated_at"])
         job_enqueue(job)
-    return job
+        return job
+
+    return commit_queued(start)
 
 
 def line_resolve(*, line: BomLine, component_id: int, user: Any) -> BomLine:

@@ -209,7 +209,7 @@ def import_job_create(
             job_enqueue(job)
         return job
 
-    return _commit_queued(create)
+    return commit_queued(create)
 
 
 def import_job_start(
@@ -248,7 +248,7 @@ def import_job_start(
         return staged
 
     require_queue(job.priority)
-    return _commit_queued(start)
+    return commit_queued(start)
 
 
 def earlier_import_of_same_content(job: ImportJob) -> ImportJob | None:
@@ -287,7 +287,7 @@ def require_queue(priority: str) -> None:
         raise QueueUnavailable(QUEUE_DOWN)
 
 
-def _commit_queued(make: Callable[[], ImportJob]) -> ImportJob:
+def commit_queued(make: Callable[[], ImportJob]) -> ImportJob:
     """Run ``make`` (which saves a job and calls ``job_enqueue``) in a transaction.
 
     django-rq enqueues when the transaction commits; should Redis fail just then, the job row
@@ -416,7 +416,7 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
         job_enqueue(locked)
         return locked
 
-    return _commit_queued(retry)
+    return commit_queued(retry)
 
 
 def job_next_attempt(job: ImportJob) -> None:
@@ -474,4 +474,4 @@ def import_job_confirm(*, job: ImportJob, user: Any) -> ImportJob:
         job_enqueue(confirmed)
         return confirmed
 
-    return _commit_queued(confirm)
+    return commit_queued(confirm)
