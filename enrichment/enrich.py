@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from threading import Barrier
 from typing import NamedTuple
@@ -153,8 +154,16 @@ UPDATE enrichment_bomline b SET
     currency = r.currency, datasheet_url = r.datasheet_url, warnings = r.warnings,
     notes = r.notes, enriched_at = now(), catalogue_version = %s
 FROM {_RESULTS} r
-WHERE b.id = r.id
+WHERE b.id = r.id AND NOT coalesce(b.match_tier = 'manual' AND b.enriched_at >= %s, false)
 """
+# An operator's resolution made after the run was asked for is kept: the run read the line
+# before it, and writing its own outcome over the operator's would lose the choice.
+_RESOLVED_MEANWHILE = """
+SELECT id FROM enrichment_bomline
+WHERE id = ANY(%s) AND match_tier = 'manual' AND enriched_at >= %s
+"""
+# a run with no start of its own (a test, a caller): every line is written
+_NEVER = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 # A run commits each chunk's results and the job's progress, three commits a chunk; waiting for
@@ -436,10 +445,14 @@ def _price(result: LineResult) -> None:
     result.warnings = tuple(matching.warnings_for(c, qty, unit))
 
 
-def write_results(results: Sequence[LineResult], *, catalogue_version: int) -> None:
-    """Store a chunk's results: COPY to a temp table, one UPDATE. Call inside a transaction."""
+def write_results(
+    results: Sequence[LineResult], *, catalogue_version: int, since: datetime | None = None
+) -> set[int]:
+    """Store a chunk's results: COPY to a temp table, one UPDATE. Call inside a transaction.
+    A line an operator resolved at or after ``since`` (when the run was asked for) keeps that
+    resolution; returns the ids of such lines."""
     if not results:
-        return
+        return set()
     with connection.cursor() as wrapper:
         cur = wrapper.cursor
         cur.execute(_CREATE_RESULTS)
@@ -474,8 +487,16 @@ def write_results(results: Sequence[LineResult], *, catalogue_version: int) -> N
                     )
                 )
         cur.execute(_PLAN_SETTINGS)
-        cur.execute(_WRITE, [catalogue_version])
+        cur.execute(_WRITE, [catalogue_version, since or _NEVER])
+        kept: set[int] = set()
+        if cur.rowcount < len(results) and since is not None:
+            cur.execute(_RESOLVED_MEANWHILE, [[r.line.id for r in results], since])
+            kept = {id_ for (id_,) in cur.fetchall()}
         cur.execute(_PLAN_DEFAULTS)  # a caller's own transaction plans as it did
+    return kept
+
+
+_RESOLVED = Decision(Status.MATCHED, Tier.MANUAL, 1.0, notes=["Resolved during the run: kept."])
 
 
 def _propose(
@@ -492,22 +513,32 @@ def _propose(
 
 
 def _store(
-    chunk: Sequence[LineInput], results: dict[int, LineResult], version: int
+    chunk: Sequence[LineInput],
+    results: dict[int, LineResult],
+    version: int,
+    since: datetime | None = None,
 ) -> list[LineResult]:
-    """Store a decided chunk's results in a transaction of this thread's connection."""
+    """Store a decided chunk's results in a transaction of this thread's connection; a line
+    an operator resolved meanwhile (``write_results``) is counted as the operator left it."""
     with transaction.atomic():
         with connection.cursor() as cur:
             cur.execute(_RELAXED_LOCAL)
         out = [results[i] for i in range(len(chunk))]
-        write_results(out, catalogue_version=version)
+        kept = write_results(out, catalogue_version=version, since=since)
+    if kept:
+        out = [LineResult(r.line, _RESOLVED) if r.line.id in kept else r for r in out]
     return out
 
 
 def _store_proposed(
-    proposed: Future, chunk: Sequence[LineInput], results: dict[int, LineResult], version: int
+    proposed: Future,
+    chunk: Sequence[LineInput],
+    results: dict[int, LineResult],
+    version: int,
+    since: datetime | None,
 ) -> list[LineResult]:
     proposed.result()  # the chunk's proposals are in ``results`` (or their error goes up)
-    return _store(chunk, results, version)
+    return _store(chunk, results, version, since)
 
 
 # chunks matched ahead of the oldest one not yet stored: enough to keep the helper connections
@@ -563,9 +594,15 @@ def _stored(matcher: Matcher, stored: Future) -> list[LineResult]:
 
 
 def run_chunks(
-    matcher: Matcher, lines: Sequence[LineInput], *, size: int, version: int
+    matcher: Matcher,
+    lines: Sequence[LineInput],
+    *,
+    size: int,
+    version: int,
+    since: datetime | None = None,
 ) -> Iterator[list[LineResult]]:
     """Match and store ``lines`` chunk by chunk; yields each chunk's results once stored.
+    Lines an operator resolves from ``since`` on (the run's request) keep their resolution.
 
     Outside a transaction (a worker), four connections share the work, each on its own
     thread: this one runs the key tiers of a chunk, a second proposes look-alikes for the
@@ -590,7 +627,7 @@ def run_chunks(
                 with transaction.atomic():
                     results, todo = matcher.match_keys(chunk)
                     _propose(matcher, chunk, results, todo)
-                    out = _store(chunk, results, version)
+                    out = _store(chunk, results, version, since)
                 yield out
             return
         proposing = ThreadPoolExecutor(1, thread_name_prefix="enrich-propose")
@@ -604,7 +641,7 @@ def run_chunks(
                 with transaction.atomic():
                     results, todo = matcher.match_keys(chunk)
                 proposed = proposing.submit(_propose, matcher, chunk, results, todo)
-                stored = storing.submit(_store_proposed, proposed, chunk, results, version)
+                stored = storing.submit(_store_proposed, proposed, chunk, results, version, since)
                 pending.append((proposed, stored))
                 while pending and (len(pending) > _AHEAD or pending[0][1].done()):
                     yield _stored(matcher, pending.popleft()[1])

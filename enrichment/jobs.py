@@ -161,7 +161,8 @@ def _chunks(
     topic = bom_topic(bom.id)
     total = job.total_rows
     last_progress = 0.0
-    for results in run_chunks(matcher, lines, size=size, version=version):
+    # a line resolved by an operator after the run was asked for keeps that resolution
+    for results in run_chunks(matcher, lines, size=size, version=version, since=job.created_at):
         counts.update(r.decision.status for r in results)
         job.options = {**job.options, "counts": dict(counts)}
         # the counts so far go with the progress and the checkpoint (chunks are yielded in

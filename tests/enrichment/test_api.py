@@ -207,6 +207,40 @@ def test_resolving_a_line_is_remembered_for_the_learned_tier(api, org, catalogue
     )
 
 
+def test_a_line_resolved_after_the_run_was_asked_for_keeps_the_operator_s_choice(
+    api, org, catalogue
+):
+    """The run reads its lines when it begins; a line an operator resolves after the run was
+    asked for (queued here, or while it runs) is not written over with the run's outcome."""
+    bom_id = post_bom(api).json()["id"]
+    resp = api.post(f"/api/v1/boms/{bom_id}/enrichment/start", {}, format="json")
+    assert resp.status_code == 202, resp.content
+    line = BomLine.objects.get(bom_id=bom_id, line_number=2)  # RC0603FR-0710KL: exact
+    st = catalogue[("STMicroelectronics", "LM358D")]
+    patched = api.patch(
+        f"/api/v1/boms/{bom_id}/lines/{line.id}", {"component_id": st.id}, format="json"
+    )
+    assert patched.status_code == 200, patched.content
+    run_job(resp.json()["id"])
+    line.refresh_from_db()
+    assert (line.match_status, line.match_tier, line.component_id) == ("matched", "manual", st.id)
+    job = ImportJob.objects.get(pk=resp.json()["id"])
+    assert job.status == JobStatus.COMPLETED
+    # the run counted the line as the operator left it: the counts still add up
+    counts = job.options["counts"]
+    assert sum(counts.values()) == job.total_rows
+    assert (
+        counts["matched"] == BomLine.objects.filter(bom_id=bom_id, match_status="matched").count()
+    )
+    # a run asked for after the resolution matches the line again (its exact part)
+    enrich(api, bom_id)
+    line.refresh_from_db()
+    assert (line.match_tier, line.component_id) == (
+        "exact",
+        catalogue[("Yageo", "RC0603FR-0710KL")].id,
+    )
+
+
 def test_resolving_with_a_foreign_component_is_400_and_foreign_line_404(
     api, outsider_api, org, other_org, catalogue
 ):

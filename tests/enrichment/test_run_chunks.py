@@ -137,12 +137,12 @@ def test_a_failed_store_reaches_the_caller_and_every_helper_connection_closes(or
     failed = threading.Event()
     write = enrich.write_results
 
-    def write_results(results, *, catalogue_version):
+    def write_results(results, *, catalogue_version, since=None):
         if failing & {r.line.id for r in results}:
             failed.set()
             raise RuntimeError("storing broke")
         failed.wait(10)  # the other storer is still at work when the error goes up
-        write(results, catalogue_version=catalogue_version)
+        return write(results, catalogue_version=catalogue_version, since=since)
 
     monkeypatch.setattr(enrich, "write_results", write_results)
     before = _clients()
