@@ -175,6 +175,9 @@ class BomLineAdmin(admin.ModelAdmin):
     raw_id_fields = ["bom", "component"]
     list_select_related = ["bom", "component"]
     show_full_result_count = False
+    # what runs and resolving write, in the shapes the API, the page and the export read:
+    # free JSON typed here broke them (a candidate of [1] was a 500 on the lines API)
+    readonly_fields = ["candidates", "warnings", "notes", "enriched_at", "catalogue_version"]
 
 
 @admin.register(LearnedMatch)

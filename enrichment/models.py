@@ -226,6 +226,22 @@ class ManufacturerAlias(models.Model):
         self.alias_key = matching.manufacturer_key(self.alias)
         super().save(*args, **kwargs)
 
+    def clean(self) -> None:
+        # the uniqueness is on ``alias_key``, which no form shows, so Django's own check of the
+        # constraint leaves it out: a second ``TI`` (or ``T.I.``) would reach the database
+        key = matching.manufacturer_key(self.alias)
+        if not key:
+            raise ValidationError({"alias": "An alias needs at least one letter or digit."})
+        same = ManufacturerAlias.objects.filter(
+            organization_id=self.organization_id, alias_key=key
+        ).exclude(pk=self.pk)
+        taken = same.first()
+        if taken is not None:
+            whose = "the built-in list" if self.organization_id is None else "this organization"
+            raise ValidationError(
+                {"alias": f"'{taken.alias}' → '{taken.canonical}' is already in {whose}: edit it."}
+            )
+
 
 class Catalogue(models.Model):
     """An organization's catalogue version: bumped by every component import and edit, and

@@ -249,3 +249,49 @@ def test_a_component_added_in_the_admin_takes_its_maker_through_the_aliases(admi
     )
     assert resp.status_code == 302
     assert Component.objects.get(organization=org, mpn="LM324").manufacturer == "Texas Instruments"
+
+
+@pytest.mark.parametrize(
+    ("organization", "alias", "taken"),
+    [
+        (None, "TI", "is already in the built-in list"),  # the built-in one exists
+        ("org", "T.I.", "is already in this organization"),  # the same key as the org's TI
+    ],
+)
+def test_an_alias_the_list_already_has_is_a_form_error(
+    admin_client, org, organization, alias, taken
+):
+    """Before: the uniqueness is on a key no form shows, so the second one was a 500."""
+    ManufacturerAlias.objects.create(organization=org, alias="TI", canonical="Texas Instruments")
+    before = ManufacturerAlias.objects.count()
+    resp = admin_client.post(
+        "/admin/enrichment/manufactureralias/add/",
+        {"organization": org.pk if organization else "", "alias": alias, "canonical": "TI Inc"},
+    )
+    assert resp.status_code == 200
+    assert taken in resp.content.decode()
+    assert ManufacturerAlias.objects.count() == before
+
+
+def test_an_alias_with_no_letters_or_digits_is_a_form_error(admin_client, org):
+    resp = admin_client.post(
+        "/admin/enrichment/manufactureralias/add/",
+        {"organization": org.pk, "alias": "--", "canonical": "Texas Instruments"},
+    )
+    assert resp.status_code == 200
+    assert "at least one letter or digit" in resp.content.decode()
+
+
+def test_a_line_s_results_are_not_free_json_in_the_admin(admin_client, org):
+    """Candidates, warnings and notes are what runs and resolving write; typed in as free JSON
+    they broke the lines API (a candidate of [1] was a 500)."""
+    bom, _ = services.bom_create(
+        organization=org,
+        user=None,
+        upload=SimpleUploadedFile("b.csv", bom_csv([("R1", "1", "X1", "", "", "")])),
+        name="b",
+    )
+    line = BomLine.objects.get(bom=bom)
+    page = admin_client.get(f"/admin/enrichment/bomline/{line.pk}/change/").content.decode()
+    for field in ("candidates", "warnings", "notes"):
+        assert f'name="{field}"' not in page, field
