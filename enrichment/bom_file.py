@@ -90,6 +90,11 @@ def read_bom_lines(source: TabularSource, header: HeaderMap) -> Iterator[tuple[B
     cols = header.columns
 
     for number, values in source.rows():
+        # PostgreSQL's text cannot hold a NUL (the reader checks only the file's first bytes
+        # for a binary file): the row is kept as an error line, without the NULs
+        nul = any("\x00" in v for v in values)
+        if nul:
+            values = [v.replace("\x00", "") for v in values]
         width = len(values)
 
         def cell(field: str, values=values, width=width) -> str:
@@ -113,6 +118,8 @@ def read_bom_lines(source: TabularSource, header: HeaderMap) -> Iterator[tuple[B
         )
         if len(mpn) > 200:
             problem = problem or "the part number is longer than 200 characters"
+        if nul:
+            problem = problem or "a cell holds a NUL character (a binary file or a bad export?)"
         if problem:
             problem = f"Row {number}: {problem}"
             line.match_status = MatchStatus.ERROR

@@ -65,6 +65,13 @@ class RunInProgress(ServiceError):
         self.job = job
 
 
+def _no_nul(**texts: str) -> None:
+    """PostgreSQL's text cannot hold a NUL character: refuse it with the field's name."""
+    for field, text in texts.items():
+        if "\x00" in text:
+            raise InvalidUpload(f"The {field} holds a NUL character.")
+
+
 def _check_file(upload: UploadedFile) -> str:
     name = Path(upload.name or "upload.csv").name[:200]
     if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
@@ -125,6 +132,7 @@ def project_create(
     name = name.strip()
     if not name:
         raise InvalidUpload("A project needs a name.")
+    _no_nul(name=name, description=description)
     try:
         with transaction.atomic():
             return Project.objects.create(
@@ -148,6 +156,7 @@ def bom_create(
     """Store a BOM file and its lines; returns the BOM and the row problems (those lines are
     stored with status ``error`` and the problem as a note, so nothing in the file is lost)."""
     filename = _check_file(upload)
+    _no_nul(name=name, filename=filename)
     with transaction.atomic():
         bom = Bom(
             organization=organization,
@@ -263,16 +272,23 @@ def line_resolve(*, line: BomLine, component_id: int, user: Any) -> BomLine:
         if maker:
             aliases = selectors.alias_map(organization_id=org_id)
             maker = matching.manufacturer_key(aliases.get(maker, line.manufacturer))
-        LearnedMatch.objects.update_or_create(
-            organization_id=org_id,
-            mpn_key=matching.exact_key(line.mpn),
-            manufacturer_key=maker,
-            defaults={
-                "component": component,
-                "created_by": user if getattr(user, "is_authenticated", False) else None,
-            },
-        )
+        key = matching.exact_key(line.mpn)
+        # a key longer than the column (upper case can lengthen: "ß" is "SS") is not
+        # remembered; the learned tier would ask by the same key and find nothing anyway
+        if len(key) <= _LEARNED_KEY_MAX and len(maker) <= _LEARNED_KEY_MAX:
+            LearnedMatch.objects.update_or_create(
+                organization_id=org_id,
+                mpn_key=key,
+                manufacturer_key=maker,
+                defaults={
+                    "component": component,
+                    "created_by": user if getattr(user, "is_authenticated", False) else None,
+                },
+            )
     return line
+
+
+_LEARNED_KEY_MAX = LearnedMatch._meta.get_field("mpn_key").max_length
 
 
 def _decimal(value: Any):

@@ -241,6 +241,20 @@ def test_a_line_resolved_after_the_run_was_asked_for_keeps_the_operator_s_choice
     )
 
 
+def test_resolving_a_line_whose_key_outgrows_its_column_is_not_a_500(api, org, catalogue):
+    """Upper case can lengthen an MPN ("ß" is "SS"): its key does not fit the learned
+    choices' column. The line is resolved; the choice is not remembered."""
+    bom_id = post_bom(api, rows=[("U1", "1", "ß" * 150, "", "", "")]).json()["id"]
+    line = BomLine.objects.get(bom_id=bom_id)
+    st = catalogue[("STMicroelectronics", "LM358D")]
+    resp = api.patch(
+        f"/api/v1/boms/{bom_id}/lines/{line.id}", {"component_id": st.id}, format="json"
+    )
+    assert resp.status_code == 200, resp.content
+    assert resp.json()["match_tier"] == "manual"
+    assert not LearnedMatch.objects.filter(organization=org).exists()
+
+
 def test_resolving_with_a_foreign_component_is_400_and_foreign_line_404(
     api, outsider_api, org, other_org, catalogue
 ):

@@ -52,6 +52,30 @@ def test_bad_bom_upload_shows_the_reason(client, operator):
     assert "Column &#x27;mpn&#x27; is missing (found: qty, colour)" in resp.content.decode()
 
 
+def test_a_nul_past_the_file_s_first_bytes_is_an_error_line_not_a_500(client, operator, org):
+    """The reader checks only the first 64 KiB for a binary file; a NUL later in a cell
+    reached the database (a 500 on the page, a file left behind on the API)."""
+    client.force_login(operator)
+    rows = [("R1", "1", f"PART-{i:05d}", "", "a resistor of some length", "") for i in range(3000)]
+    data = bom_csv([*rows, ("U9", "1", "AB\x00C", "", "", "")])
+    assert len(data) > 65536 and data.index(b"\x00") > 65536
+    resp = client.post("/boms/", {"file": upload(data, "nul.csv"), "name": "Nul"}, follow=True)
+    assert resp.status_code == 200
+    bom = Bom.objects.get(organization=org, name="Nul")
+    bad = BomLine.objects.get(bom=bom, line_number=3002)
+    assert (bad.mpn, bad.match_status) == ("ABC", "error")
+    assert "NUL character" in bad.notes[0]
+    assert bom.line_count == 3001
+
+
+def test_a_project_name_with_a_nul_is_refused_with_the_reason(client, operator, org):
+    client.force_login(operator)
+    resp = client.post("/boms/", {"action": "project", "name": "Ro\x00ver"}, follow=True)
+    assert resp.status_code in (200, 400)
+    assert "NUL character" in resp.content.decode()
+    assert not Project.objects.filter(organization=org).exists()
+
+
 @pytest.mark.parametrize("asked", ["foreign", "9999999", "x"])
 def test_a_bom_uploaded_into_a_project_that_is_not_yours_is_refused(
     client, operator, org, other_org, asked
