@@ -67,6 +67,14 @@ async def snapshot(topic: str) -> dict[str, Any] | None:
     return await database_sync_to_async(kind.snapshot)(ident)
 
 
+async def _has_ended(topic: str) -> bool:
+    """Whether ``topic``'s current state shows nothing more will come. A topic whose last
+    event is terminal may begin again: a BOM's next run is queued before its first event, so
+    a client resuming from the last run's end (a page opened meanwhile) must wait for it."""
+    body = await snapshot(topic)
+    return body is None or topics.ended(topic, body)
+
+
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
     return {k.lower(): v for k, v in scope.get("headers", [])}
 
@@ -263,7 +271,12 @@ class TopicEventsSSE(SSEEndpoint):
         cursor = request_cursor(scope)
         if cursor:
             last = await database_sync_to_async(log.last_event)(topic)
-            if last and last["id"] == cursor and last["type"] in topics.terminal_events_of(topic):
+            if (
+                last
+                and last["id"] == cursor
+                and last["type"] in topics.terminal_events_of(topic)
+                and await _has_ended(topic)
+            ):
                 raise HttpError(204, "")  # the client has the end: stop EventSource retrying
 
         async def start() -> None:

@@ -161,6 +161,24 @@ def test_bom_enrichment_end_to_end_with_its_live_stream(
     detail = api.get(f"/api/v1/boms/{bom_id}").json()
     assert detail["state"]["percent_complete"] == 100 and detail["job"]["id"] == job_id
 
+    # a next run is queued: the BOM page opened now resumes from the last run's end, which
+    # is no longer the end (before: 204, and the page waited at "Queued" for good)
+    resp = api.post(f"/api/v1/boms/{bom_id}/enrichment/start", {}, format="json")
+    assert resp.status_code == 202, resp.content
+    resumed = Reader(
+        _sse_events, stream, {**_headers(operator), "Last-Event-ID": received[-1][1]}, timeout=60
+    )
+    resumed.start()
+    time.sleep(1.0)
+    run_worker()
+    next_run = resumed.join()
+    assert next_run[0][0] == "enrichment.started"
+    assert next_run[-1][0] == "enrichment.completed"
+    assert next_run[-1][2]["job"]["id"] == resp.json()["id"]
+    # and at its end, a reconnect is 204 again
+    resp = httpx.get(stream, headers={**_headers(operator), "Last-Event-ID": next_run[-1][1]})
+    assert resp.status_code == 204
+
 
 def _outsider():
     from django.contrib.auth import get_user_model
