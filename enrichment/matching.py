@@ -27,10 +27,14 @@ _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]+")
 # suffix that names a package or a grade (Microchip's ``/PT``, ``-I/P``, ``-XF``) is part of the
 # part number. Longest first, so ``#TRPBF`` wins over ``#PBF``.
 PACKAGING_SUFFIXES = (
+    "#TRMPBF",  # Analog Devices (Linear): tape and reel, mini, lead-free
+    "-TRMPBF",
     "#TRPBF",
     "-TRPBF",
     "#PBF",
     "-PBF",
+    "/NOPB",  # Texas Instruments (National): lead-free, as ``#PBF``
+    "#TRM",
     "#TR",
     "-TR",
     "/TR",
@@ -90,6 +94,8 @@ def strip_packaging(mpn: str) -> str:
     'PIC18F4550-I/PT'
     >>> strip_packaging("ATMEGA328P-XF")
     'ATMEGA328P-XF'
+    >>> strip_packaging("LM317T/NOPB"), strip_packaging("LT1763CS8#TRMPBF")
+    ('LM317T', 'LT1763CS8')
     """
     key = exact_key(mpn)
     for suffix in PACKAGING_SUFFIXES:

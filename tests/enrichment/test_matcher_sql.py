@@ -125,6 +125,21 @@ def test_packaging_finds_the_part_catalogued_with_its_finish_not_its_longer_sibl
     assert d.candidates == []
 
 
+@pytest.mark.parametrize(
+    ("catalogued", "written"),
+    [
+        ("LM317T", "LM317T/NOPB"),  # TI's lead-free mark, as #PBF
+        ("LM317T/NOPB", "lm317t"),
+        ("LT1763CS8#TRMPBF", "LT1763CS8"),  # Analog Devices' tape and reel, mini, lead-free
+        ("LT1763CS8", "LT1763CS8#TRM"),
+    ],
+)
+def test_lead_free_and_mini_reel_marks_are_packaging(org, catalogued, written):
+    part = make_component(org, "Texas Instruments", catalogued, stock=10)
+    d = match(org, (written, "", 1, False))[written].decision
+    assert (d.status, d.tier, d.component.id) == ("matched", "packaging", part.id)
+
+
 def test_packaging_of_a_two_character_part_number_looks_up_only_that_number(org):
     """A key of one or two characters would range over much of a catalogue: it is looked up as
     it is (a part catalogued under exactly that number still matches)."""
