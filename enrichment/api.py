@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from imports.serializers import ImportJobSerializer
-from imports.tenancy import IsMember, request_membership
+from imports.tenancy import ORG_HEADER, IsMember, membership_for, request_membership
 
 from . import selectors, services
 from .models import Bom, BomLine, Component, Lifecycle, MatchStatus, Project
@@ -286,6 +286,33 @@ class EnrichmentStartView(APIView):
         request=EnrichmentStartSerializer,
         responses={202: ImportJobSerializer, 409: OpenApiTypes.OBJECT},
     )
+    def check_permissions(self, request: Request) -> None:
+        # the body's organization_id (the seed's contract) picks which of the caller's
+        # organizations the BOM is looked up in, as the X-Organization header does; the role
+        # checked is the caller's role there. A header or ?organization= still wins.
+        self._organization_from_body(request)
+        super().check_permissions(request)
+
+    @staticmethod
+    def _organization_from_body(request: Request) -> None:
+        if request.META.get(ORG_HEADER) or request.GET.get("organization"):
+            return
+        if not (request.user and request.user.is_authenticated):
+            return
+        body = request.data
+        org_id = body.get("organization_id") if isinstance(body, dict) else None
+        if org_id in (None, ""):
+            return
+        text = str(org_id).strip()
+        if isinstance(org_id, bool) or not (text.isascii() and text.isdecimal()) or len(text) > 18:
+            raise ValidationError(
+                {"organization_id": "organization_id must be the id of your organization."}
+            )
+        membership = membership_for(request.user, text)
+        if membership is None:  # not one of the caller's: as another tenant's BOM
+            raise NotFound("No such BOM.")
+        request._intake_membership = membership
+
     def post(self, request: Request, bom_id: int) -> Response:
         bom = bom_or_404(request, bom_id)
         body = request.data

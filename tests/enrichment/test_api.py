@@ -286,6 +286,34 @@ def test_rerun_of_unresolved_lines_only(api, org, catalogue):
     assert (bad.match_status, bad.notes) == ("error", ["Row 9: quantity 'x' is not a whole number"])
 
 
+def test_the_body_s_organization_id_picks_which_of_the_caller_s_organizations(
+    api, org, other_org, catalogue
+):
+    """A member of two organizations starts a run on the second one's BOM by naming it in the
+    body, as the seed's clients do (no X-Organization header); the role is theirs there."""
+    from rest_framework.test import APIClient
+
+    from imports.models import Membership, Role
+    from tests.fixtures.accounts import member
+
+    bom_id = post_bom(api).json()["id"]  # in org
+    user = member(other_org, "two-hats", Role.VIEWER)  # oldest membership: a viewer there
+    Membership.objects.create(user=user, organization=org, role=Role.OPERATOR)
+    client = APIClient()
+    client.force_authenticate(user)
+    url = f"/api/v1/boms/{bom_id}/enrichment/start"
+    assert client.post(url, {}, format="json").status_code == 403  # as a viewer of other_org
+    resp = client.post(url, {"organization_id": org.id}, format="json")
+    assert resp.status_code == 202, resp.content
+    assert ImportJob.objects.get(pk=resp.json()["id"]).organization_id == org.id
+    # an organization that is not theirs is 404, a malformed one 400 naming the field
+    outsider_org_id = other_org.id + 1000
+    resp = client.post(url, {"organization_id": outsider_org_id}, format="json")
+    assert resp.status_code == 404
+    resp = client.post(url, {"organization_id": ["x"]}, format="json")
+    assert resp.status_code == 400 and "organization_id" in resp.json()["detail"]
+
+
 def test_start_validation(api, org, other_org, catalogue):
     project = Project.objects.create(organization=org, name="Board A")
     other_project = Project.objects.create(organization=org, name="Board B")
