@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import tempfile
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 from django.http import FileResponse, StreamingHttpResponse
@@ -40,8 +41,8 @@ _FIELDS = (
 )  # fmt: skip
 
 
-def export_rows(bom: Bom, cell: Callable[[object], str] = escape_cell) -> Iterator[list[str]]:
-    """The BOM's lines as text cells, each through ``cell`` (formula-safe)."""
+def export_rows(bom: Bom, cell: Callable[[object], object] = escape_cell) -> Iterator[list[object]]:
+    """The BOM's lines as cells, each through ``cell`` (formula-safe)."""
     qs = BomLine.objects.filter(bom=bom).order_by("line_number").values_list(*_FIELDS)
     for row in qs.iterator(chunk_size=2000):
         values = list(row)
@@ -49,6 +50,14 @@ def export_rows(bom: Bom, cell: Callable[[object], str] = escape_cell) -> Iterat
         values[-2] = "; ".join(values[-2] or [])
         values[-1] = "; ".join(values[-1] or [])
         yield [cell(v) for v in values]
+
+
+def _xlsx_cell(value: object) -> object:
+    """Numbers stay numbers (quantities, stock, prices, confidence: a spreadsheet sums them);
+    everything else is formula-safe text a worksheet can hold."""
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return value
+    return xlsx_text(value)
 
 
 class _Echo:
@@ -94,7 +103,7 @@ class BomExportView(APIView):
             wb = Workbook(write_only=True)
             ws = wb.create_sheet("BOM")
             ws.append(HEADER)
-            for row in export_rows(bom, xlsx_text):
+            for row in export_rows(bom, _xlsx_cell):
                 ws.append(row)
             fh = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 (FileResponse closes it)
             wb.save(fh)

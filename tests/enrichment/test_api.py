@@ -394,6 +394,11 @@ def test_export_is_formula_safe_csv_and_xlsx(api, catalogue):
     wb = openpyxl.load_workbook(io.BytesIO(b"".join(resp.streaming_content)))
     ws = wb.active
     assert ws["B2"].value == '\'=HYPERLINK("x")' and ws["B2"].data_type == "s"
+    # numbers stay numbers, so a buyer can sum the extended prices
+    cells = dict(zip([c.value for c in ws[1]], [c.value for c in ws[2]], strict=True))
+    assert (cells["line"], cells["quantity"], cells["confidence"]) == (2, 1, 1.0)
+    assert cells["unit_price"] == pytest.approx(0.2) and cells["stock"] == 5000
+    assert ws["P2"].data_type == "n"  # extended_price
     assert api.get(f"/api/v1/boms/{bom_id}/export?format=pdf").status_code == 400
 
 
