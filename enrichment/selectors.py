@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Count, Q
 
 from imports.models import ImportJob, JobKind, JobStatus
 
-from .models import Bom, Catalogue, Component, ManufacturerAlias
+from .models import Bom, BomLine, Catalogue, Component, ManufacturerAlias
 
 ACTIVE_STATUSES = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.PROCESSING)
 COUNTED = ("matched", "ambiguous", "not_found", "skipped", "error", "pending")
@@ -123,3 +123,19 @@ def components_by_id(*, organization_id: int, ids: set[int]) -> dict[int, dict[s
         *BRIEF_FIELDS
     )
     return {row["id"]: component_brief(row) for row in rows}
+
+
+def status_counts(*, bom_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Each BOM's lines by match status, now (every run's outcome and every resolution, not
+    the latest run's counts alone: a re-run of the unresolved lines counts only those), in one
+    grouped read of the (BOM, status) index."""
+    out: dict[int, dict[str, int]] = {i: dict.fromkeys(COUNTED, 0) for i in bom_ids}
+    rows = (
+        BomLine.objects.filter(bom_id__in=bom_ids)
+        .values_list("bom_id", "match_status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for bom_id, status, n in rows:
+        out[bom_id][status] = n
+    return out

@@ -118,8 +118,15 @@ def boms_page(request: HttpRequest) -> HttpResponse:
     if project_id is not None:
         boms = boms.filter(project_id=project_id)
     page = Paginator(boms.order_by("-created_at"), 50).get_page(request.GET.get("page"))
+    counts = selectors.status_counts(bom_ids=[b.id for b in page])
     rows = [
-        {"bom": b, "state": selectors.run_state(b.latest_job), "job": b.latest_job} for b in page
+        {
+            "bom": b,
+            "state": selectors.run_state(b.latest_job),
+            "job": b.latest_job,
+            "counts": counts[b.id],
+        }
+        for b in page
     ]
     context = {
         "org": org,

@@ -45,6 +45,22 @@ def test_boms_page_uploads_a_bom_and_filters_by_project(client, operator, org):
     assert ">board<" in client.get("/boms/").content.decode()
 
 
+def test_the_boms_page_counts_every_line_not_the_latest_run_s(client, operator, org, catalogue):
+    """A re-run of the unresolved lines counts only those; the list shows the BOM's lines."""
+    client.force_login(operator)
+    bom = _bom(org, operator)
+    for only in (None, "unresolved"):
+        job = services.enrichment_start(bom=bom, user=operator, only=only)
+        run_job(str(job.id))
+    line = BomLine.objects.get(bom=bom, line_number=2)  # LM358D, no maker: ambiguous
+    services.line_resolve(line=line, component_id=line.candidates[0]["component_id"], user=None)
+    page = client.get("/boms/").content.decode()
+    row = page[page.index(">board<") :]
+    cells = [c.split("<")[0] for c in row.split('<td class="num">')[1:5]]
+    # lines 3, matched: LM358D (resolved) and BAS16J,115; ambiguous none; not found none
+    assert cells == ["3", "2", "0", "0"], cells
+
+
 def test_bad_bom_upload_shows_the_reason(client, operator):
     client.force_login(operator)
     resp = client.post("/boms/", {"file": upload(b"qty,colour\n1,red\n", "x.csv")})
