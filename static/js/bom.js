@@ -71,17 +71,20 @@ function applyState(state, job) {
   }
 }
 
-/** Replace the totals and the line table with their current server-rendered versions. */
-async function refresh() {
+const TOTALS = [".legend", "[data-run=cost]", "[data-run=segbar]"];
+
+/** Replace the totals (and the line table, unless `totalsOnly`) with their current
+ *  server-rendered versions. */
+async function refresh(totalsOnly = false) {
   const response = await fetch(location.href, { credentials: "same-origin" });
   if (!response.ok) return;
   const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-  for (const selector of ["#lines", ".legend", "[data-run=cost]", "[data-run=segbar]"]) {
+  for (const selector of totalsOnly ? TOTALS : ["#lines", ...TOTALS]) {
     const mine = root.querySelector(selector);
     const theirs = fresh.querySelector(selector);
     if (mine && theirs) mine.replaceWith(document.importNode(theirs, true));
   }
-  setUpResolve();
+  if (!totalsOnly) setUpResolve();  // the table's forms are new
 }
 
 let source = null;
@@ -178,6 +181,9 @@ function setUpResolve() {
       row.querySelector("[data-cell=unit_price]").textContent = json.unit_price ? `${json.unit_price} ${json.currency}` : "";
       row.querySelector("[data-cell=extended_price]").textContent = json.extended_price || "";
       row.querySelector("[data-cell=notes]").textContent = [...json.warnings, ...json.notes].join(" · ");
+      // the bar, the counts and the total cost follow (a run under way repaints them itself;
+      // the table stays as filtered, with the resolved row in place)
+      if (!source) refresh(true);
     });
   }
 }

@@ -68,6 +68,9 @@ def test_start_watch_and_resolve_without_a_reload(new_page, org, catalogue):
     row.locator("li", has_text="Texas Instruments").get_by_role("button", name="Use").click()
     expect(row.locator('[data-cell="status"]')).to_contain_text("matched")
     expect(row.locator('[data-cell="component"]')).to_contain_text("Texas Instruments")
+    # the counts under the bar follow the resolution, without a reload
+    expect(page.locator('[data-count="matched"]')).to_have_text("3,002")
+    expect(page.locator('[data-count="ambiguous"]')).to_have_text("0")
     assert_not_reloaded(page)
     line = BomLine.objects.get(bom=bom, mpn="LM358D")
     assert (line.match_status, line.match_tier) == ("matched", "manual")
