@@ -282,10 +282,6 @@ class EnrichmentStartView(APIView):
     permission_classes = [IsMember]
     parser_classes = [JSONParser, FormParser]
 
-    @extend_schema(
-        request=EnrichmentStartSerializer,
-        responses={202: ImportJobSerializer, 409: OpenApiTypes.OBJECT},
-    )
     def check_permissions(self, request: Request) -> None:
         # the body's organization_id (the seed's contract) picks which of the caller's
         # organizations the BOM is looked up in, as the X-Organization header does; the role
@@ -313,6 +309,10 @@ class EnrichmentStartView(APIView):
             raise NotFound("No such BOM.")
         request._intake_membership = membership
 
+    @extend_schema(
+        request=EnrichmentStartSerializer,
+        responses={202: ImportJobSerializer, 409: OpenApiTypes.OBJECT},
+    )
     def post(self, request: Request, bom_id: int) -> Response:
         bom = bom_or_404(request, bom_id)
         body = request.data
@@ -321,7 +321,8 @@ class EnrichmentStartView(APIView):
                 {"body": 'The body must be a JSON object such as {"priority": 5}, or empty.'}
             )
         org_id = body.get("organization_id")
-        if org_id not in (None, "") and str(org_id) != str(bom.organization_id):
+        # read as ``_organization_from_body`` reads it (" 7" and "007" are 7)
+        if org_id not in (None, "") and str(org_id).strip().lstrip("0") != str(bom.organization_id):
             raise NotFound("No such BOM.")
         project_id = body.get("project_id")
         if project_id not in (None, "") and str(project_id) != str(bom.project_id):
