@@ -67,12 +67,26 @@ async def snapshot(topic: str) -> dict[str, Any] | None:
     return await database_sync_to_async(kind.snapshot)(ident)
 
 
-async def _has_ended(topic: str) -> bool:
-    """Whether ``topic``'s current state shows nothing more will come. A topic whose last
-    event is terminal may begin again: a BOM's next run is queued before its first event, so
-    a client resuming from the last run's end (a page opened meanwhile) must wait for it."""
+async def _has_ended(topic: str, last: dict[str, Any]) -> bool:
+    """Whether nothing more will come on ``topic``, whose ``last`` event is terminal. A topic
+    may begin again: a BOM's next run is queued before its first event, so a client resuming
+    from the last run's end (a page opened meanwhile) must wait for it. Its current state says
+    so (a kind without ``ended`` is taken at its terminal event), and so does a newer job than
+    the one the terminal event ended (read after the event: a run started and ended between
+    the two reads is not lost)."""
+    if not topics.ends_by_state(topic):
+        return True
     body = await snapshot(topic)
-    return body is None or topics.ended(topic, body)
+    if body is None:
+        return True
+    ended_job, current_job = last.get("job"), body.get("job")
+    if (
+        isinstance(ended_job, dict)
+        and isinstance(current_job, dict)
+        and ended_job.get("id") != current_job.get("id")
+    ):
+        return False
+    return topics.ended(topic, body)
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
@@ -275,7 +289,7 @@ class TopicEventsSSE(SSEEndpoint):
                 last
                 and last["id"] == cursor
                 and last["type"] in topics.terminal_events_of(topic)
-                and await _has_ended(topic)
+                and await _has_ended(topic, last)
             ):
                 raise HttpError(204, "")  # the client has the end: stop EventSource retrying
 

@@ -113,6 +113,12 @@ def terminal_events_of(topic: str) -> frozenset[str]:
     return kind.terminal_events if kind is not None else frozenset()
 
 
+def ends_by_state(topic: str) -> bool:
+    """Whether ``topic``'s kind registered an ``ended`` (its state can say it has ended)."""
+    kind = _kinds.get(topic.partition(":")[0])
+    return kind is not None and kind.ended is not _never_ends
+
+
 def ended(topic: str, body: dict[str, Any]) -> bool:
     """Whether ``body`` (a snapshot of ``topic``) shows that nothing more will come."""
     kind = _kinds.get(topic.partition(":")[0])

@@ -183,3 +183,37 @@ def test_a_throwaway_kind_streams_end_to_end(widget_daphne, widget_kind, operato
     assert httpx.get(url, headers=_headers(outsider)).status_code == 404
     missing = url.replace("widget:", "gadget:")
     assert httpx.get(missing, headers=_headers(operator)).status_code == 404
+
+
+def test_a_resume_at_a_terminal_event_ends_only_when_the_state_agrees():
+    """204 at a terminal event asks the kind's state: the same job as the event's, and ended.
+    A kind that registered no ``ended`` is taken at its terminal event, as before."""
+    import asyncio
+
+    from realtime.consumers import _has_ended
+
+    state = {"job": {"id": "B"}, "done": True}
+    topics.register(
+        "gizmo",
+        authorize=lambda ident, org: True,
+        snapshot=lambda ident: dict(state),
+        ended=lambda body: body["done"],
+        terminal_events={"gizmo.done"},
+    )
+    topics.register(
+        "gadget",
+        authorize=lambda ident, org: True,
+        snapshot=lambda ident: {"done": False},
+        terminal_events={"gadget.done"},
+    )
+    try:
+        assert asyncio.run(_has_ended("gizmo:1", {"type": "gizmo.done", "job": {"id": "B"}}))
+        # a newer job than the one the event ended (queued, or run since): not ended
+        assert not asyncio.run(_has_ended("gizmo:1", {"type": "gizmo.done", "job": {"id": "A"}}))
+        state["done"] = False  # the same job, begun again (a retry)
+        assert not asyncio.run(_has_ended("gizmo:1", {"type": "gizmo.done", "job": {"id": "B"}}))
+        assert not topics.ends_by_state("gadget:1")
+        assert asyncio.run(_has_ended("gadget:1", {"type": "gadget.done"}))
+    finally:
+        topics.unregister("gizmo")
+        topics.unregister("gadget")
