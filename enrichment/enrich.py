@@ -496,9 +496,6 @@ def write_results(
     return kept
 
 
-_RESOLVED = Decision(Status.MATCHED, Tier.MANUAL, 1.0, notes=["Resolved during the run: kept."])
-
-
 def _propose(
     matcher: Matcher, chunk: Sequence[LineInput], results: dict[int, LineResult], todo: list[int]
 ) -> None:
@@ -526,7 +523,13 @@ def _store(
         out = [results[i] for i in range(len(chunk))]
         kept = write_results(out, catalogue_version=version, since=since)
     if kept:
-        out = [LineResult(r.line, _RESOLVED) if r.line.id in kept else r for r in out]
+        # as the operator left the line (what the run counts; the line itself is not written)
+        out = [
+            LineResult(r.line, Decision(Status.MATCHED, Tier.MANUAL, 1.0))
+            if r.line.id in kept
+            else r
+            for r in out
+        ]
     return out
 
 

@@ -1,7 +1,8 @@
 """Parts whose MPN ends with a packaging suffix added to ``matching.PACKAGING_SUFFIXES`` after
 they were catalogued (TI's ``/NOPB``, Analog Devices' ``#TRMPBF`` and ``#TRM``) get the
 packaging key an import now gives them, so the packaging tier finds them from the MPN without
-the suffix. One scan of the catalogue for the few parts concerned."""
+the suffix. A scan of the catalogue per suffix (no index serves an ending), then an update of
+the few parts concerned."""
 
 import re
 

@@ -165,6 +165,18 @@ def test_bom_enrichment_end_to_end_with_its_live_stream(
     # is no longer the end (before: 204, and the page waited at "Queued" for good)
     resp = api.post(f"/api/v1/boms/{bom_id}/enrichment/start", {}, format="json")
     assert resp.status_code == 202, resp.content
+    # an operator resolves a line while that run is queued: the worker's run (four
+    # connections) keeps the choice instead of writing its exact match over it
+    u1 = BomLine.objects.get(bom_id=bom_id, line_number=2)  # LM358D by TI: exact
+    st = (
+        Component.objects.filter(organization=org, mpn="LM358D")
+        .exclude(manufacturer="Texas Instruments")
+        .get()
+    )
+    patched = api.patch(
+        f"/api/v1/boms/{bom_id}/lines/{u1.id}", {"component_id": st.id}, format="json"
+    )
+    assert patched.status_code == 200, patched.content
     resumed = Reader(
         _sse_events, stream, {**_headers(operator), "Last-Event-ID": received[-1][1]}, timeout=60
     )
@@ -175,6 +187,9 @@ def test_bom_enrichment_end_to_end_with_its_live_stream(
     assert next_run[0][0] == "enrichment.started"
     assert next_run[-1][0] == "enrichment.completed"
     assert next_run[-1][2]["job"]["id"] == resp.json()["id"]
+    u1.refresh_from_db()
+    assert (u1.match_tier, u1.component_id) == ("manual", st.id)
+    assert next_run[-1][2]["state"]["matched"] == 123  # counted as the operator left it
     # and at its end, a reconnect is 204 again
     resp = httpx.get(stream, headers={**_headers(operator), "Last-Event-ID": next_run[-1][1]})
     assert resp.status_code == 204

@@ -18,14 +18,17 @@ _0011 = importlib.import_module("enrichment.migrations.0011_component_base_new_p
 
 
 def test_parts_with_the_new_suffixes_get_their_packaging_key(org):
-    nopb = make_component(org, "Texas Instruments", "LM317T/NOPB")
-    reel = make_component(org, "Analog Devices", "LT1763CS8#TRMPBF")
-    other = make_component(org, "Nexperia", "BAS16J,115")
-    alone = make_component(org, "Texas Instruments", "/NOPB")  # the suffix is all there is
-    # as they were stored before the suffixes were known
-    Component.objects.filter(pk=nopb.pk).update(mpn_base="LM317TNOPB")
-    Component.objects.filter(pk=reel.pk).update(mpn_base="LT1763CS8TRMPBF")
-    Component.objects.filter(pk=alone.pk).update(mpn_base="NOPB")
+    stale = {  # as they were stored before the suffixes were known
+        "LM317T/NOPB": "LM317TNOPB",
+        "LT1763CS8#TRMPBF": "LT1763CS8TRMPBF",
+        "LT1763CS8-TRMPBF": "LT1763CS8TRMPBF",
+        "LT1763CS8#TRM": "LT1763CS8TRM",
+        "/NOPB": "NOPB",  # the suffix is all there is: it stays
+    }
+    for mpn, base in stale.items():
+        part = make_component(org, "Analog Devices", mpn)
+        Component.objects.filter(pk=part.pk).update(mpn_base=base)
+    make_component(org, "Nexperia", "BAS16J,115")  # a suffix known before: untouched
 
     with connection.schema_editor() as editor:
         _0011.rebase(apps, editor)
@@ -34,7 +37,8 @@ def test_parts_with_the_new_suffixes_get_their_packaging_key(org):
     assert got == {
         "LM317T/NOPB": "LM317T",
         "LT1763CS8#TRMPBF": "LT1763CS8",
-        "BAS16J,115": "BAS16J",
+        "LT1763CS8-TRMPBF": "LT1763CS8",
+        "LT1763CS8#TRM": "LT1763CS8",
         "/NOPB": "NOPB",
+        "BAS16J,115": "BAS16J",
     }
-    assert other.mpn_base == "BAS16J"
