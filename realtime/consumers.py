@@ -67,6 +67,15 @@ async def snapshot(topic: str) -> dict[str, Any] | None:
     return await database_sync_to_async(kind.snapshot)(ident)
 
 
+def _ends_here(topic: str, event_type: str) -> bool:
+    """Whether ``event_type`` may end ``topic``: its kind's terminal event, or another kind's
+    on a topic whose state can say it has ended (a BOM run's ``enrichment.completed`` is the
+    last event on its job's topic, after ``job.completed``)."""
+    if event_type in topics.terminal_events_of(topic):
+        return True
+    return topics.ends_by_state(topic) and event_type in topics.terminal_event_types()
+
+
 async def _has_ended(topic: str, last: dict[str, Any]) -> bool:
     """Whether nothing more will come on ``topic``, whose ``last`` event is terminal. A topic
     may begin again: a BOM's next run is queued before its first event, so a client resuming
@@ -288,7 +297,7 @@ class TopicEventsSSE(SSEEndpoint):
             if (
                 last
                 and last["id"] == cursor
-                and last["type"] in topics.terminal_events_of(topic)
+                and _ends_here(topic, last["type"])
                 and await _has_ended(topic, last)
             ):
                 raise HttpError(204, "")  # the client has the end: stop EventSource retrying

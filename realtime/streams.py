@@ -77,6 +77,25 @@ class Outgoing:
         return ends
 
 
+async def _ends_with_another_kinds_end(
+    topic: str, items: list[Outgoing], snapshot: SnapshotFn
+) -> bool:
+    """Whether a replay to a client that resumed ends with what ends the topic although it is
+    not the topic's own terminal event: a BOM run's ``enrichment.completed`` follows the job's
+    ``job.completed`` on ``job:<id>``, so a client that resumed after the job's end would wait
+    for good. Only then is the topic's state asked (a kind with ``ended``), never for a replay
+    that ends mid-run."""
+    last = items[-1]
+    if (
+        any(item.terminal for item in items)
+        or last.type not in topics.terminal_event_types()
+        or not topics.ends_by_state(topic)
+    ):
+        return False
+    body = await snapshot(topic)
+    return body is not None and topics.ended(topic, body)
+
+
 def outgoing_from_envelope(env: dict[str, Any]) -> Outgoing:
     job = env.get("job") or {}
     return Outgoing(
@@ -249,8 +268,11 @@ class ClientStream:
                     await self._reset(topic, snapshot, reason="cursor_expired")
                 else:
                     self.cursors[topic] = log.cursor_key(cursor)
-                    for env in replay.events:
-                        self.offer_replayed(outgoing_from_envelope(env))
+                    items = [outgoing_from_envelope(env) for env in replay.events]
+                    if items and await _ends_with_another_kinds_end(topic, items, snapshot):
+                        items[-1].final, items[-1].ends = True, None
+                    for item in items:
+                        self.offer_replayed(item)
             elif initial:
                 await self._reset(topic, snapshot, reason=None)
         finally:

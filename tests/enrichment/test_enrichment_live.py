@@ -161,6 +161,17 @@ def test_bom_enrichment_end_to_end_with_its_live_stream(
     detail = api.get(f"/api/v1/boms/{bom_id}").json()
     assert detail["state"]["percent_complete"] == 100 and detail["job"]["id"] == job_id
 
+    # the job's own stream: the run's enrichment.completed follows job.completed there, so a
+    # client that resumes after job.completed gets it and the stream closes; one that resumes
+    # after it is told 204 (before: the first waited for good, the second too)
+    job_stream = f"{live.url}/api/v1/jobs/{job_id}/events"
+    on_job = read_after(f"job:{job_id}", None).events
+    assert [e["type"] for e in on_job][-2:] == ["job.completed", "enrichment.completed"]
+    after_end = _sse_events(job_stream, {**_headers(operator), "Last-Event-ID": on_job[-2]["id"]})
+    assert [t for t, _, _ in after_end] == ["enrichment.completed"]
+    resp = httpx.get(job_stream, headers={**_headers(operator), "Last-Event-ID": on_job[-1]["id"]})
+    assert resp.status_code == 204
+
     # a next run is queued: the BOM page opened now resumes from the last run's end, which
     # is no longer the end (before: 204, and the page waited at "Queued" for good)
     resp = api.post(f"/api/v1/boms/{bom_id}/enrichment/start", {}, format="json")
