@@ -33,7 +33,7 @@ from .access import (
 )
 from .metrics import metrics
 from .status import status_feed
-from .streams import ClientStream, Outgoing, StreamClosed, heartbeat
+from .streams import ClientStream, Outgoing, StreamClosed, heartbeat, state_shows_end
 
 logger = logging.getLogger(__name__)
 
@@ -67,35 +67,9 @@ async def snapshot(topic: str) -> dict[str, Any] | None:
     return await database_sync_to_async(kind.snapshot)(ident)
 
 
-def _ends_here(topic: str, event_type: str) -> bool:
-    """Whether ``event_type`` may end ``topic``: its kind's terminal event, or another kind's
-    on a topic whose state can say it has ended (a BOM run's ``enrichment.completed`` is the
-    last event on its job's topic, after ``job.completed``)."""
-    if event_type in topics.terminal_events_of(topic):
-        return True
-    return topics.ends_by_state(topic) and event_type in topics.terminal_event_types()
-
-
-async def _has_ended(topic: str, last: dict[str, Any]) -> bool:
-    """Whether nothing more will come on ``topic``, whose ``last`` event is terminal. A topic
-    may begin again: a BOM's next run is queued before its first event, so a client resuming
-    from the last run's end (a page opened meanwhile) must wait for it. Its current state says
-    so (a kind without ``ended`` is taken at its terminal event), and so does a newer job than
-    the one the terminal event ended (read after the event: a run started and ended between
-    the two reads is not lost)."""
-    if not topics.ends_by_state(topic):
-        return True
-    body = await snapshot(topic)
-    if body is None:
-        return True
-    ended_job, current_job = last.get("job"), body.get("job")
-    if (
-        isinstance(ended_job, dict)
-        and isinstance(current_job, dict)
-        and ended_job.get("id") != current_job.get("id")
-    ):
-        return False
-    return topics.ended(topic, body)
+def _job_id(env: dict[str, Any]) -> str | None:
+    job = env.get("job")
+    return str(job["id"]) if isinstance(job, dict) and job.get("id") else None
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
@@ -297,8 +271,8 @@ class TopicEventsSSE(SSEEndpoint):
             if (
                 last
                 and last["id"] == cursor
-                and _ends_here(topic, last["type"])
-                and await _has_ended(topic, last)
+                and topics.may_end(topic, last["type"])
+                and await state_shows_end(topic, _job_id(last), snapshot)
             ):
                 raise HttpError(204, "")  # the client has the end: stop EventSource retrying
 

@@ -77,23 +77,21 @@ class Outgoing:
         return ends
 
 
-async def _ends_with_another_kinds_end(
-    topic: str, items: list[Outgoing], snapshot: SnapshotFn
-) -> bool:
-    """Whether a replay to a client that resumed ends with what ends the topic although it is
-    not the topic's own terminal event: a BOM run's ``enrichment.completed`` follows the job's
-    ``job.completed`` on ``job:<id>``, so a client that resumed after the job's end would wait
-    for good. Only then is the topic's state asked (a kind with ``ended``), never for a replay
-    that ends mid-run."""
-    last = items[-1]
-    if (
-        any(item.terminal for item in items)
-        or last.type not in topics.terminal_event_types()
-        or not topics.ends_by_state(topic)
-    ):
-        return False
+async def state_shows_end(topic: str, event_job_id: str | None, snapshot: SnapshotFn) -> bool:
+    """Whether nothing more will come on ``topic`` after an event that may end it (of the job
+    ``event_job_id``, if any). A topic may begin again: a BOM's next run is queued before its
+    first event. So its current state must say so too (a kind without ``ended`` is taken at
+    its terminal event), for the same job: read after the event, a newer job means a run
+    started since (even one that has ended too)."""
+    if not topics.ends_by_state(topic):
+        return True
     body = await snapshot(topic)
-    return body is not None and topics.ended(topic, body)
+    if body is None:  # the object is gone
+        return True
+    current = body.get("job")
+    if event_job_id and isinstance(current, dict) and str(current.get("id")) != event_job_id:
+        return False
+    return topics.ended(topic, body)
 
 
 def outgoing_from_envelope(env: dict[str, Any]) -> Outgoing:
@@ -269,8 +267,17 @@ class ClientStream:
                 else:
                     self.cursors[topic] = log.cursor_key(cursor)
                     items = [outgoing_from_envelope(env) for env in replay.events]
-                    if items and await _ends_with_another_kinds_end(topic, items, snapshot):
-                        items[-1].final, items[-1].ends = True, None
+                    # a replay that ends with another kind's end (a BOM run's
+                    # enrichment.completed after job.completed on job:<id>) closes the stream
+                    # when the state agrees; the state is asked only then, never mid-run
+                    last = items[-1] if items else None
+                    if (
+                        last is not None
+                        and not any(item.terminal for item in items)
+                        and topics.may_end(topic, last.type)
+                        and await state_shows_end(topic, last.job_id, snapshot)
+                    ):
+                        last.final, last.ends = True, None
                     for item in items:
                         self.offer_replayed(item)
             elif initial:

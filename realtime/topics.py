@@ -119,6 +119,15 @@ def ends_by_state(topic: str) -> bool:
     return kind is not None and kind.ended is not _never_ends
 
 
+def may_end(topic: str, event_type: str) -> bool:
+    """Whether ``event_type`` may end ``topic``: its kind's terminal event, or another kind's
+    on a topic whose state can say it has ended (a BOM run's ``enrichment.completed`` is the
+    last event on its job's topic, after ``job.completed``)."""
+    if event_type in terminal_events_of(topic):
+        return True
+    return ends_by_state(topic) and event_type in _terminal
+
+
 def ended(topic: str, body: dict[str, Any]) -> bool:
     """Whether ``body`` (a snapshot of ``topic``) shows that nothing more will come."""
     kind = _kinds.get(topic.partition(":")[0])

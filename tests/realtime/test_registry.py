@@ -190,7 +190,11 @@ def test_a_resume_at_a_terminal_event_ends_only_when_the_state_agrees():
     A kind that registered no ``ended`` is taken at its terminal event, as before."""
     import asyncio
 
-    from realtime.consumers import _has_ended
+    from realtime.consumers import _job_id, snapshot
+    from realtime.streams import state_shows_end
+
+    def _has_ended(topic, last):  # as the stream asks at a resume on ``last``
+        return state_shows_end(topic, _job_id(last), snapshot)
 
     state = {"job": {"id": "B"}, "done": True}
     topics.register(
@@ -214,6 +218,10 @@ def test_a_resume_at_a_terminal_event_ends_only_when_the_state_agrees():
         assert not asyncio.run(_has_ended("gizmo:1", {"type": "gizmo.done", "job": {"id": "B"}}))
         assert not topics.ends_by_state("gadget:1")
         assert asyncio.run(_has_ended("gadget:1", {"type": "gadget.done"}))
+        # which events may end a topic: its kind's, or another kind's where the state can say
+        assert topics.may_end("gadget:1", "gadget.done")
+        assert not topics.may_end("gadget:1", "gizmo.done")
+        assert topics.may_end("gizmo:1", "gadget.done")
     finally:
         topics.unregister("gizmo")
         topics.unregister("gadget")
