@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from imports.pagination import whole_number
 from imports.serializers import ImportJobSerializer
 from imports.tenancy import ORG_HEADER, IsMember, membership_for, request_membership
 
@@ -290,21 +291,33 @@ class EnrichmentStartView(APIView):
         super().check_permissions(request)
 
     @staticmethod
-    def _organization_from_body(request: Request) -> None:
+    def _body_organization_id(request: Request) -> int | None:
+        """The body's ``organization_id`` (None when it gives none), read once for both
+        checks; one that is not a whole number is 400."""
+        body = request.data
+        raw = body.get("organization_id") if isinstance(body, dict) else None
+        if raw in (None, ""):
+            return None
+        value = whole_number(str(raw), digits=18)  # True is not 1 here: str(True) is "True"
+        if value is None:
+            shown = str(raw)[:40]
+            raise ValidationError(
+                {
+                    "organization_id": f"organization_id must be the numeric id of one of your "
+                    f"organizations (got {shown!r}), or left out."
+                }
+            )
+        return value
+
+    def _organization_from_body(self, request: Request) -> None:
         if request.META.get(ORG_HEADER) or request.GET.get("organization"):
             return
         if not (request.user and request.user.is_authenticated):
             return
-        body = request.data
-        org_id = body.get("organization_id") if isinstance(body, dict) else None
-        if org_id in (None, ""):
+        org_id = self._body_organization_id(request)
+        if org_id is None:
             return
-        text = str(org_id).strip()
-        if isinstance(org_id, bool) or not (text.isascii() and text.isdecimal()) or len(text) > 18:
-            raise ValidationError(
-                {"organization_id": "organization_id must be the id of your organization."}
-            )
-        membership = membership_for(request.user, text)
+        membership = membership_for(request.user, str(org_id))
         if membership is None:  # not one of the caller's: as another tenant's BOM
             raise NotFound("No such BOM.")
         request._intake_membership = membership
@@ -320,9 +333,8 @@ class EnrichmentStartView(APIView):
             raise ValidationError(
                 {"body": 'The body must be a JSON object such as {"priority": 5}, or empty.'}
             )
-        org_id = body.get("organization_id")
-        # read as ``_organization_from_body`` reads it (" 7" and "007" are 7)
-        if org_id not in (None, "") and str(org_id).strip().lstrip("0") != str(bom.organization_id):
+        org_id = self._body_organization_id(request)
+        if org_id is not None and org_id != bom.organization_id:
             raise NotFound("No such BOM.")
         project_id = body.get("project_id")
         if project_id not in (None, "") and str(project_id) != str(bom.project_id):
