@@ -69,7 +69,10 @@ def _no_nul(**texts: str) -> None:
     """PostgreSQL's text cannot hold a NUL character: refuse it with the field's name."""
     for field, text in texts.items():
         if "\x00" in text:
-            raise InvalidUpload(f"The {field} holds a NUL character.")
+            raise InvalidUpload(
+                f"The {field} holds a NUL character, which cannot be stored: remove it and "
+                "try again."
+            )
 
 
 def _check_file(upload: UploadedFile) -> str:

@@ -372,6 +372,13 @@ def test_other_tenant_and_viewer(api, viewer_api, outsider_api, catalogue):
     assert post_bom(viewer_api).status_code == 403
 
 
+def _xlsx_export(api, bom_id):
+    """The BOM's XLSX export, its worksheet."""
+    resp = api.get(f"/api/v1/boms/{bom_id}/export?format=xlsx")
+    assert resp.status_code == 200
+    return openpyxl.load_workbook(io.BytesIO(b"".join(resp.streaming_content))).active
+
+
 def test_export_is_formula_safe_csv_and_xlsx(api, catalogue):
     rows = [('=HYPERLINK("x")', "1", "LM358D", "TI", "+danger", "")]
     bom_id = post_bom(api, rows=rows).json()["id"]
@@ -389,10 +396,7 @@ def test_export_is_formula_safe_csv_and_xlsx(api, catalogue):
         "0.200000",
     )
 
-    resp = api.get(f"/api/v1/boms/{bom_id}/export?format=xlsx")
-    assert resp.status_code == 200
-    wb = openpyxl.load_workbook(io.BytesIO(b"".join(resp.streaming_content)))
-    ws = wb.active
+    ws = _xlsx_export(api, bom_id)
     assert ws["B2"].value == '\'=HYPERLINK("x")' and ws["B2"].data_type == "s"
     # numbers stay numbers, so a buyer can sum the extended prices
     cells = dict(zip([c.value for c in ws[1]], [c.value for c in ws[2]], strict=True))
@@ -406,9 +410,7 @@ def test_the_xlsx_export_leaves_out_control_characters_a_worksheet_cannot_hold(a
     rows = [("U1\x01", "1", "LM358D", "TI", "op\x07a\x1fmp", "")]
     bom_id = post_bom(api, rows=rows).json()["id"]
     enrich(api, bom_id)
-    resp = api.get(f"/api/v1/boms/{bom_id}/export?format=xlsx")
-    assert resp.status_code == 200
-    ws = openpyxl.load_workbook(io.BytesIO(b"".join(resp.streaming_content))).active
+    ws = _xlsx_export(api, bom_id)
     assert (ws["B2"].value, ws["F2"].value, ws["L2"].value) == ("U1", "opamp", "LM358D")
     assert BomLine.objects.get(bom_id=bom_id).description == "op\x07a\x1fmp"  # as stored
 
