@@ -1,6 +1,7 @@
 """Set-based matching around the pure tiers of ``matching.py``: one SQL statement per tier for a
-whole chunk of lines (the lines' keys go in as arrays and are joined against the catalogue's
-B-tree indexes), never a query per line; one UPDATE writes a chunk's results.
+whole chunk of lines (the exact and normalized tiers share one; the lines' keys go in as arrays
+and are joined against the catalogue's B-tree indexes), never a query per line; one UPDATE
+writes a chunk's results.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import DatabaseError, connection, connections, transaction
 
+from imports.pipeline.copy_text import NULL, escape
+
 from . import matching
 from .matching import Candidate, Decision, Status, Tier
 
@@ -28,18 +31,16 @@ _COMPONENT_COLUMNS = """c.id, c.manufacturer, c.manufacturer_key, c.mpn, c.lifec
     c.unit_price, c.price_breaks, c.currency, c.datasheet_url"""
 # The lines' keys go in as one JSON array (json.dumps of a list is one C call; psycopg binds a
 # Python list element by element), numbered by ORDINALITY: row n is the n-th key asked about.
+# The exact and the normalized tiers share one statement: every part whose normalized MPN is the
+# line's (the catalogue's unique index leads with it, ``models.Component``), with its MPN key.
+# The exact tier takes the parts whose MPN key is the line's too (the normalized MPN is a
+# function of the MPN key, so they are among these); the normalized tier, for a line the exact
+# tier left, all of them. A second statement for the normalized tier probed the same index
+# again for the lines the first left.
 _BY_NORM = f"""
-SELECT l.n, {_COMPONENT_COLUMNS}
+SELECT l.n, c.mpn_key, {_COMPONENT_COLUMNS}
 FROM json_array_elements_text(%s::json) WITH ORDINALITY AS l(key, n)
 JOIN enrichment_component c ON c.organization_id = %s AND c.mpn_norm = l.key
-"""
-# The exact tier asks by (normalized MPN, MPN key): the catalogue's unique index leads with the
-# normalized MPN (``models.Component``), which is a function of the MPN key.
-_BY_EXACT = f"""
-SELECT l.n, {_COMPONENT_COLUMNS}
-FROM json_array_elements(%s::json) WITH ORDINALITY AS l(pair, n)
-JOIN enrichment_component c ON c.organization_id = %s AND c.mpn_norm = l.pair->>0
-    AND c.mpn_key = l.pair->>1
 """
 # The packaging tier: a part's normalized MPN without its packaging suffix (``mpn_base``) is a
 # prefix of its normalized MPN, so the parts whose base is the line's key are found in the
@@ -228,21 +229,22 @@ def _breaks(raw) -> tuple[tuple[int, Decimal], ...]:
 
 
 def _fetch(
-    cur, sql: str, params, asked: Sequence[int], score: float | None = None
-) -> dict[int, list[Candidate]]:
+    cur, sql: str, params, asked: Sequence[int], score: float | None = None, *, keyed: bool = False
+) -> dict[int, list]:
     """Run a candidate query whose first column numbers the key asked (1 = ``asked[0]``) and
-    whose others are ``_COMPONENT_COLUMNS``, then the score when ``score`` is None."""
+    whose others are ``_COMPONENT_COLUMNS``, then the score when ``score`` is None. ``keyed``:
+    the second column is the part's MPN key, and each part comes as (its MPN key, the part)."""
     cur.execute(sql, params)
-    found: dict[int, list[Candidate]] = defaultdict(list)
+    found: dict[int, list] = defaultdict(list)
     rows = cur.fetchall()
-    for n, id_, maker, maker_key, mpn, life, stock, price, raw, currency, url, *rest in rows:
+    for n, *row in rows:
+        key = row.pop(0) if keyed else None
+        id_, maker, maker_key, mpn, life, stock, price, raw, currency, url, *rest = row
         similarity = score if score is not None else float(rest[0])
-        breaks = _breaks(raw)
-        found[asked[n - 1]].append(
-            Candidate(
-                id_, maker, maker_key, mpn, life, stock, price, breaks, similarity, currency, url
-            )
+        part = Candidate(
+            id_, maker, maker_key, mpn, life, stock, price, _breaks(raw), similarity, currency, url
         )
+        found[asked[n - 1]].append((key, part) if keyed else part)
     return found
 
 
@@ -267,7 +269,8 @@ class Matcher:
         return matching.manufacturer_key(self.aliases.get(key, name))
 
     def match(self, lines: Sequence[LineInput]) -> list[LineResult]:
-        """Decide every line of ``lines``: one statement per tier for all of them."""
+        """Decide every line of ``lines``: one statement per tier for all of them (the exact
+        and normalized tiers share one)."""
         results, todo = self.match_keys(lines)
         if todo:
             with connection.cursor() as wrapper:
@@ -308,25 +311,38 @@ class Matcher:
         with connection.cursor() as wrapper:
             cur = wrapper.cursor
             cur.execute(_PLAN_SETTINGS)
-            for tier, sql, keyfn in (
-                (Tier.EXACT, _BY_EXACT, exact.__getitem__),
-                (Tier.NORMALIZED, _BY_NORM, lambda i: exact[i][0]),
-                (Tier.PACKAGING, _BY_BASE, lambda i: matching.packaging_key(lines[i].mpn)),
-            ):
-                if not todo:
-                    break
+            if todo:
                 started = time.perf_counter()
-                keys = json.dumps([keyfn(i) for i in todo])
-                self.examined[tier] += len(todo)
+                self.examined[Tier.EXACT] += len(todo)
+                keys = json.dumps([exact[i][0] for i in todo])
+                score = matching.CONFIDENCE[Tier.EXACT]
+                by_norm = _fetch(cur, _BY_NORM, [keys, self.org], todo, score, keyed=True)
+                found = {
+                    i: [part for key, part in parts if key == exact[i][1]]
+                    for i, parts in by_norm.items()
+                }
+                todo = self._decide(Tier.EXACT, lines, todo, found, makers, results, held)
+                self.seconds[Tier.EXACT] += time.perf_counter() - started
+            if todo:  # the same parts, for the lines the exact tier left
+                started = time.perf_counter()
+                self.examined[Tier.NORMALIZED] += len(todo)
+                score = matching.CONFIDENCE[Tier.NORMALIZED]
+                found = {
+                    i: [part._replace(score=score) for _, part in by_norm[i]]
+                    for i in todo
+                    if i in by_norm
+                }
+                todo = self._decide(Tier.NORMALIZED, lines, todo, found, makers, results, held)
+                self.seconds[Tier.NORMALIZED] += time.perf_counter() - started
+            if todo:
+                started = time.perf_counter()
+                self.examined[Tier.PACKAGING] += len(todo)
+                keys = json.dumps([matching.packaging_key(lines[i].mpn) for i in todo])
                 found = _fetch(
-                    cur,
-                    sql,
-                    [keys, self.org],
-                    todo,
-                    matching.CONFIDENCE[tier],
+                    cur, _BY_BASE, [keys, self.org], todo, matching.CONFIDENCE[Tier.PACKAGING]
                 )
-                todo = self._decide(tier, lines, todo, found, makers, results, held)
-                self.seconds[tier] += time.perf_counter() - started
+                todo = self._decide(Tier.PACKAGING, lines, todo, found, makers, results, held)
+                self.seconds[Tier.PACKAGING] += time.perf_counter() - started
             # An operator's earlier choice also settles a line the key tiers left ambiguous:
             # that is the very line an operator resolves.
             ambiguous = [i for i, r in results.items() if r.decision.status == Status.AMBIGUOUS]
@@ -445,6 +461,51 @@ def _price(result: LineResult) -> None:
     result.warnings = tuple(matching.warnings_for(c, qty, unit))
 
 
+def _json_field(values: Sequence[str]) -> str:
+    """A JSON array of strings as a COPY text field: ``json.dumps`` leaves no tab, newline or
+    carriage return in its text (it writes them as escapes), so only its backslashes double."""
+    return json.dumps(values).replace("\\", "\\\\") if values else "[]"
+
+
+def _result_line(r: LineResult) -> str:
+    """One line of ``_RESULTS``' COPY text for a line's result. Built here as text: psycopg's
+    ``write_row`` adapted the fourteen fields one by one, the storing threads' largest share of
+    the GIL (measured with py-spy). Ids, numbers, statuses, tiers and the candidates' JSON need
+    no escaping; the part's text fields and the notes do."""
+    d, c = r.decision, r.decision.component
+    candidates = (
+        "["
+        + ", ".join(
+            [f'{{"component_id": {x.id}, "score": {round(x.score, 3)!r}}}' for x in d.candidates]
+        )
+        + "]"
+    )
+    if c is None:
+        part = (NULL, candidates, "", NULL)
+        shop = ("", "")
+    else:
+        stock = NULL if c.stock is None else str(c.stock)
+        part = (str(c.id), candidates, escape(c.lifecycle), stock)
+        shop = (escape(c.currency), escape(c.datasheet_url))
+    return (
+        "\t".join(
+            (
+                str(r.line.id),
+                d.status,
+                d.tier,
+                repr(round(d.confidence, 4)),
+                *part,
+                NULL if r.unit_price is None else str(r.unit_price),
+                NULL if r.extended_price is None else str(r.extended_price),
+                *shop,
+                _json_field(r.warnings),
+                _json_field(d.notes),
+            )
+        )
+        + "\n"
+    )
+
+
 def write_results(
     results: Sequence[LineResult], *, catalogue_version: int, since: datetime | None = None
 ) -> set[int]:
@@ -458,34 +519,7 @@ def write_results(
         cur.execute(_CREATE_RESULTS)
         cur.execute(f"TRUNCATE {_RESULTS}")
         with cur.copy(_COPY_RESULTS) as copy:
-            write = copy.write_row
-            for r in results:
-                d, c = r.decision, r.decision.component
-                candidates = (
-                    json.dumps(
-                        [{"component_id": x.id, "score": round(x.score, 3)} for x in d.candidates]
-                    )
-                    if d.candidates
-                    else "[]"
-                )
-                write(
-                    (
-                        r.line.id,
-                        d.status,
-                        d.tier,
-                        round(d.confidence, 4),
-                        c.id if c else None,
-                        candidates,
-                        c.lifecycle if c else "",
-                        c.stock if c else None,
-                        r.unit_price,
-                        r.extended_price,
-                        c.currency if c else "",
-                        c.datasheet_url if c else "",
-                        json.dumps(r.warnings) if r.warnings else "[]",
-                        json.dumps(d.notes) if d.notes else "[]",
-                    )
-                )
+            copy.write("".join(map(_result_line, results)))
         cur.execute(_PLAN_SETTINGS)
         cur.execute(_WRITE, [catalogue_version, since or _NEVER])
         kept: set[int] = set()

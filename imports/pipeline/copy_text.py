@@ -24,7 +24,8 @@ _ESCAPES = (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r"))
 _UNESCAPES = {"\\\\": "\\", "\\t": "\t", "\\n": "\n", "\\r": "\r"}
 
 
-def _escape(value: str) -> str:
+def escape(value: str) -> str:
+    """``value`` as a field of COPY's text format."""
     for raw, escaped in _ESCAPES:
         value = value.replace(raw, escaped)
     return value
@@ -41,7 +42,7 @@ def _line(fields: Sequence[str], separators: int, raw: int | None = None) -> str
     line = "\t".join(fields) + "\n"
     if raw is None and _plain(line, separators):  # the fast path: nothing needs escaping
         return line
-    return "\t".join(f if i == raw else _escape(f) for i, f in enumerate(fields)) + "\n"
+    return "\t".join(f if i == raw else escape(f) for i, f in enumerate(fields)) + "\n"
 
 
 def _plain(line: str, separators: int) -> bool:

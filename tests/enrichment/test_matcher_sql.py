@@ -347,3 +347,64 @@ def test_results_are_written_by_the_lines_primary_key_whatever_the_statistics(or
     assert "Index Cond: (id = r.id)" in update, update  # probed line by line
     assert "Seq Scan on enrichment_bomline" not in update, update
     assert set(bom.lines.values_list("match_status", "catalogue_version")) == {("not_found", 7)}
+
+
+def test_results_keep_every_character_of_their_text_fields_and_their_numbers(org):
+    """A chunk's results go to the database as COPY text built by hand: a backslash, a tab, a
+    newline, a quote or a non-ASCII letter in a part's or a note's text arrives as it was, and
+    the numbers, the nulls and the candidates as well."""
+    from enrichment.enrich import LineResult, write_results
+    from enrichment.matching import Candidate, Decision
+    from enrichment.models import Bom, BomLine
+
+    part = make_component(org, "Vishay", "CRCW0805\\10K0")
+    other = make_component(org, "Yageo", "RC0805FR-0710KL")
+    odd = 'https://example.com/a\\b\tc\nd\r.pdf?x="ü"'
+    bom = Bom.objects.create(organization=org, name="text")
+    matched, missing = BomLine.objects.bulk_create(
+        BomLine(bom=bom, line_number=n, mpn=f"P{n}", quantity=10) for n in (1, 2)
+    )
+    chosen = Candidate(
+        part.id, "Vishay", "VISHAY", part.mpn, "n\\r\td", None, Decimal("0.123456"),
+        currency="E\tR", datasheet_url=odd,
+    )  # fmt: skip
+    notes = ['The line\'s CRCW0805\\10K0\t is "catalogued"\nas ü — ok.', "\\N"]
+    results = [
+        LineResult(
+            LineInput(matched.id, matched.mpn, "", 10, False),
+            Decision(
+                "matched",
+                "normalized",
+                0.95,
+                chosen,
+                [Candidate(other.id, "Yageo", "YAGEO", other.mpn, score=0.6666666)],
+                notes,
+            ),
+            unit_price=Decimal("0.123456"),
+            extended_price=Decimal("1.23456"),
+            warnings=("Stock \\N is short\t.",),
+        ),
+        LineResult(LineInput(missing.id, missing.mpn, "", 10, False), Decision("not_found")),
+    ]
+    with transaction.atomic():
+        write_results(results, catalogue_version=3)
+    matched.refresh_from_db()
+    missing.refresh_from_db()
+    assert (matched.match_status, matched.match_tier, matched.confidence) == (
+        "matched",
+        "normalized",
+        0.95,
+    )
+    assert matched.component_id == part.id
+    assert matched.candidates == [{"component_id": other.id, "score": 0.667}]
+    assert (matched.lifecycle, matched.stock, matched.currency) == ("n\\r\td", None, "E\tR")
+    assert matched.datasheet_url == odd
+    assert (matched.unit_price, matched.extended_price) == (Decimal("0.123456"), Decimal("1.23456"))
+    assert matched.warnings == ["Stock \\N is short\t."]
+    assert matched.notes == notes
+    assert matched.catalogue_version == 3
+    assert (missing.match_status, missing.component_id) == ("not_found", None)
+    assert missing.candidates == []
+    assert (missing.stock, missing.unit_price, missing.extended_price) == (None, None, None)
+    assert (missing.lifecycle, missing.currency, missing.datasheet_url) == ("", "", "")
+    assert (missing.warnings, missing.notes) == ([], [])
