@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -408,3 +409,33 @@ def test_results_keep_every_character_of_their_text_fields_and_their_numbers(org
     assert (missing.stock, missing.unit_price, missing.extended_price) == (None, None, None)
     assert (missing.lifecycle, missing.currency, missing.datasheet_url) == ("", "", "")
     assert (missing.warnings, missing.notes) == ([], [])
+
+
+@pytest.mark.parametrize("parts", [1_000, 20_000, 1_000_000])
+def test_the_packaging_ranges_are_probed_key_by_key_whatever_the_catalogue_size(org, parts):
+    """Each line's packaging range is an index range of its own. Joined freely, the planner
+    could not estimate a range's rows, and for an organization of 20k parts it read the whole
+    catalogue once and compared every part with every key (20,040 parts x 500 keys: 505 ms
+    where the ranges took 1.4 ms, EXPLAIN ANALYZE)."""
+    from enrichment import enrich
+
+    make_component(org, "Nexperia", "BAS16J")
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_restore_relation_stats('schemaname', 'public', 'relname', "
+            "'enrichment_component', 'relpages', %s, 'reltuples', %s::real)",
+            [max(parts // 30, 1), parts],
+        )
+        cur.execute("ANALYZE enrichment_component (organization_id)")
+        cur.execute(
+            "SELECT pg_restore_relation_stats('schemaname', 'public', 'relname', "
+            "'enrichment_component', 'relpages', %s, 'reltuples', %s::real)",
+            [max(parts // 30, 1), parts],
+        )
+        cur.execute(enrich._PLAN_SETTINGS)
+        keys = json.dumps([f"BAS{n}J" for n in range(500)])
+        cur.execute("EXPLAIN " + enrich._BY_BASE, [keys, org.id])
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    assert "Join Filter" not in plan, plan
+    assert "Index Cond: ((organization_id = " in plan and "~>=~ l.key" in plan, plan
+    assert plan.index("Function Scan on json_array_elements_text") < plan.index("Index Scan"), plan
