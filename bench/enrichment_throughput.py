@@ -456,21 +456,26 @@ def main() -> None:
             record("matching alone lines/s", args.lines / summary["seconds"])
             for what, took in summary.get("waited_seconds", {}).items():
                 record(f"  of which waiting on the helpers ({what}) s", took)
-            tiers_ok = True
             for tier in ("exact", "normalized", "packaging", "learned", "trigram"):
                 n = summary["examined_per_tier"].get(tier, 0)
                 s = summary["seconds_per_tier"].get(tier, 0)
                 if s:
-                    # the lines a tier's statement looked up (decided there or passed on) per
-                    # second of that tier (its SQL and the pure decisions)
+                    # the lines a tier looked at (decided there or passed on) per second of that
+                    # tier (its SQL and the pure decisions); the normalized tier runs no
+                    # statement of its own (it decides on the exact tier's rows), so its
+                    # figure is its decisions alone
                     record(f"tier {tier}: lines looked up", n)
                     rows.setdefault(f"tier {tier}: decided", []).append(
                         summary["lines_per_tier"].get(tier, 0)
                     )
                     record(f"tier {tier} lines/s", n / s)
-                    if tier in ("exact", "normalized"):
-                        tiers_ok &= n / s >= 20_000
-            met["tiers"] += tiers_ok
+            # the target: the one statement the exact and normalized tiers share, with both
+            # tiers' decisions, over every line it looked up
+            keyed = summary["examined_per_tier"].get("exact", 0)
+            keyed_s = sum(summary["seconds_per_tier"].get(t, 0) for t in ("exact", "normalized"))
+            if keyed_s:
+                record("exact + normalized (one statement) lines/s", keyed / keyed_s)
+            met["tiers"] += bool(keyed_s) and keyed / keyed_s >= 20_000
             met["bom"] += e2e < 10
             naive_rate = naive(org, bom)
             record("naive one-query-per-line lines/s", naive_rate)

@@ -38,7 +38,7 @@ _COMPONENT_COLUMNS = """c.id, c.manufacturer, c.manufacturer_key, c.mpn, c.lifec
 # tier left, all of them. A second statement for the normalized tier probed the same index
 # again for the lines the first left.
 _BY_NORM = f"""
-SELECT l.n, c.mpn_key, {_COMPONENT_COLUMNS}
+SELECT l.n, {_COMPONENT_COLUMNS}, c.mpn_key
 FROM json_array_elements_text(%s::json) WITH ORDINALITY AS l(key, n)
 JOIN enrichment_component c ON c.organization_id = %s AND c.mpn_norm = l.key
 """
@@ -242,19 +242,18 @@ def _fetch(
     cur, sql: str, params, asked: Sequence[int], score: float | None = None, *, keyed: bool = False
 ) -> dict[int, list]:
     """Run a candidate query whose first column numbers the key asked (1 = ``asked[0]``) and
-    whose others are ``_COMPONENT_COLUMNS``, then the score when ``score`` is None. ``keyed``:
-    the second column is the part's MPN key, and each part comes as (its MPN key, the part)."""
+    whose others are ``_COMPONENT_COLUMNS``, then the score when ``score`` is None. ``keyed``
+    (with a ``score``): the last column is the part's MPN key, and each part comes as (its MPN
+    key, the part)."""
     cur.execute(sql, params)
     found: dict[int, list] = defaultdict(list)
     rows = cur.fetchall()
-    for n, *row in rows:
-        key = row.pop(0) if keyed else None
-        id_, maker, maker_key, mpn, life, stock, price, raw, currency, url, *rest = row
+    for n, id_, maker, maker_key, mpn, life, stock, price, raw, currency, url, *rest in rows:
         similarity = score if score is not None else float(rest[0])
         part = Candidate(
             id_, maker, maker_key, mpn, life, stock, price, _breaks(raw), similarity, currency, url
         )
-        found[asked[n - 1]].append((key, part) if keyed else part)
+        found[asked[n - 1]].append((rest[0], part) if keyed else part)
     return found
 
 
@@ -268,15 +267,20 @@ class Matcher:
         self.lines: dict[str, int] = defaultdict(int)  # decided in each tier
         self.examined: dict[str, int] = defaultdict(int)  # looked up by each tier's statement
         self.any_learned: bool | None = None  # whether the organization has a learned choice
+        self._makers: dict[str, str] = {}  # a line's manufacturer -> its key (``maker_key``)
         # how long this thread waited on the helpers, outside the tiers' own time: for a chunk
         # to be stored before matching on (``storing``), and for them to close (``closing``)
         self.waited: dict[str, float] = defaultdict(float)
 
     def maker_key(self, name: str) -> str:
-        key = matching.manufacturer_key(name)
-        if not key:
-            return ""
-        return matching.manufacturer_key(self.aliases.get(key, name))
+        """The canonical key of a line's manufacturer (through the aliases), worked out once
+        per name a run meets: a BOM names a few dozen makers over thousands of lines."""
+        known = self._makers.get(name)
+        if known is None:
+            key = matching.manufacturer_key(name)
+            known = matching.manufacturer_key(self.aliases.get(key, name)) if key else ""
+            self._makers[name] = known
+        return known
 
     def match(self, lines: Sequence[LineInput]) -> list[LineResult]:
         """Decide every line of ``lines``: one statement per tier for all of them (the exact
@@ -489,6 +493,8 @@ def _result_line(r: LineResult) -> str:
             [f'{{"component_id": {x.id}, "score": {round(x.score, 3)!r}}}' for x in d.candidates]
         )
         + "]"
+        if d.candidates
+        else "[]"
     )
     if c is None:
         part = (NULL, candidates, "", NULL)
