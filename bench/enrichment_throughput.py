@@ -468,7 +468,8 @@ def main() -> None:
                     rows.setdefault(f"tier {tier}: decided", []).append(
                         summary["lines_per_tier"].get(tier, 0)
                     )
-                    record(f"tier {tier} lines/s", n / s)
+                    alone = " (its decisions alone)" if tier == "normalized" else ""
+                    record(f"tier {tier}{alone} lines/s", n / s)
             # the target: the one statement the exact and normalized tiers share, with both
             # tiers' decisions, over every line it looked up
             keyed = summary["examined_per_tier"].get("exact", 0)
@@ -498,9 +499,9 @@ def main() -> None:
         print(f"  {name:48s} {med(values):>14,.2f}   ({shown})")
     print(f"  worker peak PSS during the import: {max(peaks) / 2**20:,.0f} MiB")
     print(
-        f"\ntargets (runs that met them, of {args.runs}): exact and normalized >= 20,000 "
-        f"lines/s: {met['tiers']}; whole BOM < 10 s: {met['bom']}; >= 20x naive: "
-        f"{met['ratio']}; >= 20x naive with results stored: {met['ratio_stored']}; "
+        f"\ntargets (runs that met them, of {args.runs}): exact + normalized (one "
+        f"statement) >= 20,000 lines/s: {met['tiers']}; whole BOM < 10 s: {met['bom']}; "
+        f">= 20x naive: {met['ratio']}; >= 20x naive with results stored: {met['ratio_stored']}; "
         f"component import >= 1/2 product import: {met['import']}"
     )
 

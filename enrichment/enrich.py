@@ -265,7 +265,7 @@ class Matcher:
         self.aliases = aliases
         self.seconds: dict[str, float] = defaultdict(float)
         self.lines: dict[str, int] = defaultdict(int)  # decided in each tier
-        self.examined: dict[str, int] = defaultdict(int)  # looked up by each tier's statement
+        self.examined: dict[str, int] = defaultdict(int)  # lines each tier looked at
         self.any_learned: bool | None = None  # whether the organization has a learned choice
         self._makers: dict[str, str] = {}  # a line's manufacturer -> its key (``maker_key``)
         # how long this thread waited on the helpers, outside the tiers' own time: for a chunk
@@ -485,7 +485,7 @@ def _result_line(r: LineResult) -> str:
     """One line of ``_RESULTS``' COPY text for a line's result. Built here as text: psycopg's
     ``write_row`` adapted the fourteen fields one by one, the storing threads' largest share of
     the GIL (measured with py-spy). Ids, numbers, statuses, tiers and the candidates' JSON need
-    no escaping; the part's text fields and the notes do."""
+    no escaping; the part's text fields, the warnings and the notes do."""
     d, c = r.decision, r.decision.component
     candidates = (
         "["
