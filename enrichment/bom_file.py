@@ -119,7 +119,10 @@ def read_bom_lines(source: TabularSource, header: HeaderMap) -> Iterator[tuple[B
         if len(mpn) > 200:
             problem = problem or "the part number is longer than 200 characters"
         if nul:
-            problem = problem or "a cell holds a NUL character (a binary file or a bad export?)"
+            problem = problem or (
+                "a cell holds a NUL character (a binary file or a bad export?): remove it and "
+                "upload the file again"
+            )
         if problem:
             problem = f"Row {number}: {problem}"
             line.match_status = MatchStatus.ERROR

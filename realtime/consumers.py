@@ -33,7 +33,14 @@ from .access import (
 )
 from .metrics import metrics
 from .status import status_feed
-from .streams import ClientStream, Outgoing, StreamClosed, heartbeat, state_shows_end
+from .streams import (
+    ClientStream,
+    Outgoing,
+    StreamClosed,
+    heartbeat,
+    job_id_of,
+    state_shows_end,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +72,6 @@ async def snapshot(topic: str) -> dict[str, Any] | None:
         return None
     kind, ident = found
     return await database_sync_to_async(kind.snapshot)(ident)
-
-
-def _job_id(env: dict[str, Any]) -> str | None:
-    job = env.get("job")
-    return str(job["id"]) if isinstance(job, dict) and job.get("id") else None
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
@@ -272,7 +274,7 @@ class TopicEventsSSE(SSEEndpoint):
                 last
                 and last["id"] == cursor
                 and topics.may_end(topic, last["type"])
-                and await state_shows_end(topic, _job_id(last), snapshot)
+                and await state_shows_end(topic, job_id_of(last), snapshot)
             ):
                 raise HttpError(204, "")  # the client has the end: stop EventSource retrying
 

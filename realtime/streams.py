@@ -94,14 +94,19 @@ async def state_shows_end(topic: str, event_job_id: str | None, snapshot: Snapsh
     return topics.ended(topic, body)
 
 
+def job_id_of(env: dict[str, Any]) -> str | None:
+    """The id of the job an event envelope is about, if any."""
+    job = env.get("job")
+    return str(job["id"]) if isinstance(job, dict) and job.get("id") else None
+
+
 def outgoing_from_envelope(env: dict[str, Any]) -> Outgoing:
-    job = env.get("job") or {}
     return Outgoing(
         topic=env["topic"],
         type=env["type"],
         id=env.get("id"),
         data=events.dumps(env),
-        job_id=str(job.get("id")) if job.get("id") else None,
+        job_id=job_id_of(env),
         final=env["type"] in ("snapshot", "reset") and topics.ended(env["topic"], env),
     )
 

@@ -190,11 +190,11 @@ def test_a_resume_at_a_terminal_event_ends_only_when_the_state_agrees():
     A kind that registered no ``ended`` is taken at its terminal event, as before."""
     import asyncio
 
-    from realtime.consumers import _job_id, snapshot
-    from realtime.streams import state_shows_end
+    from realtime.consumers import snapshot
+    from realtime.streams import job_id_of, state_shows_end
 
     def _has_ended(topic, last):  # as the stream asks at a resume on ``last``
-        return state_shows_end(topic, _job_id(last), snapshot)
+        return state_shows_end(topic, job_id_of(last), snapshot)
 
     state = {"job": {"id": "B"}, "done": True}
     topics.register(
