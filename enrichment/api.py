@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
@@ -287,7 +287,13 @@ class EnrichmentStartView(APIView):
         # the body's organization_id (the seed's contract) picks which of the caller's
         # organizations the BOM is looked up in, as the X-Organization header does; the role
         # checked is the caller's role there. A header or ?organization= still wins.
-        self._organization_from_body(request)
+        # A body that cannot be read names no organization: the role is checked first (a
+        # viewer is told 403, not how the body was wrong), then ``post`` reports the body.
+        self._unreadable: ParseError | UnsupportedMediaType | None = None
+        try:
+            self._organization_from_body(request)
+        except (ParseError, UnsupportedMediaType) as exc:
+            self._unreadable = exc
         super().check_permissions(request)
 
     @staticmethod
@@ -328,6 +334,9 @@ class EnrichmentStartView(APIView):
     )
     def post(self, request: Request, bom_id: int) -> Response:
         bom = bom_or_404(request, bom_id)
+        if self._unreadable is not None:
+            # DRF raises a body's parse error once, then reads it as empty: raised again here
+            raise self._unreadable
         body = request.data
         if not isinstance(body, dict):  # a JSON list or string was silently taken for {}
             raise ValidationError(

@@ -372,6 +372,24 @@ def test_other_tenant_and_viewer(api, viewer_api, outsider_api, catalogue):
     assert post_bom(viewer_api).status_code == 403
 
 
+def test_a_viewer_is_refused_before_the_body_is_judged(api, viewer_api, outsider_api):
+    """The role is checked before a start body that cannot be read is reported: a viewer is
+    told 403 whatever the body, a member who may start is told what is wrong with it, and a
+    caller from another tenant is told 404 (the BOM is not theirs)."""
+    bom_id = post_bom(api).json()["id"]
+    url = f"/api/v1/boms/{bom_id}/enrichment/start"
+    broken = {"data": '{"priority": ', "content_type": "application/json"}
+    foreign = {"data": "<start/>", "content_type": "application/xml"}
+    assert viewer_api.post(url, **broken).status_code == 403
+    assert viewer_api.post(url, **foreign).status_code == 403
+    assert outsider_api.post(url, **broken).status_code == 404
+    resp = api.post(url, **broken)
+    assert resp.status_code == 400 and "JSON parse error" in resp.json()["detail"], resp.content
+    resp = api.post(url, **foreign)
+    assert resp.status_code == 415 and "application/xml" in resp.json()["detail"], resp.content
+    assert not ImportJob.objects.filter(kind="bom_enrichment").exists()
+
+
 def _xlsx_export(api, bom_id):
     """The BOM's XLSX export, its worksheet."""
     resp = api.get(f"/api/v1/boms/{bom_id}/export?format=xlsx")
