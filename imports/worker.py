@@ -17,6 +17,8 @@ from config import database_timeouts
 from realtime import publish
 from realtime.metrics import metrics
 
+from . import serializers as snapshots
+
 log = logging.getLogger(__name__)
 
 
@@ -52,6 +54,7 @@ class IntakeWorker(Worker):
         if lower_by > 0:
             os.nice(lower_by)
         publish.warm_up()
+        snapshots.warm_up()  # a job's snapshot fields, built once for every horse
         database_timeouts.apply("worker")  # wider than the web's: batches are big statements
         gc.collect()  # start-up's garbage, before the first fork freezes what is left
         self._next_check = 0.0
