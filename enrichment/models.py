@@ -380,8 +380,13 @@ class LearnedMatch(models.Model):
     organization = models.ForeignKey(
         Organization, on_delete=models.CASCADE, related_name="learned_matches", db_index=False
     )
-    mpn_key = models.CharField(max_length=200)
-    manufacturer_key = models.CharField(max_length=200, blank=True, default="")
+    # A line's keys: its MPN (200 characters) and its maker's name (200) upper-cased, and
+    # upper case can lengthen a text up to three times ("ß" is "SS", "ΐ" three characters).
+    # Both keys together stay under a B-tree entry's limit (2,704 bytes): a maker's key is
+    # ASCII, an MPN key at most 1,200 bytes of UTF-8 (no character upper-cases to more
+    # than six bytes, checked over every code point).
+    mpn_key = models.CharField(max_length=600)
+    manufacturer_key = models.CharField(max_length=600, blank=True, default="")
     component = models.ForeignKey(Component, on_delete=models.CASCADE, related_name="+")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL

@@ -276,8 +276,8 @@ def line_resolve(*, line: BomLine, component_id: int, user: Any) -> BomLine:
             aliases = selectors.alias_map(organization_id=org_id)
             maker = matching.manufacturer_key(aliases.get(maker, line.manufacturer))
         key = matching.exact_key(line.mpn)
-        # a key longer than the column (upper case can lengthen: "ß" is "SS") is not
-        # remembered; the learned tier would ask by the same key and find nothing anyway
+        # the columns hold any line's keys (``LearnedMatch``); were they ever narrowed, a
+        # longer key would not be remembered (the learned tier would find nothing by it anyway)
         if len(key) <= _LEARNED_KEY_MAX and len(maker) <= _LEARNED_KEY_MAX:
             LearnedMatch.objects.update_or_create(
                 organization_id=org_id,

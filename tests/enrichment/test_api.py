@@ -241,10 +241,21 @@ def test_a_line_resolved_after_the_run_was_asked_for_keeps_the_operator_s_choice
     )
 
 
-def test_resolving_a_line_whose_key_outgrows_its_column_is_not_a_500(api, org, catalogue):
-    """Upper case can lengthen an MPN ("ß" is "SS"): its key does not fit the learned
-    choices' column. The line is resolved; the choice is not remembered."""
-    bom_id = post_bom(api, rows=[("U1", "1", "ß" * 150, "", "", "")]).json()["id"]
+@pytest.mark.parametrize(
+    "mpn, maker",
+    [
+        ("ß" * 150, ""),  # upper case lengthens it: "SS" * 150
+        # the longest key a line gives: 598 characters, 1,195 bytes (and a letter, or the
+        # line gives no part number)
+        ("ῷ" * 199 + "A", "M" * 200),
+    ],
+)
+def test_a_resolution_is_remembered_whatever_the_length_of_the_line_s_keys(
+    api, org, catalogue, mpn, maker
+):
+    """Upper case can lengthen an MPN up to three times; the learned choice's keys hold the
+    longest a line can give, and the next BOM's line with that MPN is matched by it."""
+    bom_id = post_bom(api, rows=[("U1", "1", mpn, maker, "", "")]).json()["id"]
     line = BomLine.objects.get(bom_id=bom_id)
     st = catalogue[("STMicroelectronics", "LM358D")]
     resp = api.patch(
@@ -252,7 +263,17 @@ def test_resolving_a_line_whose_key_outgrows_its_column_is_not_a_500(api, org, c
     )
     assert resp.status_code == 200, resp.content
     assert resp.json()["match_tier"] == "manual"
-    assert not LearnedMatch.objects.filter(organization=org).exists()
+    learned = LearnedMatch.objects.get(organization=org)
+    assert (learned.mpn_key, learned.manufacturer_key) == (mpn.upper(), maker)
+
+    second = post_bom(api, rows=[("U9", "2", mpn, maker, "", "")]).json()["id"]
+    enrich(api, second)
+    again = BomLine.objects.get(bom_id=second)
+    assert (again.match_status, again.match_tier, again.component_id) == (
+        "matched",
+        "learned",
+        st.id,
+    )
 
 
 def test_resolving_with_a_foreign_component_is_400_and_foreign_line_404(
