@@ -100,14 +100,23 @@ _BREAK = re.compile(r"^\s*([0-9]{1,12})\s*:\s*([0-9]+(?:\.[0-9]{1,6})?)\s*$")
 # else (a thousands separator, a leading zero, spaces in price breaks, …) goes through ``check``.
 _STOCK = re.compile(r"0|[1-9][0-9]{0,17}")
 _MOQ = re.compile(r"0|[1-9][0-9]{0,8}")  # under 2**31
-_STOCK_LINES = re.compile(rf"(?:(?:{_STOCK.pattern})?\n)*")
-_MOQ_LINES = re.compile(rf"(?:(?:{_MOQ.pattern})?\n)*")
-_PRICE_LINES = re.compile(rf"(?:(?:{_PLAIN_PRICE.pattern})?\n)*")
 _ONE_BREAK = rf"[1-9][0-9]{{0,11}}:{_PLAIN_PRICE.pattern}"
 _BREAKS = re.compile(rf"(?:{_ONE_BREAK}(?:;{_ONE_BREAK})*)?")
-_BREAKS_LINES = re.compile(rf"(?:{_BREAKS.pattern}\n)*")
 _HTTP = ("http://", "https://")
-_URL_LINES = re.compile(r"(?:(?:https?://[^\n]*)?\n)*")
+# The same, a column at a time (``all_match``): each value (or none) and a newline. Every
+# quantifier is possessive: each quantified part is followed by a character it cannot match
+# (digits by ".", ":", ";" or the newline), so its longest match is the only one that can
+# succeed, and the engine keeps no state to backtrack to. Two to three times faster than the
+# plain patterns (500 values: prices 46 -> 18 µs, price breaks 104 -> 49 µs, stocks 34 -> 18
+# µs, URLs 41 -> 25 µs, measured); tests/imports/test_validation.py holds each to the plain
+# pattern of one value.
+_POSSESSIVE_PRICE = r"[0-9]{1,8}+(?:\.[0-9]{1,6}+)?+"
+_POSSESSIVE_BREAK = rf"[1-9][0-9]{{0,11}}+:{_POSSESSIVE_PRICE}"
+_STOCK_LINES = re.compile(r"(?:(?:0|[1-9][0-9]{0,17}+)?+\n)*+")
+_MOQ_LINES = re.compile(r"(?:(?:0|[1-9][0-9]{0,8}+)?+\n)*+")
+_PRICE_LINES = re.compile(rf"(?:(?:{_POSSESSIVE_PRICE})?+\n)*+")
+_BREAKS_LINES = re.compile(rf"(?:(?:{_POSSESSIVE_BREAK}(?:;{_POSSESSIVE_BREAK})*+)?+\n)*+")
+_URL_LINES = re.compile(r"(?:(?:https?+://[^\n]*+)?+\n)*+")
 _PACKAGING_ENDS = tuple(matching.PACKAGING_SUFFIXES)
 
 
@@ -260,12 +269,19 @@ def _joined(values: list[str]) -> str | None:
     return text if text.count("\n") == len(values) - 1 else None
 
 
+# what ``_NOT_ALNUM_LINES`` removes from an ASCII text, for ``bytes.translate``
+_NOT_ALNUM_ASCII = bytes(b for b in range(128) if not chr(b).isalnum() and b != ord("\n"))
+
+
 def _normalized(keys: list[str]) -> list[str]:
     """``matching.normalize_mpn`` of a column of exact keys (MPNs already upper-cased): one
-    regex pass over the joined column."""
+    pass over the joined column. An ASCII column, nearly every one, goes through
+    ``bytes.translate`` (500 keys: 24 µs against 115 µs by the regex, measured)."""
     text = _joined(keys)
     if text is None:
         return list(map(matching.normalize_mpn, keys))
+    if text.isascii():
+        return text.encode("ascii").translate(None, _NOT_ALNUM_ASCII).decode("ascii").split("\n")
     return _NOT_ALNUM_LINES.sub("", text).split("\n")
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from enrichment import matching
 from enrichment.catalogue import (
     _PACKAGING_END,
@@ -227,3 +229,19 @@ def test_the_checker_gathers_the_groups_of_its_clean_rows_only():
     checked = checker([2, 3, 4, 5], rows)
     assert [e.row_number for e in checked.errors] == [3]
     assert checker.summary() == ["15SMC68CA"]
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        ["1.5SMC6.8CA", "PIC18F4550-I/PT", "RC0603FR-0710KL", "BAS16J,115", "#-/", "A B\tC"],
+        ["STRASSE-1", "ÄÖÜ-2", "Ω-3", "LM358D"],  # not ASCII: the regex path
+        ["".join(map(chr, range(32, 127)))],  # every printable ASCII character
+        [chr(b) for b in range(1, 128) if b != 10],  # every ASCII character but the newline
+    ],
+)
+def test_a_column_s_normalized_keys_are_each_key_s(keys):
+    """``_normalized`` takes a column of exact keys (upper case) and gives each MPN's
+    normalized key, through bytes for an ASCII column and the regex for any other."""
+    exact = [matching.exact_key(k) for k in keys]
+    assert _normalized(exact) == [matching.normalize_mpn(k) for k in keys]

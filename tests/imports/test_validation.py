@@ -221,3 +221,85 @@ def test_batches_give_exactly_what_row_by_row_checking_gives(seed, header):
         batch = CopyBatch.of("7", checked.numbers, checked.columns)
         assert batch.lines == [line_of("7", values) for _, values in expected_clean]
         assert batch.keys == [values[0] for _, values in expected_clean]
+
+
+# The column patterns (``all_match``) use possessive quantifiers; each must accept exactly the
+# columns its plain pattern of one value accepts (None: only the value alone, never empty).
+_ONE_VALUE = {
+    "sku": (r"[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}", False),
+    "product price": (r"[0-9]{1,10}(?:\.[0-9]{1,2})?", False),
+    "quantity": (r"[0-9]{0,17}", False),
+    "stock": (r"0|[1-9][0-9]{0,17}", True),
+    "moq": (r"0|[1-9][0-9]{0,8}", True),
+    "component price": (r"[0-9]{1,8}(?:\.[0-9]{1,6})?", True),
+    "price breaks": (
+        r"(?:[1-9][0-9]{0,11}:[0-9]{1,8}(?:\.[0-9]{1,6})?"
+        r"(?:;[1-9][0-9]{0,11}:[0-9]{1,8}(?:\.[0-9]{1,6})?)*)?",
+        True,
+    ),
+    "url": (r"https?://[^\n]*", True),
+}
+
+
+def _column_patterns():
+    from enrichment import catalogue
+    from imports.pipeline import validation
+
+    return {
+        "sku": validation._SKU_LINES,
+        "product price": validation._PRICE_LINES,
+        "quantity": validation._QUANTITY_LINES,
+        "stock": catalogue._STOCK_LINES,
+        "moq": catalogue._MOQ_LINES,
+        "component price": catalogue._PRICE_LINES,
+        "price breaks": catalogue._BREAKS_LINES,
+        "url": catalogue._URL_LINES,
+    }
+
+
+def _values(rnd, name: str) -> list[str]:
+    """Values near the pattern's edges: its own characters, a few others, lengths around its
+    limits."""
+    alphabet = {
+        "sku": "aZ09._-/ #",
+        "url": "htps:/x. \t",
+        "price breaks": "0123456789:;. ",
+    }.get(name, "0123456789. -+")
+    out = ["", "0", "00", "1", ".", "1.", ".5", "http://", "https://", "https:/", "x"]
+    for _ in range(4000):
+        n = rnd.choice([rnd.randint(0, 8), rnd.randint(8, 22), rnd.randint(60, 70)])
+        out.append("".join(rnd.choice(alphabet) for _ in range(n)))
+    # valid-looking ones, at and past each limit
+    for digits in (1, 8, 9, 10, 11, 17, 18, 19):
+        out.append("1" * digits)
+        out.append("1" * digits + ".5")
+        out.append("9" * digits + ":" + "1" * digits + ";2:0.123456")
+    out.append("A" * 64)
+    out.append("A" * 65)
+    out.append("1:0.10;100:0.05")
+    out.append("1:0.1234567")
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(_ONE_VALUE))
+def test_each_column_pattern_accepts_exactly_what_its_one_value_pattern_does(name):
+    import random
+    import re
+
+    from imports.pipeline.validation import all_match
+
+    one, empty_ok = _ONE_VALUE[name]
+    plain = re.compile(one)
+    column = _column_patterns()[name]
+    rnd = random.Random(name)
+    values = _values(rnd, name)
+
+    def ok(value: str) -> bool:
+        return (empty_ok and value == "") or plain.fullmatch(value) is not None
+
+    for value in values:
+        assert all_match(column, [value]) is ok(value), (name, value)
+    # whole columns: one bad value anywhere fails it
+    for _ in range(300):
+        picked = rnd.sample(values, rnd.randint(1, 6))
+        assert all_match(column, picked) is all(map(ok, picked)), (name, picked)
