@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Func, Q
 from django.db.models.functions import Now, Reverse, Upper
+from django.db.models.lookups import LessThanOrEqual
 
 from imports.models import ImportJob, Organization
 
@@ -373,6 +374,11 @@ class BomLine(models.Model):
         return f"{self.bom_id}#{self.line_number} {self.mpn}"
 
 
+# a BOM line's MPN (200 characters) upper-cased: no character upper-cases to more than six
+# bytes of UTF-8 (checked over every code point)
+LEARNED_MPN_KEY_BYTES = 1_200
+
+
 class LearnedMatch(models.Model):
     """An operator's choice for an MPN (and manufacturer, '' when the line gave none): the
     ``learned`` tier offers it to later lines of the organization."""
@@ -383,8 +389,7 @@ class LearnedMatch(models.Model):
     # A line's keys: its MPN (200 characters) and its maker's name (200) upper-cased, and
     # upper case can lengthen a text up to three times ("ß" is "SS", "ΐ" three characters).
     # Both keys together stay under a B-tree entry's limit (2,704 bytes): a maker's key is
-    # ASCII, an MPN key at most 1,200 bytes of UTF-8 (no character upper-cases to more
-    # than six bytes, checked over every code point).
+    # ASCII letters and digits, an MPN key at most LEARNED_MPN_KEY_BYTES (the constraints).
     mpn_key = models.CharField(max_length=600)
     manufacturer_key = models.CharField(max_length=600, blank=True, default="")
     component = models.ForeignKey(Component, on_delete=models.CASCADE, related_name="+")
@@ -397,7 +402,29 @@ class LearnedMatch(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "mpn_key", "manufacturer_key"], name="learned_unique"
-            )
+            ),
+            # what keeps both keys under the B-tree entry's limit whoever writes them (the
+            # admin too), and what the learned tier can find: a maker's key as
+            # ``matching.manufacturer_key`` writes it
+            models.CheckConstraint(
+                condition=Q(manufacturer_key__regex=r"^[0-9A-Z]*$"),
+                name="learned_maker_key_letters_digits",
+                violation_error_message=(
+                    "A manufacturer key is the maker's letters and digits in upper case, "
+                    "such as TEXASINSTRUMENTS for Texas Instruments."
+                ),
+            ),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(
+                    Func("mpn_key", function="octet_length", output_field=models.IntegerField()),
+                    LEARNED_MPN_KEY_BYTES,
+                ),
+                name="learned_mpn_key_bytes",
+                violation_error_message=(
+                    f"An MPN key is at most {LEARNED_MPN_KEY_BYTES:,} bytes of UTF-8 (what "
+                    "the longest part number a BOM line holds gives once upper-cased)."
+                ),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -37,6 +37,7 @@ from .bom_file import map_bom_header, read_bom_lines
 from .catalogue import ALIASES as COMPONENT_ALIASES
 from .catalogue import REQUIRED as COMPONENT_REQUIRED
 from .models import (
+    LEARNED_MPN_KEY_BYTES,
     Bom,
     BomLine,
     Component,
@@ -278,7 +279,11 @@ def line_resolve(*, line: BomLine, component_id: int, user: Any) -> BomLine:
         key = matching.exact_key(line.mpn)
         # the columns hold any line's keys (``LearnedMatch``); were they ever narrowed, a
         # longer key would not be remembered (the learned tier would find nothing by it anyway)
-        if len(key) <= _LEARNED_KEY_MAX and len(maker) <= _LEARNED_KEY_MAX:
+        if (
+            len(key) <= _LEARNED_KEY_MAX
+            and len(key.encode()) <= LEARNED_MPN_KEY_BYTES
+            and len(maker) <= _LEARNED_KEY_MAX
+        ):
             LearnedMatch.objects.update_or_create(
                 organization_id=org_id,
                 mpn_key=key,

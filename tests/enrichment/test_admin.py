@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
@@ -295,3 +297,41 @@ def test_a_line_s_results_are_not_free_json_in_the_admin(admin_client, org):
     page = admin_client.get(f"/admin/enrichment/bomline/{line.pk}/change/").content.decode()
     for field in ("candidates", "warnings", "notes"):
         assert f'name="{field}"' not in page, field
+
+
+@pytest.mark.parametrize(
+    "mpn_key, maker_key, problem",
+    [
+        ("LM358D", "texas instruments", "A manufacturer key is the maker's letters and digits"),
+        ("ῷ" * 600, "", "An MPN key is at most 1,200 bytes"),
+    ],
+)
+def test_a_learned_choice_the_learned_tier_could_not_use_is_refused_in_the_admin(
+    admin_client, org, catalogue, mpn_key, maker_key, problem
+):
+    """The admin form checks the keys as the database does: a 600-character MPN key of
+    three-byte characters would not fit the unique index (a 500 before), and a maker key the
+    learned tier never asks for is refused with what it should look like."""
+    component = catalogue[("STMicroelectronics", "LM358D")]
+    resp = admin_client.post(
+        "/admin/enrichment/learnedmatch/add/",
+        {
+            "organization": org.id,
+            "mpn_key": mpn_key,
+            "manufacturer_key": maker_key,
+            "component": component.id,
+        },
+    )
+    assert resp.status_code == 200 and problem in html.unescape(resp.content.decode())
+    assert not LearnedMatch.objects.exists()
+    resp = admin_client.post(
+        "/admin/enrichment/learnedmatch/add/",
+        {
+            "organization": org.id,
+            "mpn_key": "LM358D",
+            "manufacturer_key": "STMICROELECTRONICS",
+            "component": component.id,
+        },
+    )
+    assert resp.status_code == 302
+    assert LearnedMatch.objects.get().manufacturer_key == "STMICROELECTRONICS"
