@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from imports.models import Membership
 from imports.pagination import whole_number
 from imports.serializers import ImportJobSerializer
 from imports.tenancy import ORG_HEADER, IsMember, membership_for, request_membership
@@ -287,12 +288,16 @@ class EnrichmentStartView(APIView):
         # the body's organization_id (the seed's contract) picks which of the caller's
         # organizations the BOM is looked up in, as the X-Organization header does; the role
         # checked is the caller's role there. A header or ?organization= still wins.
-        # A body that cannot be read names no organization: the role is checked first (a
-        # viewer is told 403, not how the body was wrong), then ``post`` reports the body.
+        # A body that cannot be read names no organization. For a member of one, the role is
+        # checked first (a viewer is told 403, not how the body was wrong), then ``post``
+        # reports the body. A member of several is told about the body at once: which of
+        # their organizations (and roles) it meant cannot be known.
         self._unreadable: ParseError | UnsupportedMediaType | None = None
         try:
             self._organization_from_body(request)
         except (ParseError, UnsupportedMediaType) as exc:
+            if Membership.objects.filter(user=request.user)[:2].count() > 1:
+                raise
             self._unreadable = exc
         super().check_permissions(request)
 

@@ -411,6 +411,27 @@ def test_a_viewer_is_refused_before_the_body_is_judged(api, viewer_api, outsider
     assert not ImportJob.objects.filter(kind="bom_enrichment").exists()
 
 
+def test_a_member_of_several_organizations_is_told_about_the_unreadable_body(api, org, other_org):
+    """Their body would have named the organization: which one (and which role) it meant
+    cannot be known, so the body's problem is what they are told, whatever their roles."""
+    from rest_framework.test import APIClient
+
+    from imports.models import Membership, Role
+    from tests.fixtures.accounts import member
+
+    bom_id = post_bom(api).json()["id"]  # in org
+    user = member(other_org, "two-hats", Role.VIEWER)  # oldest membership: a viewer there
+    Membership.objects.create(user=user, organization=org, role=Role.OPERATOR)
+    client = APIClient()
+    client.force_authenticate(user)
+    url = f"/api/v1/boms/{bom_id}/enrichment/start"
+    resp = client.post(url, data='{"organization_id": ', content_type="application/json")
+    assert resp.status_code == 400 and "JSON parse error" in resp.json()["detail"]
+    resp = client.post(url, data="<start/>", content_type="application/xml")
+    assert resp.status_code == 415
+    assert not ImportJob.objects.filter(kind="bom_enrichment").exists()
+
+
 def _xlsx_export(api, bom_id):
     """The BOM's XLSX export, its worksheet."""
     resp = api.get(f"/api/v1/boms/{bom_id}/export?format=xlsx")
