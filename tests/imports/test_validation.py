@@ -224,21 +224,23 @@ def test_batches_give_exactly_what_row_by_row_checking_gives(seed, header):
 
 
 # The column patterns (``all_match``) use possessive quantifiers; each must accept exactly the
-# columns its plain pattern of one value accepts (None: only the value alone, never empty).
-_ONE_VALUE = {
-    "sku": (r"[A-Za-z0-9][A-Za-z0-9._\-/]{0,63}", False),
-    "product price": (r"[0-9]{1,10}(?:\.[0-9]{1,2})?", False),
-    "quantity": (r"[0-9]{0,17}", False),
-    "stock": (r"0|[1-9][0-9]{0,17}", True),
-    "moq": (r"0|[1-9][0-9]{0,8}", True),
-    "component price": (r"[0-9]{1,8}(?:\.[0-9]{1,6})?", True),
-    "price breaks": (
-        r"(?:[1-9][0-9]{0,11}:[0-9]{1,8}(?:\.[0-9]{1,6})?"
-        r"(?:;[1-9][0-9]{0,11}:[0-9]{1,8}(?:\.[0-9]{1,6})?)*)?",
-        True,
-    ),
-    "url": (r"https?://[^\n]*", True),
-}
+# columns its plain pattern of one value accepts (the modules' own, where they have one), and
+# whether an empty value passes.
+def _one_value() -> dict[str, tuple[str, bool]]:
+    from enrichment import catalogue
+    from imports.pipeline import validation
+
+    return {
+        # SKU_RE has no length; ``check`` tests SKU_MAX beside it
+        "sku": (rf"[A-Za-z0-9][A-Za-z0-9._\-/]{{0,{validation.SKU_MAX - 1}}}", False),
+        "product price": (validation._PLAIN_PRICE.pattern, False),
+        "quantity": (r"[0-9]{0,17}", False),
+        "stock": (catalogue._STOCK.pattern, True),
+        "moq": (catalogue._MOQ.pattern, True),
+        "component price": (catalogue._PLAIN_PRICE.pattern, True),
+        "price breaks": (catalogue._BREAKS.pattern, True),
+        "url": (r"https?://[^\n]*", True),
+    }
 
 
 def _column_patterns():
@@ -278,17 +280,23 @@ def _values(rnd, name: str) -> list[str]:
     out.append("A" * 65)
     out.append("1:0.10;100:0.05")
     out.append("1:0.1234567")
+    # each limit of a price break, in the first break and in a later one
+    for quantity in ("9" * 12, "9" * 13):
+        for price in ("1", "1" * 8, "1" * 9, "0.123456", "0.1234567"):
+            out.append(f"{quantity}:{price}")
+            out.append(f"1:1;{quantity}:{price}")
+            out.append(f"1:1;2:{price};3:1")
     return out
 
 
-@pytest.mark.parametrize("name", sorted(_ONE_VALUE))
+@pytest.mark.parametrize("name", sorted(_one_value()))
 def test_each_column_pattern_accepts_exactly_what_its_one_value_pattern_does(name):
     import random
     import re
 
     from imports.pipeline.validation import all_match
 
-    one, empty_ok = _ONE_VALUE[name]
+    one, empty_ok = _one_value()[name]
     plain = re.compile(one)
     column = _column_patterns()[name]
     rnd = random.Random(name)
