@@ -43,6 +43,18 @@ def enrich(api, bom_id, **body):
     return ImportJob.objects.get(pk=resp.json()["id"])
 
 
+def assert_learned(api, row, component_id):
+    """A new BOM of one line, ``row``, enriched: the line is matched by the learned tier."""
+    bom_id = post_bom(api, rows=[row]).json()["id"]
+    enrich(api, bom_id)
+    line = BomLine.objects.get(bom_id=bom_id)
+    assert (line.match_status, line.match_tier, line.component_id) == (
+        "matched",
+        "learned",
+        component_id,
+    )
+
+
 def test_bom_upload_maps_aliases_dnp_and_keeps_bad_rows(api, org):
     resp = post_bom(api, name="Main board.csv")
     assert resp.status_code == 201, resp.content
@@ -197,14 +209,7 @@ def test_resolving_a_line_is_remembered_for_the_learned_tier(api, org, catalogue
     )
     assert LearnedMatch.objects.get(organization=org, mpn_key="LM358D").component_id == st.id
 
-    second = post_bom(api, rows=[("U7", "1", "lm358d", "", "", "")]).json()["id"]
-    enrich(api, second)
-    again = BomLine.objects.get(bom_id=second)
-    assert (again.match_status, again.match_tier, again.component_id) == (
-        "matched",
-        "learned",
-        st.id,
-    )
+    assert_learned(api, ("U7", "1", "lm358d", "", "", ""), st.id)
 
 
 def test_a_line_resolved_after_the_run_was_asked_for_keeps_the_operator_s_choice(
@@ -266,14 +271,7 @@ def test_a_resolution_is_remembered_whatever_the_length_of_the_line_s_keys(
     learned = LearnedMatch.objects.get(organization=org)
     assert (learned.mpn_key, learned.manufacturer_key) == (mpn.upper(), maker)
 
-    second = post_bom(api, rows=[("U9", "2", mpn, maker, "", "")]).json()["id"]
-    enrich(api, second)
-    again = BomLine.objects.get(bom_id=second)
-    assert (again.match_status, again.match_tier, again.component_id) == (
-        "matched",
-        "learned",
-        st.id,
-    )
+    assert_learned(api, ("U9", "2", mpn, maker, "", ""), st.id)
 
 
 def test_resolving_with_a_foreign_component_is_400_and_foreign_line_404(
