@@ -305,22 +305,28 @@ def test_rerun_of_unresolved_lines_only(api, org, catalogue):
     assert (bad.match_status, bad.notes) == ("error", ["Row 9: quantity 'x' is not a whole number"])
 
 
-def test_the_body_s_organization_id_picks_which_of_the_caller_s_organizations(
-    api, org, other_org, catalogue
-):
-    """A member of two organizations starts a run on the second one's BOM by naming it in the
-    body, as the seed's clients do (no X-Organization header); the role is theirs there."""
+@pytest.fixture
+def two_hats(org, other_org):
+    """A client of a viewer of ``other_org`` (their oldest membership) who operates ``org``."""
     from rest_framework.test import APIClient
 
     from imports.models import Membership, Role
     from tests.fixtures.accounts import member
 
-    bom_id = post_bom(api).json()["id"]  # in org
-    user = member(other_org, "two-hats", Role.VIEWER)  # oldest membership: a viewer there
+    user = member(other_org, "two-hats", Role.VIEWER)
     Membership.objects.create(user=user, organization=org, role=Role.OPERATOR)
     client = APIClient()
     client.force_authenticate(user)
-    url = f"/api/v1/boms/{bom_id}/enrichment/start"
+    return client
+
+
+def test_the_body_s_organization_id_picks_which_of_the_caller_s_organizations(
+    api, org, other_org, catalogue, two_hats
+):
+    """A member of two organizations starts a run on the second one's BOM by naming it in the
+    body, as the seed's clients do (no X-Organization header); the role is theirs there."""
+    client = two_hats
+    url = f"/api/v1/boms/{post_bom(api).json()['id']}/enrichment/start"  # a BOM of org
     assert client.post(url, {}, format="json").status_code == 403  # as a viewer of other_org
     resp = client.post(url, {"organization_id": org.id}, format="json")
     assert resp.status_code == 202, resp.content
@@ -409,20 +415,11 @@ def test_a_viewer_is_refused_before_the_body_is_judged(api, viewer_api, outsider
     assert not ImportJob.objects.filter(kind="bom_enrichment").exists()
 
 
-def test_a_member_of_several_organizations_is_told_about_the_unreadable_body(api, org, other_org):
+def test_a_member_of_several_organizations_is_told_about_the_unreadable_body(api, two_hats):
     """Their body would have named the organization: which one (and which role) it meant
     cannot be known, so the body's problem is what they are told, whatever their roles."""
-    from rest_framework.test import APIClient
-
-    from imports.models import Membership, Role
-    from tests.fixtures.accounts import member
-
-    bom_id = post_bom(api).json()["id"]  # in org
-    user = member(other_org, "two-hats", Role.VIEWER)  # oldest membership: a viewer there
-    Membership.objects.create(user=user, organization=org, role=Role.OPERATOR)
-    client = APIClient()
-    client.force_authenticate(user)
-    url = f"/api/v1/boms/{bom_id}/enrichment/start"
+    client = two_hats
+    url = f"/api/v1/boms/{post_bom(api).json()['id']}/enrichment/start"  # a BOM of org
     resp = client.post(url, data='{"organization_id": ', content_type="application/json")
     assert resp.status_code == 400 and "JSON parse error" in resp.json()["detail"]
     resp = client.post(url, data="<start/>", content_type="application/xml")
