@@ -93,7 +93,9 @@ class PrivatePostgres:
                 [
                     "-w",
                     "-o",
-                    f"-h 127.0.0.1 -p {port} -k ''",
+                    # a lock wait longer than deadlock_timeout (1 s) is written to the
+                    # server's log: what an intermittent multi-second stall needs to be seen
+                    f"-h 127.0.0.1 -p {port} -k '' -c log_lock_waits=on",
                     "-l",
                     str(self.pgdata / "server.log"),
                     "start",
