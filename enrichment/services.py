@@ -37,7 +37,6 @@ from .bom_file import map_bom_header, read_bom_lines
 from .catalogue import ALIASES as COMPONENT_ALIASES
 from .catalogue import REQUIRED as COMPONENT_REQUIRED
 from .models import (
-    LEARNED_MPN_KEY_BYTES,
     Bom,
     BomLine,
     Component,
@@ -276,27 +275,18 @@ def line_resolve(*, line: BomLine, component_id: int, user: Any) -> BomLine:
         if maker:
             aliases = selectors.alias_map(organization_id=org_id)
             maker = matching.manufacturer_key(aliases.get(maker, line.manufacturer))
-        key = matching.exact_key(line.mpn)
-        # the columns hold any line's keys (``LearnedMatch``); were they ever narrowed, a
-        # longer key would not be remembered (the learned tier would find nothing by it anyway)
-        if (
-            len(key) <= _LEARNED_KEY_MAX
-            and len(key.encode()) <= LEARNED_MPN_KEY_BYTES
-            and len(maker) <= _LEARNED_KEY_MAX
-        ):
-            LearnedMatch.objects.update_or_create(
-                organization_id=org_id,
-                mpn_key=key,
-                manufacturer_key=maker,
-                defaults={
-                    "component": component,
-                    "created_by": user if getattr(user, "is_authenticated", False) else None,
-                },
-            )
+        # the keys of any line fit ``LearnedMatch``'s columns and constraints: a 200-character
+        # MPN upper-cased, a 200-character name's letters and digits
+        LearnedMatch.objects.update_or_create(
+            organization_id=org_id,
+            mpn_key=matching.exact_key(line.mpn),
+            manufacturer_key=maker,
+            defaults={
+                "component": component,
+                "created_by": user if getattr(user, "is_authenticated", False) else None,
+            },
+        )
     return line
-
-
-_LEARNED_KEY_MAX = LearnedMatch._meta.get_field("mpn_key").max_length
 
 
 def _decimal(value: Any):
