@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
+import signal
 import time
 from typing import Any
 
 import redis
 from django.conf import settings
 from django.db import connections
+from rq.exceptions import StopRequested
 from rq.worker import Worker
 
 from config import database_timeouts
@@ -46,6 +49,10 @@ class IntakeWorker(Worker):
     could forget — and starts RQ's scheduler process again when it died (it exits on a Redis
     error, and RQ alone would restart it only every 10 minutes). When its own work horse dies,
     it resumes that job at once. A Redis outage is waited out, not a reason to quit.
+
+    Stopping: Ctrl-C or SIGTERM is a warm stop from the moment the worker starts up. RQ installs
+    its stop handlers only after start-up, and listens for its commands in a thread of its own
+    that can be handed a stop signal meant for the worker; both are covered below.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -58,6 +65,78 @@ class IntakeWorker(Worker):
         database_timeouts.apply("worker")  # wider than the web's: batches are big statements
         gc.collect()  # start-up's garbage, before the first fork freezes what is left
         self._next_check = 0.0
+        self._stop_during_start_up: int | None = None
+        self._stop_during_start_up_at = 0.0
+        self._stop_raise_would_be_lost = False
+        self._starting_pid = os.getpid()
+
+    # stopping ------------------------------------------------------------------------------
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        # RQ installs its stop handlers after start-up: after it has logged "Listening on"
+        # and started its scheduler. A stop signal before then raised KeyboardInterrupt in the
+        # middle of start-up, a traceback instead of a warm stop. Until then it is noted.
+        self._starting_pid = os.getpid()
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop, self._note_stop_during_start_up)
+        super().bootstrap(*args, **kwargs)
+
+    def _note_stop_during_start_up(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self._starting_pid:
+            # RQ's scheduler process, forked during start-up, before it installs handlers of
+            # its own: the signal does what it would have done there without this handler (a
+            # worker that stops sends it SIGTERM, then waits for it)
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if self._stop_during_start_up is None:
+            self._stop_during_start_up = signum
+            self._stop_during_start_up_at = time.monotonic()
+        elif time.monotonic() - self._stop_during_start_up_at >= 1:
+            # a second one, as RQ's cold shutdown (which also ignores a duplicate within a
+            # second: Ctrl-C reaches both this process and the one that started it)
+            raise KeyboardInterrupt
+
+    def _install_signal_handlers(self) -> None:
+        super()._install_signal_handlers()
+        signum, self._stop_during_start_up = self._stop_during_start_up, None
+        if signum is not None:
+            # RQ's own warm stop, as if the signal came now. Its StopRequested, raised outside
+            # RQ's work loop, would be a traceback: the loop stops before its first dequeue.
+            with contextlib.suppress(StopRequested):
+                self.request_stop(signum, None)
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        self._stop_raise_would_be_lost = _raise_would_be_lost(frame)
+        super().request_stop(signum, frame)
+
+    def _shutdown(self) -> None:
+        # While idle RQ stops by raising StopRequested from its signal handler, wherever the
+        # main thread is. Code that swallows exceptions swallowed the stop with it, and the
+        # worker went on to wait for jobs: logging's emit ("--- Logging error ---", while RQ
+        # logged its registry cleaning) and a finalizer ("Exception ignored in ... __del__").
+        # The flag stops RQ's loop at its next check whatever becomes of the raise; in those
+        # two places there is no raise (nor a traceback): the loop checks the flag soon after.
+        self._stop_requested = True
+        try:
+            super()._shutdown()
+        except StopRequested:
+            if not self._stop_raise_would_be_lost:
+                raise
+
+    def subscribe(self) -> None:
+        # RQ listens for its commands in a thread. The kernel may hand a signal sent to the
+        # process to any thread that does not block it, and Python runs the handler only in
+        # the main thread, once that wakes up: waiting for a job, up to `dequeue_timeout`
+        # (15 s) later. Ctrl-C then took 15 s, and the run command, which waits 15 s before it
+        # kills, could cut the warm stop short. The thread starts with the stop signals
+        # blocked (a new thread inherits its creator's mask): they all reach the main thread.
+        stops = {signal.SIGINT, signal.SIGTERM}
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            super().subscribe()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
     # recovery ------------------------------------------------------------------------------
 
@@ -178,3 +257,17 @@ class IntakeWorker(Worker):
             super().fork_work_horse(job, queue)
         finally:
             gc.unfreeze()  # the parent collects as before; the horse has its own copy
+
+
+_LOGGING = os.path.dirname(logging.__file__)
+
+
+def _raise_would_be_lost(frame: Any) -> bool:
+    """Whether a signal interrupted code that swallows what its handler raises: the logging
+    package, or a finalizer (``__del__``)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or code.co_filename.startswith(_LOGGING):
+            return True
+        frame = frame.f_back
+    return False

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,18 +104,178 @@ else:
 """
 
 
-def test_a_stop_signal_during_the_job_check_stops_the_worker_without_an_error():
+def _stopped_worker(script: str, *args: str) -> tuple[str, float]:
+    """Run a worker script that prints "stopped <seconds>": its stderr and those seconds."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
-    proc = subprocess.run(
-        [sys.executable, "-c", STOP_MID_CHECK],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", script, *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=40,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the worker did not stop: {exc.stderr!r}") from None
     assert proc.returncode == 0, proc.stderr[-2000:]
     outcome, seconds = proc.stdout.split()[-2:]
     assert outcome == "stopped", proc.stdout + proc.stderr[-2000:]
-    assert float(seconds) < 4  # the query was cut short, not waited out
-    assert "job check failed" not in proc.stderr and "Traceback" not in proc.stderr
+    return proc.stderr, float(seconds)
+
+
+def test_a_stop_signal_during_the_job_check_stops_the_worker_without_an_error():
+    stderr, seconds = _stopped_worker(STOP_MID_CHECK)
+    assert seconds < 4  # the query was cut short, not waited out
+    assert "job check failed" not in stderr and "Traceback" not in stderr
+
+
+STOP_DURING_START_UP = """
+import os, signal, sys, time, django
+django.setup()
+from django.conf import settings
+from redis import Redis
+from rq.scheduler import RQScheduler
+from imports.worker import IntakeWorker
+
+redis = Redis.from_url(settings.REDIS_URL)
+worker = IntakeWorker([f"intake-test-start-up-{os.getpid()}"], connection=redis)
+
+def ctrl_c():  # twice: the terminal's, and the run command's
+    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.2)
+
+if sys.argv[1] == "before its scheduler":
+    worker._start_scheduler = lambda *args: ctrl_c()
+else:  # the scheduler process has just been forked, with the worker's handlers
+    start, install = RQScheduler.start, RQScheduler._install_signal_handlers
+    def start_then_ctrl_c(self):
+        process = start(self)
+        ctrl_c()
+        return process
+    def install_late(self):  # the worker's SIGTERM reaches it before its own handlers
+        time.sleep(1)
+        install(self)
+    RQScheduler.start, RQScheduler._install_signal_handlers = start_then_ctrl_c, install_late
+started = time.monotonic()
+worker.work(with_scheduler=True, logging_level="INFO")
+print(f"stopped {time.monotonic() - started:.1f}")
+"""
+
+
+@pytest.mark.parametrize("when", ["before its scheduler", "after its scheduler"])
+def test_a_stop_signal_while_the_worker_starts_up_is_a_warm_stop(when):
+    """RQ logs "Listening on" and starts its scheduler process before it installs its stop
+    handlers: a Ctrl-C then was a KeyboardInterrupt in the middle of start-up. The scheduler,
+    forked meanwhile, must still stop when the worker's teardown sends it SIGTERM."""
+    stderr, seconds = _stopped_worker(STOP_DURING_START_UP, when)
+    assert seconds < 5  # before its first wait for a job
+    assert "warm shut down requested" in stderr and "stopping on request" in stderr
+    assert "Traceback" not in stderr and "cold shut down" not in stderr
+
+
+IDLE_WORKER = """
+import django
+django.setup()
+from django.conf import settings
+from redis import Redis
+from imports.worker import IntakeWorker
+
+redis = Redis.from_url(settings.REDIS_URL)
+IntakeWorker(["intake-test-main-thread"], connection=redis).work(logging_level="INFO")
+"""
+
+
+STOP_WHERE_A_RAISE_IS_SWALLOWED = """
+import logging, os, signal, sys, time, django
+django.setup()
+from django.conf import settings
+from redis import Redis
+from imports.worker import IntakeWorker
+
+redis = Redis.from_url(settings.REDIS_URL)
+worker = IntakeWorker(["intake-test-stop-where-swallowed"], connection=redis)
+sent = []
+
+def stop_once():
+    if not sent:
+        sent.append(True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+class SignalWhileLogging(logging.StreamHandler):
+    def format(self, record):  # inside StreamHandler.emit, which swallows what is raised
+        if "cleaning registries" in record.msg:
+            stop_once()
+        return super().format(record)
+
+class SignalWhileFinalized:
+    def __del__(self):  # Python prints what a finalizer raises, and goes on
+        stop_once()
+
+if sys.argv[1] == "logging":
+    logging.getLogger("rq.worker").addHandler(SignalWhileLogging())
+else:
+    clean_registries = worker.clean_registries
+    def finalizer_then_clean():
+        SignalWhileFinalized()
+        clean_registries()
+    worker.clean_registries = finalizer_then_clean
+started = time.monotonic()
+worker.work(logging_level="INFO")
+print(f"stopped {time.monotonic() - started:.1f}")
+"""
+
+
+@pytest.mark.parametrize("where", ["logging", "finalizer"])
+def test_a_stop_signal_where_a_raise_is_swallowed_stops_the_worker(where):
+    """RQ stops an idle worker by raising from its signal handler. Raised inside a log line
+    (RQ logs its registry cleaning while idle), logging swallowed it as a "Logging error";
+    inside a finalizer, Python printed it and went on. The worker went on waiting for jobs."""
+    stderr, seconds = _stopped_worker(STOP_WHERE_A_RAISE_IS_SWALLOWED, where)
+    assert seconds < 5  # before its first wait for a job
+    assert "warm shut down requested" in stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+
+
+def _blocked(pid: int, tid: int) -> int:
+    status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+    return int(next(ln for ln in status.splitlines() if ln.startswith("SigBlk:")).split()[1], 16)
+
+
+def test_a_stop_signal_to_the_worker_is_for_its_main_thread(tmp_path):
+    """RQ's command listener runs in a thread. A stop signal the kernel handed to it waited for
+    the main thread to wake up, up to 15 s later: the run command, which waits 15 s, could kill
+    the worker in its warm stop. That thread blocks the stop signals, so they reach the main
+    thread, which stops at once."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-c", IDLE_WORKER],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while b"cleaning group registries" not in log.read_bytes():
+                assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            threads = sorted(int(t) for t in os.listdir(f"/proc/{worker.pid}/task"))
+            assert len(threads) == 2, threads  # the main thread and RQ's listener
+            stops = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
+            assert _blocked(worker.pid, worker.pid) & stops == 0
+            listener = next(t for t in threads if t != worker.pid)
+            assert _blocked(worker.pid, listener) & stops == stops
+            started = time.monotonic()
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(10) == 0
+            assert time.monotonic() - started < 5
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    output = log.read_text()
+    assert "warm shut down requested" in output and "Traceback" not in output
