@@ -50,9 +50,10 @@ class IntakeWorker(Worker):
     error, and RQ alone would restart it only every 10 minutes). When its own work horse dies,
     it resumes that job at once. A Redis outage is waited out, not a reason to quit.
 
-    Stopping: Ctrl-C or SIGTERM is a warm stop from the moment the worker starts up. RQ installs
-    its stop handlers only after start-up, and listens for its commands in a thread of its own
-    that can be handed a stop signal meant for the worker; both are covered below.
+    Stopping: Ctrl-C or SIGTERM is RQ's warm stop at any moment, and stops an idle worker at
+    once. RQ alone could lose it or delay it: during start-up, in its command listener's
+    thread, where its handler's raise is swallowed, and in its wait for its scheduler process.
+    Each is covered below.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -67,7 +68,6 @@ class IntakeWorker(Worker):
         self._next_check = 0.0
         self._stop_during_start_up: int | None = None
         self._stop_during_start_up_at = 0.0
-        self._stop_raise_would_be_lost = False
         self._starting_pid = os.getpid()
 
     # stopping ------------------------------------------------------------------------------
@@ -77,15 +77,18 @@ class IntakeWorker(Worker):
         # and started its scheduler. A stop signal before then raised KeyboardInterrupt in the
         # middle of start-up, a traceback instead of a warm stop. Until then it is noted.
         self._starting_pid = os.getpid()
-        for stop in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(stop, self._note_stop_during_start_up)
-        super().bootstrap(*args, **kwargs)
+        before = {stop: signal.signal(stop, self._note_stop_during_start_up) for stop in _STOPS}
+        try:
+            super().bootstrap(*args, **kwargs)
+        except BaseException:
+            for stop, handler in before.items():
+                signal.signal(stop, handler)
+            raise
 
     def _note_stop_during_start_up(self, signum: int, frame: Any) -> None:
         if os.getpid() != self._starting_pid:
             # RQ's scheduler process, forked during start-up, before it installs handlers of
-            # its own: the signal does what it would have done there without this handler (a
-            # worker that stops sends it SIGTERM, then waits for it)
+            # its own: a stopping worker sends it SIGTERM and waits for it, so it ends here
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
@@ -93,46 +96,68 @@ class IntakeWorker(Worker):
             self._stop_during_start_up = signum
             self._stop_during_start_up_at = time.monotonic()
         elif time.monotonic() - self._stop_during_start_up_at >= 1:
-            # a second one, as RQ's cold shutdown (which also ignores a duplicate within a
-            # second: Ctrl-C reaches both this process and the one that started it)
-            raise KeyboardInterrupt
+            # a second one is RQ's cold stop (RQ too ignores a duplicate within a second:
+            # Ctrl-C reaches both this process and the run command, which passes it on)
+            self.log.warning("Worker %s: cold shut down", self.name)
+            if self.scheduler is not None and self.scheduler._process is not None:
+                self.stop_scheduler()
+            raise SystemExit
 
     def _install_signal_handlers(self) -> None:
         super()._install_signal_handlers()
         signum, self._stop_during_start_up = self._stop_during_start_up, None
         if signum is not None:
             # RQ's own warm stop, as if the signal came now. Its StopRequested, raised outside
-            # RQ's work loop, would be a traceback: the loop stops before its first dequeue.
+            # RQ's work loop, would be a traceback; the loop's first maintenance stops it.
             with contextlib.suppress(StopRequested):
                 self.request_stop(signum, None)
 
     def request_stop(self, signum: int, frame: Any) -> None:
-        self._stop_raise_would_be_lost = _raise_would_be_lost(frame)
-        super().request_stop(signum, frame)
-
-    def _shutdown(self) -> None:
         # While idle RQ stops by raising StopRequested from its signal handler, wherever the
-        # main thread is. Code that swallows exceptions swallowed the stop with it, and the
-        # worker went on to wait for jobs: logging's emit ("--- Logging error ---", while RQ
-        # logged its registry cleaning) and a finalizer ("Exception ignored in ... __del__").
-        # The flag stops RQ's loop at its next check whatever becomes of the raise; in those
-        # two places there is no raise (nor a traceback): the loop checks the flag soon after.
+        # main thread is. Where that is code that swallows exceptions, the stop went with it
+        # and the worker went on waiting for jobs: a log handler's emit ("--- Logging error
+        # ---" while RQ logged its registry cleaning) or a finalizer ("Exception ignored in").
+        # The flag is RQ's own; idle, the worker's maintenance stops on it (below), and in
+        # those two places nothing is raised, so no traceback either.
         self._stop_requested = True
         try:
-            super()._shutdown()
+            super().request_stop(signum, frame)
         except StopRequested:
-            if not self._stop_raise_would_be_lost:
+            if not _raise_would_be_lost(frame):
                 raise
+
+    def _stop_if_requested(self) -> None:
+        # only ever idle: RQ calls its maintenance between jobs (and while busy, RQ's own
+        # stop already waits for the job through the same flag)
+        if self._stop_requested:
+            raise StopRequested
+
+    def stop_scheduler(self) -> None:
+        # RQ sends its scheduler process one SIGTERM and waits for it without limit. A SIGTERM
+        # that reaches a process just forked, before Python in it has set up its signals, is
+        # dropped (CPython clears pending signals in a new child): a worker stopped right after
+        # start-up waited for ever. It is sent again each second, and after 10 s, SIGKILL.
+        process = self.scheduler._process if self.scheduler is not None else None
+        if process is None or not process.pid:
+            return
+        for _ in range(_SCHEDULER_STOP_SECONDS):
+            with contextlib.suppress(OSError):
+                os.kill(process.pid, signal.SIGTERM)
+            process.join(1)
+            if process.exitcode is not None:
+                return
+        process.kill()
+        process.join()
 
     def subscribe(self) -> None:
         # RQ listens for its commands in a thread. The kernel may hand a signal sent to the
         # process to any thread that does not block it, and Python runs the handler only in
         # the main thread, once that wakes up: waiting for a job, up to `dequeue_timeout`
         # (15 s) later. Ctrl-C then took 15 s, and the run command, which waits 15 s before it
-        # kills, could cut the warm stop short. The thread starts with the stop signals
+        # kills, could cut the warm stop short. RQ's horse monitor, waiting for its work horse,
+        # is woken by SIGALRM, with the same risk. The thread starts with these signals
         # blocked (a new thread inherits its creator's mask): they all reach the main thread.
-        stops = {signal.SIGINT, signal.SIGTERM}
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, {*_STOPS, signal.SIGALRM})
         try:
             super().subscribe()
         finally:
@@ -147,9 +172,12 @@ class IntakeWorker(Worker):
 
     @property
     def should_run_maintenance_tasks(self) -> bool:
-        return super().should_run_maintenance_tasks or self._check_due()
+        return super().should_run_maintenance_tasks or self._check_due() or self._stop_requested
 
     def run_maintenance_tasks(self) -> None:
+        # Idle, RQ runs this before each wait for a job (up to `dequeue_timeout`) and never
+        # checks its stop flag in between: a stop whose raise was swallowed stops here.
+        self._stop_if_requested()
         if super().should_run_maintenance_tasks:
             try:
                 super().run_maintenance_tasks()
@@ -157,9 +185,14 @@ class IntakeWorker(Worker):
                 # RQ would quit here; its registries can be cleaned next time
                 log.warning("RQ maintenance skipped: Redis is not reachable (%s)", exc)
         self._check_jobs()
+        self._stop_if_requested()
 
     def _check_due(self) -> bool:
-        return self.scheduler is not None and time.monotonic() >= self._next_check
+        return (
+            self.scheduler is not None
+            and not self._stop_requested  # no check, nor a scheduler started again
+            and time.monotonic() >= self._next_check
+        )
 
     def _check_jobs(self) -> None:
         """Run the job check and keep RQ's scheduler alive (workers with their scheduler)."""
@@ -259,15 +292,19 @@ class IntakeWorker(Worker):
             gc.unfreeze()  # the parent collects as before; the horse has its own copy
 
 
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+_SCHEDULER_STOP_SECONDS = 10
 _LOGGING = os.path.dirname(logging.__file__)
 
 
 def _raise_would_be_lost(frame: Any) -> bool:
-    """Whether a signal interrupted code that swallows what its handler raises: the logging
-    package, or a finalizer (``__del__``)."""
+    """Whether a signal interrupted code that swallows what its handler raises: a log
+    handler's ``emit`` (logging's own catch everything) or a finalizer."""
     while frame is not None:
         code = frame.f_code
-        if code.co_name == "__del__" or code.co_filename.startswith(_LOGGING):
+        if code.co_name == "__del__" or (
+            code.co_name in {"emit", "handleError"} and code.co_filename.startswith(_LOGGING)
+        ):
             return True
         frame = frame.f_back
     return False

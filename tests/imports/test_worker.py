@@ -104,24 +104,28 @@ else:
 """
 
 
-def _stopped_worker(script: str, *args: str) -> tuple[str, float]:
+def _stopped_worker(script: str, *args: str, **env: str) -> tuple[str, float]:
     """Run a worker script that prints "stopped <seconds>": its stderr and those seconds."""
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", **env}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a scheduler process it forked goes with it on a timeout
+    )
     try:
-        proc = subprocess.run(
-            [sys.executable, "-c", script, *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=40,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise AssertionError(f"the worker did not stop: {exc.stderr!r}") from None
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    outcome, seconds = proc.stdout.split()[-2:]
-    assert outcome == "stopped", proc.stdout + proc.stderr[-2000:]
-    return proc.stderr, float(seconds)
+        stdout, stderr = proc.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"the worker did not stop: {stderr[-3000:]}") from None
+    assert proc.returncode == 0, stderr[-2000:]
+    outcome, seconds = stdout.split()[-2:]
+    assert outcome == "stopped", stdout + stderr[-2000:]
+    return stderr, float(seconds)
 
 
 def test_a_stop_signal_during_the_job_check_stops_the_worker_without_an_error():
@@ -136,31 +140,51 @@ django.setup()
 from django.conf import settings
 from redis import Redis
 from rq.scheduler import RQScheduler
+from imports import recovery
 from imports.worker import IntakeWorker
 
+recovery.check_jobs = lambda exclusive: None  # not this test's (nor its database's) business
 redis = Redis.from_url(settings.REDIS_URL)
 worker = IntakeWorker([f"intake-test-start-up-{os.getpid()}"], connection=redis)
 
-def ctrl_c():  # twice: the terminal's, and the run command's
+def ctrl_c(apart):  # twice: the terminal's and the run command's, or a second one later
     os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(apart)
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(0.2)
 
 if sys.argv[1] == "before its scheduler":
-    worker._start_scheduler = lambda *args: ctrl_c()
+    worker._start_scheduler = lambda *args: ctrl_c(0)
+elif sys.argv[1] == "twice, a second apart":
+    worker._start_scheduler = lambda *args: ctrl_c(1.1)
+elif sys.argv[1] == "its scheduler misses a SIGTERM":
+    # as a SIGTERM that reaches a process just forked, before Python there sets up its signals
+    start, install = RQScheduler.start, RQScheduler._install_signal_handlers
+    def start_deaf_then_ctrl_c(self):
+        noting = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        process = start(self)
+        signal.signal(signal.SIGTERM, noting)
+        ctrl_c(0)
+        return process
+    def install_late(self):
+        time.sleep(1.5)
+        install(self)
+    RQScheduler.start, RQScheduler._install_signal_handlers = start_deaf_then_ctrl_c, install_late
 else:  # the scheduler process has just been forked, with the worker's handlers
     start, install = RQScheduler.start, RQScheduler._install_signal_handlers
     def start_then_ctrl_c(self):
         process = start(self)
-        ctrl_c()
+        ctrl_c(0)
         return process
-    def install_late(self):  # the worker's SIGTERM reaches it before its own handlers
-        time.sleep(1)
+    def install_late(self):  # only the worker's SIGTERM can end it in time
+        time.sleep(30)
         install(self)
     RQScheduler.start, RQScheduler._install_signal_handlers = start_then_ctrl_c, install_late
 started = time.monotonic()
-worker.work(with_scheduler=True, logging_level="INFO")
-print(f"stopped {time.monotonic() - started:.1f}")
+try:
+    worker.work(with_scheduler=True, logging_level="INFO")
+finally:
+    print(f"stopped {time.monotonic() - started:.1f}")
 """
 
 
@@ -171,20 +195,21 @@ def test_a_stop_signal_while_the_worker_starts_up_is_a_warm_stop(when):
     forked meanwhile, must still stop when the worker's teardown sends it SIGTERM."""
     stderr, seconds = _stopped_worker(STOP_DURING_START_UP, when)
     assert seconds < 5  # before its first wait for a job
-    assert "warm shut down requested" in stderr and "stopping on request" in stderr
+    assert "warm shut down requested" in stderr
     assert "Traceback" not in stderr and "cold shut down" not in stderr
 
 
-IDLE_WORKER = """
-import django
-django.setup()
-from django.conf import settings
-from redis import Redis
-from imports.worker import IntakeWorker
+def test_a_stopping_worker_does_not_wait_for_ever_for_its_scheduler():
+    """RQ sends its scheduler one SIGTERM, then waits for it without limit."""
+    stderr, seconds = _stopped_worker(STOP_DURING_START_UP, "its scheduler misses a SIGTERM")
+    assert seconds < 8
+    assert "Scheduler with PID" in stderr and "has stopped" in stderr  # its own clean stop
 
-redis = Redis.from_url(settings.REDIS_URL)
-IntakeWorker(["intake-test-main-thread"], connection=redis).work(logging_level="INFO")
-"""
+
+def test_a_second_stop_signal_while_the_worker_starts_up_is_a_cold_stop():
+    stderr, seconds = _stopped_worker(STOP_DURING_START_UP, "twice, a second apart")
+    assert seconds < 5
+    assert "cold shut down" in stderr and "Traceback" not in stderr
 
 
 STOP_WHERE_A_RAISE_IS_SWALLOWED = """
@@ -194,26 +219,29 @@ from django.conf import settings
 from redis import Redis
 from imports.worker import IntakeWorker
 
+where, cleaning = sys.argv[1], int(sys.argv[2])  # the signal lands in that registry cleaning
 redis = Redis.from_url(settings.REDIS_URL)
-worker = IntakeWorker(["intake-test-stop-where-swallowed"], connection=redis)
-sent = []
+worker = IntakeWorker(
+    [f"intake-test-stop-swallowed-{os.getpid()}"], connection=redis, maintenance_interval=0
+)
+cleanings = []
 
-def stop_once():
-    if not sent:
-        sent.append(True)
+def stop_at_the_cleaning():
+    cleanings.append(True)
+    if len(cleanings) == cleaning:
         os.kill(os.getpid(), signal.SIGTERM)
 
 class SignalWhileLogging(logging.StreamHandler):
     def format(self, record):  # inside StreamHandler.emit, which swallows what is raised
         if "cleaning registries" in record.msg:
-            stop_once()
+            stop_at_the_cleaning()
         return super().format(record)
 
 class SignalWhileFinalized:
     def __del__(self):  # Python prints what a finalizer raises, and goes on
-        stop_once()
+        stop_at_the_cleaning()
 
-if sys.argv[1] == "logging":
+if where == "logging":
     logging.getLogger("rq.worker").addHandler(SignalWhileLogging())
 else:
     clean_registries = worker.clean_registries
@@ -228,14 +256,30 @@ print(f"stopped {time.monotonic() - started:.1f}")
 
 
 @pytest.mark.parametrize("where", ["logging", "finalizer"])
-def test_a_stop_signal_where_a_raise_is_swallowed_stops_the_worker(where):
+@pytest.mark.parametrize("cleaning", [1, 2], ids=["starting", "idle"])
+def test_a_stop_signal_where_a_raise_is_swallowed_stops_the_worker(where, cleaning):
     """RQ stops an idle worker by raising from its signal handler. Raised inside a log line
     (RQ logs its registry cleaning while idle), logging swallowed it as a "Logging error";
-    inside a finalizer, Python printed it and went on. The worker went on waiting for jobs."""
-    stderr, seconds = _stopped_worker(STOP_WHERE_A_RAISE_IS_SWALLOWED, where)
-    assert seconds < 5  # before its first wait for a job
-    assert "warm shut down requested" in stderr
+    inside a finalizer, Python printed it and went on. The worker went on waiting for jobs
+    (RQ checks its stop flag only between jobs), each wait a second here."""
+    stderr, seconds = _stopped_worker(
+        STOP_WHERE_A_RAISE_IS_SWALLOWED, where, str(cleaning), JOB_CHECK_SECONDS="1"
+    )
+    assert seconds < 5
+    assert "warm shut down requested" in stderr and "cold shut down" not in stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
+
+
+IDLE_WORKER = """
+import django
+django.setup()
+from django.conf import settings
+from redis import Redis
+from imports.worker import IntakeWorker
+
+redis = Redis.from_url(settings.REDIS_URL)
+IntakeWorker(["intake-test-main-thread"], connection=redis).work(logging_level="INFO")
+"""
 
 
 def _blocked(pid: int, tid: int) -> int:
@@ -265,10 +309,11 @@ def test_a_stop_signal_to_the_worker_is_for_its_main_thread(tmp_path):
                 time.sleep(0.1)
             threads = sorted(int(t) for t in os.listdir(f"/proc/{worker.pid}/task"))
             assert len(threads) == 2, threads  # the main thread and RQ's listener
-            stops = (1 << (signal.SIGINT - 1)) | (1 << (signal.SIGTERM - 1))
-            assert _blocked(worker.pid, worker.pid) & stops == 0
+            for_main = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)  # SIGALRM: the monitor's
+            mask = sum(1 << (signum - 1) for signum in for_main)
+            assert _blocked(worker.pid, worker.pid) & mask == 0
             listener = next(t for t in threads if t != worker.pid)
-            assert _blocked(worker.pid, listener) & stops == stops
+            assert _blocked(worker.pid, listener) & mask == mask
             started = time.monotonic()
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(10) == 0
