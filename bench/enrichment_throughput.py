@@ -489,7 +489,15 @@ def main() -> None:
             record("intake end to end / naive with results stored", ratio)
             met["ratio_stored"] += ratio >= 20
             counts = bom.summary["counts"]
-            print(f"run {run + 1}: BOM mix {kinds}; result {counts}", flush=True)
+            waited = summary.get("waited_seconds", {}).get("storing", 0.0)
+            print(
+                # when, to the second, to find a slow run in the database server's log
+                f"run {run + 1}: enriched {job.created_at:%H:%M:%S}-{job.finished_at:%H:%M:%S}"
+                f" UTC in {e2e:.2f} s (waiting on storing {waited:.2f} s), "
+                f"{args.lines / e2e / naive_rate:.2f} times the loop; "
+                f"BOM mix {kinds}; result {counts}",
+                flush=True,
+            )
         finally:
             drop(org)
 
