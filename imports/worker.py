@@ -85,23 +85,38 @@ class IntakeWorker(Worker):
                 signal.signal(stop, handler)
             raise
 
-    def _note_stop_during_start_up(self, signum: int, frame: Any) -> None:
-        if os.getpid() != self._starting_pid:
-            # RQ's scheduler process, forked during start-up, before it installs handlers of
-            # its own: a stopping worker sends it SIGTERM and waits for it, so it ends here
+    def _in_a_forked_child(self, signum: int) -> bool:
+        """Whether this is a process the worker forked (RQ's scheduler, a work horse) that a
+        signal reached before it installed handlers of its own: not the worker's to handle.
+        SIGTERM ends it, as it will once it has them (a stopping worker sends its scheduler
+        SIGTERM and waits for it); SIGINT is ignored, as RQ's work horse ignores it."""
+        if os.getpid() == self._starting_pid:
+            return False
+        if signum == signal.SIGTERM:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
+        return True
+
+    def _note_stop_during_start_up(self, signum: int, frame: Any) -> None:
+        if self._in_a_forked_child(signum):
             return
         if self._stop_during_start_up is None:
             self._stop_during_start_up = signum
             self._stop_during_start_up_at = time.monotonic()
         elif time.monotonic() - self._stop_during_start_up_at >= 1:
-            # a second one is RQ's cold stop (RQ too ignores a duplicate within a second:
-            # Ctrl-C reaches both this process and the run command, which passes it on)
+            # a second one is RQ's cold stop (RQ too ignores a duplicate within a second, as a
+            # supervisor and a terminal may both pass one on). RQ's teardown is not reached
+            # from start-up: the worker's registration goes here.
             self.log.warning("Worker %s: cold shut down", self.name)
             if self.scheduler is not None and self.scheduler._process is not None:
                 self.stop_scheduler()
+            with contextlib.suppress(redis.RedisError):
+                self.register_death()
             raise SystemExit
+
+    def _start_scheduler(self, *args: Any, **kwargs: Any) -> None:
+        if self._stop_during_start_up is None:  # not for a worker already asked to stop
+            super()._start_scheduler(*args, **kwargs)
 
     def _install_signal_handlers(self) -> None:
         super()._install_signal_handlers()
@@ -119,12 +134,18 @@ class IntakeWorker(Worker):
         # ---" while RQ logged its registry cleaning) or a finalizer ("Exception ignored in").
         # The flag is RQ's own; idle, the worker's maintenance stops on it (below), and in
         # those two places nothing is raised, so no traceback either.
+        if self._in_a_forked_child(signum):
+            return
         self._stop_requested = True
         try:
             super().request_stop(signum, frame)
         except StopRequested:
             if not _raise_would_be_lost(frame):
                 raise
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        if not self._in_a_forked_child(signum):
+            super().request_force_stop(signum, frame)
 
     def _stop_if_requested(self) -> None:
         # only ever idle: RQ calls its maintenance between jobs (and while busy, RQ's own
@@ -141,13 +162,14 @@ class IntakeWorker(Worker):
         if process is None or not process.pid:
             return
         for _ in range(_SCHEDULER_STOP_SECONDS):
+            if process.exitcode is not None:  # reaped: its pid may be another process's now
+                return
             with contextlib.suppress(OSError):
                 os.kill(process.pid, signal.SIGTERM)
             process.join(1)
-            if process.exitcode is not None:
-                return
-        process.kill()
-        process.join()
+        if process.exitcode is None:
+            process.kill()
+            process.join()
 
     def subscribe(self) -> None:
         # RQ listens for its commands in a thread. The kernel may hand a signal sent to the

@@ -147,7 +147,7 @@ recovery.check_jobs = lambda exclusive: None  # not this test's (nor its databas
 redis = Redis.from_url(settings.REDIS_URL)
 worker = IntakeWorker([f"intake-test-start-up-{os.getpid()}"], connection=redis)
 
-def ctrl_c(apart):  # twice: the terminal's and the run command's, or a second one later
+def ctrl_c(apart):  # twice: a supervisor's and a terminal's, or a second one later
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(apart)
     os.kill(os.getpid(), signal.SIGINT)
@@ -194,7 +194,7 @@ def test_a_stop_signal_while_the_worker_starts_up_is_a_warm_stop(when):
     handlers: a Ctrl-C then was a KeyboardInterrupt in the middle of start-up. The scheduler,
     forked meanwhile, must still stop when the worker's teardown sends it SIGTERM."""
     stderr, seconds = _stopped_worker(STOP_DURING_START_UP, when)
-    assert seconds < 5  # before its first wait for a job
+    assert seconds < 8  # without the fix: a traceback, or 10 s and SIGKILL, or never
     assert "warm shut down requested" in stderr
     assert "Traceback" not in stderr and "cold shut down" not in stderr
 
@@ -202,13 +202,13 @@ def test_a_stop_signal_while_the_worker_starts_up_is_a_warm_stop(when):
 def test_a_stopping_worker_does_not_wait_for_ever_for_its_scheduler():
     """RQ sends its scheduler one SIGTERM, then waits for it without limit."""
     stderr, seconds = _stopped_worker(STOP_DURING_START_UP, "its scheduler misses a SIGTERM")
-    assert seconds < 8
+    assert seconds < 20  # without the fix: never
     assert "Scheduler with PID" in stderr and "has stopped" in stderr  # its own clean stop
 
 
 def test_a_second_stop_signal_while_the_worker_starts_up_is_a_cold_stop():
     stderr, seconds = _stopped_worker(STOP_DURING_START_UP, "twice, a second apart")
-    assert seconds < 5
+    assert seconds < 10
     assert "cold shut down" in stderr and "Traceback" not in stderr
 
 
@@ -265,7 +265,7 @@ def test_a_stop_signal_where_a_raise_is_swallowed_stops_the_worker(where, cleani
     stderr, seconds = _stopped_worker(
         STOP_WHERE_A_RAISE_IS_SWALLOWED, where, str(cleaning), JOB_CHECK_SECONDS="1"
     )
-    assert seconds < 5
+    assert seconds < 10  # without the fix: never
     assert "warm shut down requested" in stderr and "cold shut down" not in stderr
     assert "Traceback" not in stderr and "Exception ignored" not in stderr
 
@@ -308,16 +308,16 @@ def test_a_stop_signal_to_the_worker_is_for_its_main_thread(tmp_path):
                 assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
             threads = sorted(int(t) for t in os.listdir(f"/proc/{worker.pid}/task"))
-            assert len(threads) == 2, threads  # the main thread and RQ's listener
+            assert len(threads) >= 2, threads  # the main thread and RQ's listener at least
             for_main = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)  # SIGALRM: the monitor's
             mask = sum(1 << (signum - 1) for signum in for_main)
             assert _blocked(worker.pid, worker.pid) & mask == 0
-            listener = next(t for t in threads if t != worker.pid)
-            assert _blocked(worker.pid, listener) & mask == mask
+            for other in (t for t in threads if t != worker.pid):
+                assert _blocked(worker.pid, other) & mask == mask, other
             started = time.monotonic()
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(10) == 0
-            assert time.monotonic() - started < 5
+            assert time.monotonic() - started < 10  # a wait for a job is 15 s
         finally:
             if worker.poll() is None:
                 worker.kill()
