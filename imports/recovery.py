@@ -17,6 +17,7 @@ whose work horse died runs ``horse_lost()`` at once (its job ``processing``, or 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,7 @@ import redis
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from rq import Worker
+from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError, StopRequested
 from rq.job import Job
 from rq.job import JobStatus as RQStatus
@@ -188,11 +189,45 @@ def job_lost(
 def _rq_job_waits_or_runs(job: ImportJob, running: set[str]) -> bool:
     if job.rq_job_id in running:
         return True
+    conn = django_rq.get_connection(job.priority)
     try:
-        rq_job = Job.fetch(job.rq_job_id, connection=django_rq.get_connection(job.priority))
+        rq_job = Job.fetch(job.rq_job_id, connection=conn)
     except NoSuchJobError:
         return False
-    return rq_job.get_status(refresh=False) in _WAITING
+    status = rq_job.get_status(refresh=False)
+    if status == RQStatus.QUEUED and not _in_its_queue(conn, rq_job):
+        return not _taken_and_dropped(conn, rq_job.id)
+    return status in _WAITING
+
+
+# A worker takes a job off its queue's list (BLPOP) before it marks it started: stopped or
+# killed in between, it leaves the job "queued" in RQ and in no list, and nothing would ever
+# run it. A worker between the two for the usual few milliseconds looks the same, so such a
+# job counts as dropped only once a check has seen it so for ``_DROPPED_AFTER`` seconds (and
+# even then a worker that did start it finds its row no longer queued: ``jobs.run_job``).
+_TAKEN = "intake:job-check:taken:"
+_DROPPED_AFTER = 5.0
+
+
+def _in_its_queue(conn: redis.Redis, rq_job: Job) -> bool:
+    """Whether a ``queued`` RQ job is still in its queue's list, or in the list RQ moves it
+    to while a worker of a single queue takes it (RQ's own clean-up ends one stuck there)."""
+    queue = Queue(rq_job.origin, connection=conn)
+    return any(
+        conn.lpos(key, rq_job.id) is not None for key in (queue.key, queue.intermediate_queue_key)
+    )
+
+
+def _taken_and_dropped(conn: redis.Redis, rq_job_id: str) -> bool:
+    key = _TAKEN + rq_job_id
+    now = time.time()
+    if conn.set(key, now, nx=True, ex=24 * 3600):
+        return False  # first seen so now
+    first_seen = float(conn.get(key) or now)
+    if now - first_seen < _DROPPED_AFTER:
+        return False
+    conn.delete(key)
+    return True
 
 
 def _requeue_orphans(running: set[str], result: CheckResult) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -15,6 +20,7 @@ from realtime.log import read_after
 from tests.fixtures.files import csv_bytes, product_rows, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _job(org, rows=30) -> ImportJob:
@@ -162,6 +168,99 @@ def test_a_queued_job_with_nothing_behind_it_is_queued_again(org):
     # queued and waiting in RQ: left alone
     ImportJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(hours=1))
     assert recovery.check_jobs().requeued == []
+
+
+def _seen_dropped_long_enough(job: ImportJob) -> None:
+    """As if the check that first saw ``job`` taken off its queue ran a while ago."""
+    import django_rq
+
+    key = recovery._TAKEN + job.rq_job_id
+    conn = django_rq.get_connection("default")
+    assert conn.exists(key), "the check did not note the job as taken"
+    conn.set(key, time.time() - recovery._DROPPED_AFTER - 1)
+
+
+def _long_queued(job: ImportJob) -> None:
+    ImportJob.objects.filter(pk=job.pk).update(updated_at=timezone.now() - timedelta(hours=1))
+
+
+def test_a_queued_job_a_worker_took_and_dropped_is_queued_again(org):
+    """RQ takes a job off its list before it marks it started; a worker stopped or killed in
+    between leaves it "queued" in RQ and in no list. A check that sees it so twice, a while
+    apart, queues it again; once is what a worker taking it looks like."""
+    import django_rq
+
+    job = _job(org)
+    queue = django_rq.get_queue(job.priority)
+    assert queue.connection.lpop(queue.key).decode() == job.rq_job_id  # the worker's BLPOP
+    _long_queued(job)
+    assert recovery.check_jobs().requeued == []  # first seen so: maybe just being taken
+    assert recovery.check_jobs().requeued == []  # a moment later: still maybe
+    _seen_dropped_long_enough(job)
+    assert recovery.check_jobs().requeued == [str(job.pk)]
+    assert queue.job_ids == [job.rq_job_id]
+    _long_queued(job)
+    assert recovery.check_jobs().requeued == []  # in its list again: waiting its turn
+
+
+def test_a_job_taken_into_rqs_intermediate_list_is_left_to_rq(org):
+    """A worker of one queue moves the job to RQ's intermediate list (LMOVE) instead; RQ's
+    own clean-up fails one stuck there, and a failed RQ job's import is queued again."""
+    import django_rq
+
+    job = _job(org)
+    queue = django_rq.get_queue(job.priority)
+    queue.connection.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT")
+    _long_queued(job)
+    assert recovery.check_jobs().requeued == []
+    assert recovery.check_jobs().requeued == []
+    assert not queue.connection.exists(recovery._TAKEN + job.rq_job_id)
+
+
+STOPPED_AFTER_TAKING = """
+import os, signal, django
+django.setup()
+from django.conf import settings
+from redis import Redis
+from imports.worker import IntakeWorker
+
+class StoppedAfterTaking(IntakeWorker):
+    def reorder_queues(self, reference_queue):  # RQ's next step once BLPOP gave it a job
+        os.kill(os.getpid(), signal.SIGTERM)
+        super().reorder_queues(reference_queue)
+
+redis = Redis.from_url(settings.REDIS_URL)
+worker = StoppedAfterTaking(["high", "default", "low"], connection=redis)
+worker.work(burst=False)
+print("stopped")
+"""
+
+
+def test_a_job_whose_worker_stopped_between_taking_and_starting_it_runs_after_all(org):
+    """The real worker, stopped (SIGTERM, a warm stop) right after its BLPOP took the job:
+    RQ's stop leaves it queued in RQ and in no list. The check queues it again."""
+    import django_rq
+
+    job = _job(org)
+    proc = subprocess.run(
+        [sys.executable, "-c", STOPPED_AFTER_TAKING],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "WORKER_NICE": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stdout.split() == ["stopped"], proc.stderr[-2000:]
+    assert "warm shut down requested" in proc.stderr
+    queue = django_rq.get_queue(job.priority)
+    assert queue.job_ids == []
+    assert queue.fetch_job(job.rq_job_id).get_status() == "queued"
+    assert ImportJob.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    _long_queued(job)
+    assert recovery.check_jobs().requeued == []
+    _seen_dropped_long_enough(job)
+    assert recovery.check_jobs().requeued == [str(job.pk)]
+    assert queue.job_ids == [job.rq_job_id]
 
 
 def test_a_stalled_job_says_so_in_its_snapshot(org, settings):
