@@ -147,6 +147,16 @@ class IntakeWorker(Worker):
         if not self._in_a_forked_child(signum):
             super().request_force_stop(signum, frame)
 
+    def set_shutdown_requested_date(self) -> None:
+        # RQ's warm stop of a busy worker notes the time in Redis from inside its signal
+        # handler. With Redis away just then, the error came out of whatever the main thread
+        # was doing (waiting for its work horse) and the worker quit, leaving its horse behind.
+        # The stop itself is already noted (RQ's flag, set before).
+        try:
+            super().set_shutdown_requested_date()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("stop time not saved: Redis is not reachable (%s)", exc)
+
     def _stop_if_requested(self) -> None:
         # only ever idle: RQ calls its maintenance between jobs (and while busy, RQ's own
         # stop already waits for the job through the same flag)

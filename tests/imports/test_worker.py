@@ -134,6 +134,32 @@ def test_a_stop_signal_during_the_job_check_stops_the_worker_without_an_error():
     assert "job check failed" not in stderr and "Traceback" not in stderr
 
 
+STOP_WHILE_BUSY_WITHOUT_REDIS = """
+import os, signal, django
+django.setup()
+from django.conf import settings
+from redis import Redis
+from rq.worker import WorkerStatus
+from config.devservers import free_port
+from imports.worker import IntakeWorker
+
+worker = IntakeWorker(["default"], connection=Redis.from_url(settings.REDIS_URL))
+worker._install_signal_handlers()
+worker.connection = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+worker._state = WorkerStatus.BUSY  # its work horse runs a job
+os.kill(os.getpid(), signal.SIGTERM)  # RQ's handler writes the stop's time to Redis
+print("stopped 0" if worker._stop_requested else "went on 0")
+"""
+
+
+def test_a_stop_signal_while_busy_and_redis_is_away_is_still_a_warm_stop():
+    """The warm stop of a busy worker writes its time to Redis inside the signal handler;
+    a Redis error there must not end the worker (and orphan its work horse)."""
+    stderr, _ = _stopped_worker(STOP_WHILE_BUSY_WITHOUT_REDIS)
+    assert "stop time not saved: Redis is not reachable" in stderr
+    assert "Traceback" not in stderr
+
+
 STOP_DURING_START_UP = """
 import os, signal, sys, time, django
 django.setup()
