@@ -224,6 +224,10 @@ REALTIME = {
 JOB_MAX_ATTEMPTS = env.int("JOB_MAX_ATTEMPTS", default=3)
 JOB_CHECK_SECONDS = env.float("JOB_CHECK_SECONDS", default=15.0)
 JOB_STALLED_AFTER_SECONDS = env.float("JOB_STALLED_AFTER_SECONDS", default=30.0)
+# a queued job that a worker took off its queue and never started (imports/recovery.py) is
+# queued again once checks have seen it so for this long; a worker taking a job looks the same
+# for a few milliseconds
+JOB_TAKEN_GRACE_SECONDS = env.float("JOB_TAKEN_GRACE_SECONDS", default=5.0)
 # A database outage (imports/outages.py): a batch or a job-row write is tried again on a new
 # connection, with backoff, for this long; then the attempt stops and the job resumes.
 DB_OUTAGE_RETRY_SECONDS = env.float("DB_OUTAGE_RETRY_SECONDS", default=60.0)

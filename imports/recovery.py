@@ -17,7 +17,6 @@ whose work horse died runs ``horse_lost()`` at once (its job ``processing``, or 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -203,36 +202,42 @@ def _rq_job_waits_or_runs(job: ImportJob, running: set[str]) -> bool:
 # A worker takes a job off its queue's list (BLPOP) before it marks it started: stopped or
 # killed in between, it leaves the job "queued" in RQ and in no list, and nothing would ever
 # run it. A worker between the two for the usual few milliseconds looks the same, so such a
-# job counts as dropped only once a check has seen it so for ``_DROPPED_AFTER`` seconds (and
+# job counts as dropped only once checks have seen it so for ``JOB_TAKEN_GRACE_SECONDS`` (and
 # even then a worker that did start it finds its row no longer queued: ``jobs.run_job``).
+# The first sighting is kept in Redis, by Redis's clock (checks run on several hosts), for a
+# few check periods: long enough for the next check to see it, short enough that a later drop
+# of the same RQ job (a requeue keeps its id) is judged afresh.
 _TAKEN = "intake:job-check:taken:"
-_DROPPED_AFTER = 5.0
 
 
 def _in_its_queue(conn: redis.Redis, rq_job: Job) -> bool:
     """Whether a ``queued`` RQ job is still in its queue's list, or in the list RQ moves it
     to while a worker of a single queue takes it (RQ's own clean-up ends one stuck there)."""
     queue = Queue(rq_job.origin, connection=conn)
-    return any(
-        conn.lpos(key, rq_job.id) is not None for key in (queue.key, queue.intermediate_queue_key)
-    )
+    return any(_listed(conn, key, rq_job.id) for key in (queue.key, queue.intermediate_queue_key))
+
+
+def _listed(conn: redis.Redis, key: str, rq_job_id: str) -> bool:
+    try:
+        return conn.lpos(key, rq_job_id) is not None
+    except redis.ResponseError:  # LPOS is Redis 6.0.6's; RQ runs on 5
+        return rq_job_id.encode() in conn.lrange(key, 0, -1)
 
 
 def _taken_and_dropped(conn: redis.Redis, rq_job_id: str) -> bool:
     key = _TAKEN + rq_job_id
-    now = time.time()
-    if conn.set(key, now, nx=True, ex=24 * 3600):
+    seconds, micros = conn.time()
+    now = seconds + micros / 1e6
+    keep = int(4 * settings.JOB_CHECK_SECONDS + settings.JOB_TAKEN_GRACE_SECONDS) + 1
+    if conn.set(key, now, nx=True, ex=keep):
         return False  # first seen so now
     first_seen = float(conn.get(key) or now)
-    if now - first_seen < _DROPPED_AFTER:
-        return False
-    conn.delete(key)
-    return True
+    return now - first_seen >= settings.JOB_TAKEN_GRACE_SECONDS
 
 
 def _requeue_orphans(running: set[str], result: CheckResult) -> None:
     """Queue again a ``queued`` job that RQ no longer holds (lost with a Redis restart, or
-    with a worker that died between taking it and starting it)."""
+    with a worker stopped or killed between taking it and starting it), as the same attempt."""
     from .services import job_enqueue
 
     horizon = timezone.now() - _lost_after()
@@ -245,6 +250,8 @@ def _requeue_orphans(running: set[str], result: CheckResult) -> None:
             if job.status != JobStatus.QUEUED or job.updated_at >= horizon:
                 continue
             job_enqueue(job, requeued=True)
+        metrics.inc("orphaned_jobs_requeued")
+        django_rq.get_connection(job.priority).delete(_TAKEN + job.rq_job_id)
         log.warning("job %s was queued with nothing behind it in RQ: queued again", job.id)
         result.requeued.append(str(job.id))
 

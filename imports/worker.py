@@ -69,6 +69,7 @@ class IntakeWorker(Worker):
         self._stop_during_start_up: int | None = None
         self._stop_during_start_up_at = 0.0
         self._starting_pid = os.getpid()
+        self._shutdown_date_unsaved = False
 
     # stopping ------------------------------------------------------------------------------
 
@@ -148,14 +149,21 @@ class IntakeWorker(Worker):
             super().request_force_stop(signum, frame)
 
     def set_shutdown_requested_date(self) -> None:
-        # RQ's warm stop of a busy worker notes the time in Redis from inside its signal
-        # handler. With Redis away just then, the error came out of whatever the main thread
-        # was doing (waiting for its work horse) and the worker quit, leaving its horse behind.
-        # The stop itself is already noted (RQ's flag, set before).
-        try:
-            super().set_shutdown_requested_date()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            log.warning("stop time not saved: Redis is not reachable (%s)", exc)
+        # RQ's warm stop of a busy worker writes the stop's time to Redis from inside its
+        # signal handler. With Redis away just then, the error came out of whatever the main
+        # thread was doing (waiting for its work horse) and the worker quit, leaving its horse
+        # unwatched; an unreachable host could also hold the handler for RQ's timeouts. The
+        # stop itself is RQ's flag, set before: the time is written by the next heartbeat.
+        self._shutdown_date_unsaved = True
+
+    def _save_shutdown_date(self) -> None:
+        if self._shutdown_date_unsaved:
+            try:
+                super().set_shutdown_requested_date()
+            except redis.RedisError as exc:  # next heartbeat again; the date is for display
+                log.warning("stop time not saved: Redis did not take it (%s)", exc)
+            else:
+                self._shutdown_date_unsaved = False
 
     def _stop_if_requested(self) -> None:
         # only ever idle: RQ calls its maintenance between jobs (and while busy, RQ's own
@@ -277,6 +285,7 @@ class IntakeWorker(Worker):
             super().maintain_heartbeats(job, execution)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("worker heartbeat skipped: Redis is not reachable (%s)", exc)
+        self._save_shutdown_date()
         self._check_jobs()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:

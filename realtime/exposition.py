@@ -44,6 +44,7 @@ COUNTERS: dict[str, tuple[str, str | None]] = {
     "resets": ("Reset events sent (cursor too old, or client too slow)", "reason"),
     "hub_resyncs": ("Replays of missed events after a Pub/Sub reconnect, per process", None),
     "worker_lost_jobs": ("Jobs whose worker was lost (resumed or failed)", None),
+    "orphaned_jobs_requeued": ("Queued jobs that RQ no longer held, queued again", None),
 }
 INTERNAL = {"latency_bucket", "latency_sum", "latency_count"}
 TRANSPORTS = ("sse", "websocket")
