@@ -14,7 +14,9 @@ import redis
 from django.conf import settings
 from django.db import connections
 from rq.exceptions import StopRequested
+from rq.queue import Queue
 from rq.worker import Worker
+from rq.worker.base import BaseWorker
 
 from config import database_timeouts
 from realtime import publish
@@ -52,8 +54,9 @@ class IntakeWorker(Worker):
 
     Stopping: Ctrl-C or SIGTERM is RQ's warm stop at any moment, and stops an idle worker at
     once. RQ alone could lose it or delay it: during start-up, in its command listener's
-    thread, where its handler's raise is swallowed, and in its wait for its scheduler process.
-    Each is covered below.
+    thread, where its handler's raise is swallowed, and in its wait for its scheduler process;
+    and right after it took a job off its queue, its raise dropped the job. Each is covered
+    below.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -135,13 +138,21 @@ class IntakeWorker(Worker):
         # ---" while RQ logged its registry cleaning) or a finalizer ("Exception ignored in").
         # The flag is RQ's own; idle, the worker's maintenance stops on it (below), and in
         # those two places nothing is raised, so no traceback either.
+        #
+        # Where the worker has taken a job off its queue and not yet started it, RQ's raise
+        # dropped the job: gone from the queue, "queued" for ever (the job check now finds
+        # such a job, a minute later). There, and in RQ's work loop's own lines (before its
+        # `try`, a raise was a traceback), the flag is enough: a taken job runs, and the
+        # worker stops before it waits for another.
         if self._in_a_forked_child(signum):
             return
         self._stop_requested = True
         try:
             super().request_stop(signum, frame)
         except StopRequested:
-            if not _raise_would_be_lost(frame):
+            if _a_job_is_taken(frame):
+                self.set_shutdown_requested_date()  # as RQ's stop of a busy worker does
+            elif not _raise_would_be_lost(frame):
                 raise
 
     def request_force_stop(self, signum: int, frame: Any) -> None:
@@ -336,6 +347,45 @@ class IntakeWorker(Worker):
 _STOPS = (signal.SIGINT, signal.SIGTERM)
 _SCHEDULER_STOP_SECONDS = 10
 _LOGGING = os.path.dirname(logging.__file__)
+
+
+# RQ's steps from waiting for a job to running it, and the local each holds the job (or its
+# id) in once taken; the innermost one on the stack decides (RQ 3.0). ``dequeue_any`` goes
+# back to BLPOP when the id it took has no job (its hash expired), its ``result`` still set:
+# there only the steps with the id in hand count (``_DEQUEUE_ANY``).
+_TAKING = {
+    Queue.lpop.__func__.__code__: ("result", "blob"),  # BLPOP, or LPOP in burst mode
+    Queue.lmove.__func__.__code__: ("result",),
+    BaseWorker.dequeue_job_and_maintain_ttl.__code__: ("result",),
+}
+_DEQUEUE_ANY = Queue.dequeue_any.__func__.__code__
+_DEQUEUE_ANY_STEPS = {"as_text", "_fetch_dequeued_job"}
+
+
+def _a_job_is_taken(frame: Any) -> bool:
+    """Whether a signal interrupted the worker after it took a job off its queue and before
+    it started it, or in RQ's work loop's own lines. Still waiting for a job (inside BLPOP,
+    nothing returned yet) it did not, nor in the loop's maintenance: there RQ's raise is what
+    cuts the wait or the check short."""
+    inner = None  # the code the frame below called
+    while frame is not None:
+        code = frame.f_code
+        if code is _WORK_LOOP:
+            return inner is None or inner.co_name in _WORK_LOOP_STEPS
+        if code is _DEQUEUE_ANY:
+            return (inner is not None and inner.co_name in _DEQUEUE_ANY_STEPS) or (
+                frame.f_locals.get("job_fetch_result") is not None
+            )
+        held = _TAKING.get(code)
+        if held is not None:
+            return any(frame.f_locals.get(name) is not None for name in held)
+        inner, frame = code, frame.f_back
+    return False
+
+
+_WORK_LOOP = BaseWorker.work.__code__
+# what RQ's work loop calls with a job taken, just before its `try`, and after its loop
+_WORK_LOOP_STEPS = {"execute_job", "_install_signal_handlers", "teardown"}
 
 
 def _raise_would_be_lost(frame: Any) -> bool:

@@ -75,7 +75,7 @@ def test_the_warm_up_does_not_stop_a_worker_when_redis_does_not_answer(monkeypat
 
 
 STOP_MID_CHECK = """
-import os, signal, threading, time, types, django
+import os, signal, sys, threading, time, types, django
 django.setup()
 from django.conf import settings
 from django.db import connection
@@ -95,12 +95,16 @@ def check_jobs(exclusive):  # the signal lands while the check waits on the data
 
 recovery.check_jobs = check_jobs
 started = time.monotonic()
-try:
-    worker._check_jobs()
-except StopRequested:
+if sys.argv[1] == "in the work loop":  # its maintenance, before it waits for a job
+    worker.work(logging_level="INFO")
     print(f"stopped {time.monotonic() - started:.1f}")
 else:
-    print("went on")
+    try:
+        worker._check_jobs()
+    except StopRequested:
+        print(f"stopped {time.monotonic() - started:.1f}")
+    else:
+        print("went on")
 """
 
 
@@ -128,8 +132,9 @@ def _stopped_worker(script: str, *args: str, **env: str) -> tuple[str, float]:
     return stderr, float(seconds)
 
 
-def test_a_stop_signal_during_the_job_check_stops_the_worker_without_an_error():
-    stderr, seconds = _stopped_worker(STOP_MID_CHECK)
+@pytest.mark.parametrize("where", ["alone", "in the work loop"])
+def test_a_stop_signal_during_the_job_check_stops_the_worker_without_an_error(where):
+    stderr, seconds = _stopped_worker(STOP_MID_CHECK, where)
     assert seconds < 4  # the query was cut short, not waited out
     assert "job check failed" not in stderr and "Traceback" not in stderr
 
@@ -245,6 +250,57 @@ def test_a_second_stop_signal_while_the_worker_starts_up_is_a_cold_stop():
     assert seconds < 10
     assert "cold shut down" in stderr and "Traceback" not in stderr
     assert "registered=0" in stderr  # RQ's teardown is not reached from start-up
+
+
+TAKEN_THEN_STOPPED = """
+import os, signal, sys, time, django
+django.setup()
+from django.conf import settings
+from redis import Redis
+from rq import Queue
+from imports.worker import IntakeWorker
+
+where = sys.argv[1]
+redis = Redis.from_url(settings.REDIS_URL)
+names = [f"intake-test-taken-{os.getpid()}", f"intake-test-taken-{os.getpid()}-2"]  # BLPOP
+
+def stop(here):
+    if here == where:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+class StoppingQueue(Queue):
+    @classmethod
+    def _fetch_dequeued_job(cls, *args, **kwargs):  # BLPOP has taken the job's id
+        stop("fetching it")
+        return super()._fetch_dequeued_job(*args, **kwargs)
+
+class StoppingWorker(IntakeWorker):
+    def reorder_queues(self, reference_queue):  # the dequeue has the job
+        stop("after the dequeue")
+        super().reorder_queues(reference_queue)
+
+    def execute_job(self, job, queue):  # RQ's work loop is about to run it
+        stop("just before running it")
+        super().execute_job(job, queue)
+
+job = StoppingQueue(names[0], connection=redis).enqueue("math.sqrt", 4)
+worker = StoppingWorker(names, connection=redis, queue_class=StoppingQueue)
+started = time.monotonic()
+worker.work(logging_level="INFO")
+print(f"job={job.get_status(refresh=True).value}", file=sys.stderr)
+print(f"stopped {time.monotonic() - started:.1f}")
+"""
+
+
+@pytest.mark.parametrize("where", ["fetching it", "after the dequeue", "just before running it"])
+def test_a_stop_signal_after_the_worker_took_a_job_runs_the_job_then_stops(where):
+    """RQ takes a job off its queue before it marks itself busy; a stop signal in between
+    raised from RQ's handler and dropped the job: gone from its queue, "queued" for ever. A
+    taken job now runs, and the worker stops after it (a warm stop)."""
+    stderr, seconds = _stopped_worker(TAKEN_THEN_STOPPED, where)
+    assert "job=finished" in stderr, stderr[-2000:]
+    assert "warm shut down requested" in stderr and "Traceback" not in stderr
+    assert seconds < 8  # a wait for another job would add dequeue_timeout (15 s)
 
 
 STOP_WHERE_A_RAISE_IS_SWALLOWED = """
