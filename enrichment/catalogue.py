@@ -270,7 +270,7 @@ def _joined(values: list[str]) -> str | None:
 
 
 # what ``_NOT_ALNUM_LINES`` removes from an ASCII text, for ``bytes.translate``
-_NOT_ALNUM_ASCII = bytes(b for b in range(128) if not chr(b).isalnum() and b != ord("\n"))
+_NOT_ALNUM_ASCII = bytes(b for b in range(128) if _NOT_ALNUM_LINES.fullmatch(chr(b)))
 
 
 def _normalized(keys: list[str]) -> list[str]:
