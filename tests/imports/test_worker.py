@@ -64,11 +64,13 @@ print(publish._layer_wire.cache_info().currsize, "channels_redis.serializers" in
 
 def test_the_warm_up_does_not_stop_a_worker_when_redis_does_not_answer(monkeypatch, caplog):
     from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from config.devservers import free_port
     from realtime import publish
 
-    dead = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    dead = Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
     monkeypatch.setattr(publish, "client", lambda: dead)
     publish.warm_up()
     assert "did not answer the warm-up ping" in caplog.text
@@ -144,6 +146,8 @@ import os, signal, django
 django.setup()
 from django.conf import settings
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rq.worker import WorkerStatus
 from config.devservers import free_port
 from imports.worker import IntakeWorker
@@ -152,7 +156,7 @@ live = Redis.from_url(settings.REDIS_URL)
 worker = IntakeWorker(["default"], connection=live)
 worker._install_signal_handlers()
 worker._state = WorkerStatus.BUSY  # its work horse runs a job
-worker.connection = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+worker.connection = Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
 os.kill(os.getpid(), signal.SIGTERM)  # RQ's handler wrote the stop's time to Redis here
 assert worker._stop_requested
 worker._save_shutdown_date()  # a heartbeat while Redis is away: tried, kept for the next one
