@@ -214,14 +214,24 @@ def test_a_job_taken_into_rqs_intermediate_list_is_left_to_rq(org, short_grace):
     """A worker of one queue moves the job to RQ's intermediate list (LMOVE) instead; RQ's
     own clean-up fails one stuck there, and a failed RQ job's import is queued again."""
     import django_rq
+    from rq import Worker
 
     job = _job(org)
     queue = django_rq.get_queue(job.priority)
-    queue.connection.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT")
+    conn = queue.connection
+    conn.lmove(queue.key, queue.intermediate_queue_key, "LEFT", "RIGHT")
     _long_queued(job)
     assert recovery.check_jobs().requeued == []
     time.sleep(short_grace)
-    assert recovery.check_jobs().requeued == []
+    assert recovery.check_jobs().requeued == []  # RQ's to end, not the check's
+    # RQ's clean-up, once the job has been stuck there over a minute: it fails the job
+    stuck = queue.intermediate_queue
+    stuck.cleanup(Worker([queue], connection=conn), queue)  # first seen now
+    conn.set(stuck.get_first_seen_key(job.rq_job_id), time.time() - 120)
+    stuck.cleanup(Worker([queue], connection=conn), queue)
+    assert queue.fetch_job(job.rq_job_id).get_status() == "failed"
+    assert recovery.check_jobs().requeued == [str(job.pk)]
+    assert queue.job_ids == [job.rq_job_id]
 
 
 KILLED_AFTER_TAKING = """

@@ -307,6 +307,35 @@ def test_a_stop_signal_after_the_worker_took_a_job_runs_the_job_then_stops(where
     assert seconds < 8  # a wait for another job would add dequeue_timeout (15 s)
 
 
+STOP_BEFORE_THE_WORK_LOOP = """
+import os, signal, time, django
+django.setup()
+from django.conf import settings
+from redis import Redis
+from imports.worker import IntakeWorker
+
+class StoppedBeforeTheLoop(IntakeWorker):
+    def _install_signal_handlers(self):  # RQ's last step before its work loop's `try`
+        super()._install_signal_handlers()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+redis = Redis.from_url(settings.REDIS_URL)
+worker = StoppedBeforeTheLoop([f"intake-test-before-loop-{os.getpid()}"], connection=redis)
+started = time.monotonic()
+worker.work(logging_level="INFO")
+print(f"stopped {time.monotonic() - started:.1f}")
+"""
+
+
+def test_a_stop_signal_just_before_the_work_loop_is_a_warm_stop():
+    """RQ installs its stop handlers, then enters its work loop's `try`: a stop signal in
+    between raised StopRequested outside it, a traceback and no teardown."""
+    stderr, seconds = _stopped_worker(STOP_BEFORE_THE_WORK_LOOP)
+    assert "warm shut down requested" in stderr and "Traceback" not in stderr
+    assert "unsubscribing from channel" in stderr  # RQ's teardown ran
+    assert seconds < 8  # a wait for a job would add dequeue_timeout (15 s)
+
+
 STOP_WHERE_A_RAISE_IS_SWALLOWED = """
 import logging, os, signal, sys, time, django
 django.setup()
