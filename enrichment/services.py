@@ -29,6 +29,7 @@ from imports.services import (
     UploadTooLarge,
     commit_queued,
     job_enqueue,
+    job_retry_attempt,
     require_queue,
 )
 
@@ -60,7 +61,7 @@ class RunInProgress(ServiceError):
     def __init__(self, job: ImportJob) -> None:
         super().__init__(
             f"An enrichment of this BOM is already {job.status} (job {job.id}); "
-            "wait for it to end or cancel it."
+            f"wait for it to end or cancel it (POST /api/v1/jobs/{job.id}/cancel)."
         )
         self.job = job
 
@@ -234,6 +235,29 @@ def enrichment_start(
         return job
 
     return commit_queued(start)
+
+
+def enrichment_retry(*, job: ImportJob) -> ImportJob:
+    """A failed or cancelled run goes on as its next attempt, after the lines its earlier
+    attempts stored (``services.register_retry``: the job page, the jobs API, the admin).
+    Only the BOM's latest run: a newer one has been over its lines since."""
+
+    def check(locked: ImportJob) -> None:
+        # the BOM's row after the job's: a start locks only the BOM, and never an old run
+        bom = (
+            Bom.objects.select_for_update()
+            .filter(pk=locked.options.get("bom_id"), organization_id=locked.organization_id)
+            .first()
+        )
+        if bom is None:
+            raise InvalidState("The BOM of this run was deleted; upload it again.")
+        if bom.latest_job_id != locked.id:
+            raise InvalidState(
+                f"BOM '{bom.name}' has had a newer run since (job {bom.latest_job_id}): start "
+                "a new run from the BOM instead."
+            )
+
+    return job_retry_attempt(job, check=check)
 
 
 def line_resolve(*, line: BomLine, component_id: int, user: Any) -> BomLine:

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST
 from imports.models import ImportJob, JobKind, Membership
 from imports.pagination import whole_number
 from imports.serializers import job_snapshot
-from imports.services import ServiceError
+from imports.services import ServiceError, import_job_cancel
 from imports.tenancy import InvalidOrganization, membership_for
 from imports.views import live_stream
 from realtime.events import bom_topic, org_topic
@@ -244,6 +244,18 @@ def bom_action(request: HttpRequest, bom_id: Any, action: str) -> HttpResponse:
                 raise Http404("No such line.")
             services.line_resolve(line=line, component_id=component, user=request.user)
             messages.success(request, f"Line {line.line_number} resolved.")
+        elif action == "cancel":
+            job = bom.latest_job
+            if job is None or job.is_terminal:
+                messages.error(request, "No run of this BOM is queued or running.")
+            else:
+                job = import_job_cancel(job=job)
+                messages.success(
+                    request,
+                    "Run cancelled."
+                    if job.is_terminal
+                    else "Cancel requested: the run stops after the chunk it is on.",
+                )
         else:
             raise Http404("No such action.")
     except ServiceError as exc:

@@ -73,10 +73,12 @@ def _job_or_404(request: Request, job_id: Any, kind: str | None = None) -> Impor
     return job
 
 
-def _job_response(job: ImportJob, code: int = status.HTTP_200_OK) -> Response:
+def _job_response(
+    job: ImportJob, code: int = status.HTTP_200_OK, *, under: str = "products/import"
+) -> Response:
     response = Response(ImportJobSerializer(job).data, status=code)
     if code == status.HTTP_202_ACCEPTED:
-        response["Location"] = f"/api/v1/products/import/{job.id}"
+        response["Location"] = f"/api/v1/{under}/{job.id}"
     return response
 
 
@@ -154,16 +156,23 @@ class ImportJobDetailView(APIView):
 
 
 class ImportJobActionView(APIView):
+    """Cancel, retry or confirm a product import (``products/import/<id>/…``), or cancel or
+    retry a job of any kind (``jobs/<id>/…``, ``kind`` None): each kind retries its own way
+    (``services.register_retry``)."""
+
     permission_classes = [IsMember]
     action = ""
+    kind: str | None = JobKind.PRODUCT_IMPORT
 
     @extend_schema(request=None, responses={200: ImportJobSerializer, 202: ImportJobSerializer})
     def post(self, request: Request, job_id: str) -> Response:
-        job = _job_or_404(request, job_id, JobKind.PRODUCT_IMPORT)
+        job = _job_or_404(request, job_id, self.kind)
+        under = "products/import" if self.kind else "jobs"
         if self.action == "cancel":
             return _job_response(services.import_job_cancel(job=job))
         if self.action == "retry":
-            return _job_response(services.import_job_retry(job=job), status.HTTP_202_ACCEPTED)
+            retried = services.import_job_retry(job=job)
+            return _job_response(retried, status.HTTP_202_ACCEPTED, under=under)
         confirmed = services.import_job_confirm(job=job, user=request.user)
         return _job_response(confirmed, status.HTTP_202_ACCEPTED)
 
@@ -200,11 +209,15 @@ def error_csv_rows(job: ImportJob) -> Iterator[str]:
 
 
 class ImportJobErrorsCsvView(APIView):
+    """Every row error of a job's latest attempt as CSV, with the file's own columns (a
+    product import's, or with ``kind`` None any job's: a component import's too)."""
+
     permission_classes = [IsMember]
+    kind: str | None = JobKind.PRODUCT_IMPORT
 
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
-        job = _job_or_404(request, job_id, JobKind.PRODUCT_IMPORT)
+        job = _job_or_404(request, job_id, self.kind)
         stem = Path(job.original_filename or "import").stem
         response = StreamingHttpResponse(
             error_csv_rows(job), content_type="text/csv; charset=utf-8"
@@ -218,9 +231,10 @@ class ImportJobErrorListView(generics.ListAPIView):
 
     permission_classes = [IsMember]
     serializer_class = ImportRowErrorSerializer
+    kind: str | None = JobKind.PRODUCT_IMPORT
 
     def get_queryset(self) -> QuerySet[ImportRowError]:
-        job = _job_or_404(self.request, self.kwargs["job_id"], JobKind.PRODUCT_IMPORT)
+        job = _job_or_404(self.request, self.kwargs["job_id"], self.kind)
         return job.row_errors.order_by("row_number", "id")
 
 

@@ -25,7 +25,7 @@ from .models import ImportJob, JobKind, Organization, Product, ProductStatus
 from .pipeline.export import FORMATS, LAYOUTS, csv_chunks, write_xlsx
 from .pipeline.validation import FIELDS
 from .progress import ProgressReporter
-from .services import InvalidUpload, job_enqueue
+from .services import InvalidUpload, job_enqueue, job_retry_attempt
 
 CHUNK_ROWS = 2000
 FILE_BLOCK = 256 * 1024
@@ -120,6 +120,12 @@ def export_job_create(
         )
         job_enqueue(job)
     return job
+
+
+def export_job_retry(*, job: ImportJob) -> ImportJob:
+    """A failed or cancelled export runs again (``services.register_retry``): it reads no stored
+    file, only its filters, so it writes the products as they are now."""
+    return job_retry_attempt(job)
 
 
 def run_export(job: ImportJob, reporter: ProgressReporter) -> None:

@@ -393,6 +393,18 @@ def _drop_from_queue(job: ImportJob) -> None:
     transaction.on_commit(drop)
 
 
+# How a kind whose job reads no stored file, or whose objects follow its job, runs again (an
+# enrichment run, a purchase order); the other kinds re-read their stored file
+# (``import_job_retry``). Registered by each kind's app, as its runner is.
+RETRIES: dict[str, Callable[..., ImportJob]] = {}
+
+
+def register_retry(kind: str, retry: Callable[..., ImportJob]) -> None:
+    """``retry(job=...)`` runs a failed or cancelled job of ``kind`` again (or raises
+    ``ServiceError`` saying why it cannot): every retry path (API, job page, admin) calls it."""
+    RETRIES[kind] = retry
+
+
 def import_job_retry(*, job: ImportJob) -> ImportJob:
     """Run a failed or cancelled job again, as a new attempt of the same job.
 
@@ -400,7 +412,24 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
     (``checkpoint_row``), keeping those batches' counts and row errors: importing them again
     would refuse every one of their rows in ``create`` mode and count them ``unchanged`` in
     the others. An all-or-nothing job or a dry run committed nothing, so it starts over.
+    A kind with a retry of its own (``register_retry``) runs that instead.
     """
+    own = RETRIES.get(job.kind)
+    if own is not None:
+        return own(job=job)
+    return job_retry_attempt(job, check=_file_stored)
+
+
+def _file_stored(job: ImportJob) -> None:
+    if not job.file:
+        raise InvalidState("The job's file is no longer stored; upload it again.")
+
+
+def job_retry_attempt(
+    job: ImportJob, *, check: Callable[[ImportJob], None] | None = None
+) -> ImportJob:
+    """Queue the next attempt of a failed or cancelled ``job`` (``job_next_attempt``).
+    ``check(locked_job)`` may refuse it (a ``ServiceError``) under the job's row lock."""
     require_queue(job.priority)
 
     def retry() -> ImportJob:
@@ -409,8 +438,8 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
             raise InvalidState(
                 f"Only failed or cancelled jobs can be retried; this one is {locked.status}."
             )
-        if not locked.file:
-            raise InvalidState("The job's file is no longer stored; upload it again.")
+        if check is not None:
+            check(locked)
         locked.cancel_requested_at = None
         job_next_attempt(locked)
         job_enqueue(locked)

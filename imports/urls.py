@@ -53,4 +53,25 @@ urlpatterns = [
     ),
     path("jobs", api.JobListView.as_view(), name="job-list"),
     path("jobs/<uuid:job_id>", api.JobDetailView.as_view(), name="job-detail"),
+    # the same for a job of any kind (a component import's row errors, an enrichment's cancel)
+    path(
+        "jobs/<uuid:job_id>/errors",
+        api.ImportJobErrorListView.as_view(kind=None),
+        name="job-error-list",
+    ),
+    path(
+        "jobs/<uuid:job_id>/errors.csv",
+        api.ImportJobErrorsCsvView.as_view(kind=None),
+        name="job-errors",
+    ),
+    path(
+        "jobs/<uuid:job_id>/cancel",
+        api.ImportJobActionView.as_view(action="cancel", kind=None),
+        name="job-cancel",
+    ),
+    path(
+        "jobs/<uuid:job_id>/retry",
+        api.ImportJobActionView.as_view(action="retry", kind=None),
+        name="job-retry",
+    ),
 ]

@@ -103,6 +103,20 @@ def purchase_order_retry(*, order: PurchaseOrder) -> PurchaseOrder:
     return order
 
 
+def purchase_order_job_retry(*, job: ImportJob) -> ImportJob:
+    """An order's job retried where jobs are (the job page, the jobs API, the admin): the
+    order's own retry, so the order's status follows its job (``services.register_retry``)."""
+    order = PurchaseOrder.objects.filter(job=job).first()
+    if order is None:
+        raise InvalidState(
+            "This job is no longer an order's current run (the order was deleted or runs "
+            "again as another job); retry the order from its page."
+        )
+    purchase_order_retry(order=order)
+    job.refresh_from_db()
+    return job
+
+
 # What the decimal columns hold (10 ** (max_digits - decimal_places)): a larger correction
 # passed review and was a DataError, a 500, when the order was saved.
 _DECIMAL_LIMITS = {

@@ -66,8 +66,11 @@ function applyState(state, job) {
     const error = field("error");
     error.textContent = job.error_message || "";
     error.hidden = !job.error_message;
+    const ended = ["completed", "failed", "cancelled"].includes(job.status);
     const button = document.querySelector("#start-form button");
-    if (button) button.disabled = !["completed", "failed", "cancelled"].includes(job.status);
+    if (button) button.disabled = !ended;
+    const cancel = document.getElementById("cancel-form");
+    if (cancel) cancel.hidden = ended;
   }
 }
 

@@ -26,6 +26,15 @@ LEGEND_WATCH = """() => {
 }"""
 
 
+# whether the cancel button was hidden, each time that changed
+CANCEL_WATCH = """() => {
+  const form = document.getElementById("cancel-form");
+  window.cancelHidden = [form.hidden];
+  new MutationObserver(() => window.cancelHidden.push(form.hidden))
+    .observe(form, { attributes: true, attributeFilter: ["hidden"] });
+}"""
+
+
 def test_start_watch_and_resolve_without_a_reload(new_page, org, catalogue):
     olga = member(org, "olga")
     rows = [("U1", "1", "LM358D", "", "op amp", ""), ("D1", "10", "BAS16J,115", "", "", "")]
@@ -46,11 +55,15 @@ def test_start_watch_and_resolve_without_a_reload(new_page, org, catalogue):
 
     # what the legend said while the run went on, before the end's refresh replaced it
     page.evaluate(LEGEND_WATCH)
+    page.evaluate(CANCEL_WATCH)
     page.get_by_label("Priority").select_option("9")
     page.get_by_role("button", name="Start enrichment").click()
 
     expect(page.locator('[data-run="percent"]')).to_have_text("100%", timeout=60_000)
     expect(page.locator('[data-run="status"]')).to_have_text("Completed")
+    # the cancel button came with the run and went with its end
+    expect(page.get_by_role("button", name="Cancel this run")).to_be_hidden()
+    assert page.evaluate("window.cancelHidden")[:3] == [True, False, True]
     live = page.evaluate("window.liveMatched")
     assert live and live[-1] == "3,001", live  # the counts moved with the bar, not only at the end
     expect(page.locator('[data-count="matched"]')).to_have_text("3,001")  # refreshed at the end

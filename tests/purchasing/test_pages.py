@@ -108,6 +108,23 @@ def test_a_failed_order_offers_retry_and_the_retry_resumes(
     assert order.status == "completed"
 
 
+def test_an_order_s_job_retried_over_the_jobs_api_takes_its_order_along(
+    api, store, store_server, fast_sync, run_worker
+):
+    store_server.script = [500, 500, 500, 500]
+    resp = api.post("/api/v1/purchase-orders", {"file": upload(po_csv(2))}, format="multipart")
+    order_id, job_id = resp.json()["purchase_order"]["id"], resp.json()["job"]["id"]
+    run_worker()
+    assert PurchaseOrder.objects.get(pk=order_id).status == "failed"
+    resp = api.post(f"/api/v1/jobs/{job_id}/retry")
+    assert resp.status_code == 202, resp.content
+    assert (resp.json()["status"], resp.json()["attempt"]) == ("queued", 2)
+    # the order's own retry: the order runs again with its job, not left "failed" meanwhile
+    assert PurchaseOrder.objects.get(pk=order_id).status == "processing"
+    run_worker()
+    assert PurchaseOrder.objects.get(pk=order_id).status == "completed"
+
+
 def test_the_admin_lists_orders_and_keeps_the_store_secret(client, org, store):
     admin = member(org, "root", is_staff=True, is_superuser=True)
     client.force_login(admin)
