@@ -245,9 +245,14 @@ def bom_action(request: HttpRequest, bom_id: Any, action: str) -> HttpResponse:
             services.line_resolve(line=line, component_id=component, user=request.user)
             messages.success(request, f"Line {line.line_number} resolved.")
         elif action == "cancel":
+            # the run the page showed: another may have started since (a stale page)
             job = bom.latest_job
             if job is None or job.is_terminal:
                 messages.error(request, "No run of this BOM is queued or running.")
+            elif str(job.id) != request.POST.get("job", ""):
+                messages.error(
+                    request, "The run this page showed has ended; here is the BOM as it is now."
+                )
             else:
                 job = import_job_cancel(job=job)
                 messages.success(

@@ -173,10 +173,11 @@ class ImportJobAdmin(admin.ModelAdmin):
             )
             body = format_html(
                 "<table><thead><tr><th>Row</th><th>Error</th></tr></thead><tbody>{}</tbody>"
-                '</table><p><a href="/api/v1/products/import/{}/errors.csv">'
+                '</table><p><a href="/api/v1/jobs/{}/errors.csv?organization={}">'
                 "Download every error as CSV</a></p>",
                 rows,
                 job.id,
+                job.organization_id,
             )
         # replaced in place by the live module when the job ends
         return format_html('<div id="row-errors" data-refresh-on-terminal>{}</div>', body)

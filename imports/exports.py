@@ -138,7 +138,8 @@ def run_export(job: ImportJob, reporter: ProgressReporter) -> None:
     name = f"jobs/{job.organization_id}/{job.id}/{job.original_filename}"
     path = Path(settings.MEDIA_ROOT) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".part")
+    # the attempt's own: an attempt presumed lost may still be writing (and removing) its own
+    partial = path.with_suffix(f"{path.suffix}.{job.attempt}.part")
     cancelled = False
 
     def counted(chunks: Iterator[Sequence[Any]]) -> Iterator[Sequence[Any]]:
@@ -166,5 +167,7 @@ def run_export(job: ImportJob, reporter: ProgressReporter) -> None:
         raise
     job.file.name = name
     job.file_size = path.stat().st_size
-    ImportJob.objects.filter(pk=job.pk).update(file=name, file_size=job.file_size)
+    ImportJob.objects.filter(pk=job.pk, attempt=job.attempt).update(
+        file=name, file_size=job.file_size
+    )
     reporter.finished()

@@ -65,6 +65,7 @@ def objects(org, operator):
         "job": job.id,
         "export": export.id,
         "order": order.id,
+        "po_job": po_job.id,
     }
 
 
@@ -88,6 +89,10 @@ OBJECT_API = [
     ("get", "/api/v1/products/export/{export}/download", None),
     ("get", "/api/v1/jobs/{job}", None),
     ("get", "/api/v1/jobs/{export}", None),
+    ("get", "/api/v1/jobs/{job}/errors", None),
+    ("get", "/api/v1/jobs/{job}/errors.csv", None),
+    ("post", "/api/v1/jobs/{job}/cancel", None),
+    ("post", "/api/v1/jobs/{po_job}/retry", None),
 ]
 
 OBJECT_PAGES = [
@@ -221,6 +226,8 @@ VIEWER_REFUSED = [
     ("post", "/api/v1/purchase-orders/{order}/retry", None),
     ("post", "/api/v1/products/import/{job}/fix", {"rows": [{"row": 2, "values": ["b"]}]}),
     ("post", "/api/v1/products/import/{job}/retry", None),
+    ("post", "/api/v1/jobs/{job}/cancel", None),
+    ("post", "/api/v1/jobs/{po_job}/retry", None),
     ("patch", "/api/v1/organization/store", {"url": "", "secret": ""}),
 ]
 
@@ -239,6 +246,8 @@ VIEWER_READS = [
     "/api/v1/purchase-orders/{order}",
     "/api/v1/purchase-orders/{order}/lines",
     "/api/v1/products/import/{job}/errors",
+    "/api/v1/jobs/{job}/errors",
+    "/api/v1/jobs/{job}/errors.csv",
     "/api/v1/products/export/{export}/download",
     "/api/v1/organization/store",
     "/api/v1/components",

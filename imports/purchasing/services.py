@@ -15,7 +15,15 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..models import ImportJob, JobKind, JobStatus, Membership, Organization, Role
-from ..services import InvalidState, InvalidUpload, ServiceError, UploadTooLarge, job_enqueue
+from ..services import (
+    InvalidState,
+    InvalidUpload,
+    ServiceError,
+    UploadTooLarge,
+    commit_queued,
+    job_enqueue,
+    require_queue,
+)
 from .models import POStatus, PurchaseOrder, PurchaseOrderLine, StoreConnection, WorkflowStage
 from .outbound import OutboundRefused, check_url
 from .parsing import ParsedOrder, source_format
@@ -71,11 +79,17 @@ def purchase_order_create(
 
 
 def _lock(order: PurchaseOrder) -> tuple[PurchaseOrder, ImportJob]:
-    order = PurchaseOrder.objects.select_for_update().get(pk=order.pk)
-    if order.job_id is None:
+    # The job's row before the order's, as every other path takes them: a cancel, the
+    # lost-worker check and the runner's reports lock the job, then move the order
+    # (``signals.job_ended``). Order first, a retry and a cancel of one order could deadlock.
+    job_id = PurchaseOrder.objects.filter(pk=order.pk).values_list("job_id", flat=True).first()
+    if job_id is None:
         raise InvalidState("This order has no workflow run; upload its file again.")
-    job = ImportJob.objects.select_for_update().get(pk=order.job_id)
-    return order, job
+    job = ImportJob.objects.select_for_update().get(pk=job_id)
+    locked = PurchaseOrder.objects.select_for_update().filter(pk=order.pk, job=job).first()
+    if locked is None:
+        raise InvalidState("This order was deleted or runs as another job; reload it.")
+    return locked, job
 
 
 def _continue(order: PurchaseOrder, job: ImportJob) -> None:
@@ -92,15 +106,26 @@ def _continue(order: PurchaseOrder, job: ImportJob) -> None:
 
 
 def purchase_order_retry(*, order: PurchaseOrder) -> PurchaseOrder:
-    """Run a failed order's workflow again from the stage that failed."""
-    with transaction.atomic():
-        order, job = _lock(order)
+    """Run a failed order's workflow again from the stage that failed. A queue that does not
+    answer is a 503 before anything changes; one that fails as the job is queued fails the
+    job again, and its order with it (``commit_queued``)."""
+    job = ImportJob.objects.filter(pk=order.job_id).first() if order.job_id else None
+    if job is not None:
+        require_queue(job.priority)
+    retried: list[PurchaseOrder] = []
+
+    def retry() -> ImportJob:
+        locked, job = _lock(order)
         if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise InvalidState(
-                f"Only a failed order can be retried; this one is {order.get_status_display()}."
+                f"Only a failed order can be retried; this one is {locked.get_status_display()}."
             )
-        _continue(order, job)
-    return order
+        _continue(locked, job)
+        retried.append(locked)
+        return job
+
+    commit_queued(retry)
+    return retried[0]
 
 
 def purchase_order_job_retry(*, job: ImportJob) -> ImportJob:

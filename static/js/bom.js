@@ -70,7 +70,10 @@ function applyState(state, job) {
     const button = document.querySelector("#start-form button");
     if (button) button.disabled = !ended;
     const cancel = document.getElementById("cancel-form");
-    if (cancel) cancel.hidden = ended;
+    if (cancel) {
+      cancel.hidden = ended;
+      cancel.elements.job.value = job.id;  // the run shown: a start from this page changes it
+    }
   }
 }
 

@@ -205,12 +205,18 @@ def test_the_bom_page_cancels_its_running_run(client, operator, viewer, api, cat
     page = client.get(f"/boms/{bom_id}/").content.decode()
     assert 'id="cancel-form">' in page
     client.force_login(viewer)
-    resp = client.post(f"/boms/{bom_id}/cancel", follow=True)
+    resp = client.post(f"/boms/{bom_id}/cancel", {"job": job_id}, follow=True)
     assert "can watch BOMs but not change them" in resp.content.decode()
     assert 'id="cancel-form"' not in resp.content.decode()  # a viewer gets no forms
     assert ImportJob.objects.get(pk=job_id).status == "queued"
     client.force_login(operator)
-    resp = client.post(f"/boms/{bom_id}/cancel", follow=True)
+    page = client.get(f"/boms/{bom_id}/").content.decode()
+    assert f'name="job" value="{job_id}"' in page
+    # a page that showed another run (ended since) cancels nothing
+    stale = client.post(f"/boms/{bom_id}/cancel", {"job": "an-earlier-run"}, follow=True)
+    assert "The run this page showed has ended" in stale.content.decode()
+    assert ImportJob.objects.get(pk=job_id).status == "queued"
+    resp = client.post(f"/boms/{bom_id}/cancel", {"job": job_id}, follow=True)
     page = resp.content.decode()
     assert "Run cancelled." in page and 'id="cancel-form" hidden' in page
     assert ImportJob.objects.get(pk=job_id).status == "cancelled"

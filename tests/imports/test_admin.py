@@ -38,7 +38,7 @@ def test_admin_pages_render(staff_client, org, run_worker):
         assert resp.status_code == 200, url
     page = staff_client.get(f"/admin/imports/importjob/{job.pk}/change/").content.decode()
     assert "Row 2: price &#x27;x&#x27; is not a number" in page
-    assert f"/api/v1/products/import/{job.pk}/errors.csv" in page
+    assert f"/api/v1/jobs/{job.pk}/errors.csv?organization={job.organization_id}" in page
     assert 'role="progressbar"' in staff_client.get("/admin/imports/importjob/").content.decode()
 
 

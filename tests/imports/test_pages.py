@@ -132,7 +132,11 @@ def test_job_page_lists_row_errors_a_page_at_a_time(client, operator, org, run_w
     assert "Page 1 of 2" in first and "data-ended" in first
     second = client.get(f"/jobs/{job.id}/?page=2").content.decode()
     assert second.count(error_row) == 10
-    assert f"/api/v1/products/import/{job.id}/errors.csv" in second
+    link = f"/api/v1/jobs/{job.id}/errors.csv?organization={org.id}"
+    assert f'href="{link}"' in second
+    download = client.get(link)
+    assert download.status_code == 200
+    assert b"".join(download.streaming_content).decode("utf-8-sig").count("price") >= 60
 
 
 def test_job_page_fixes_failed_rows_and_then_says_how_many(

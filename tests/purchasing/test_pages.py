@@ -125,6 +125,37 @@ def test_an_order_s_job_retried_over_the_jobs_api_takes_its_order_along(
     assert PurchaseOrder.objects.get(pk=order_id).status == "completed"
 
 
+def test_an_order_s_retry_whose_enqueue_fails_is_a_503_and_leaves_the_order_failed(
+    api, store, store_server, fast_sync, run_worker, monkeypatch
+):
+    """Redis answers the check, then fails as django-rq enqueues on commit: the job is not left
+    ``queued`` with nothing behind it, and its order does not stay ``processing``."""
+    import django_rq
+    from django_rq.queues import DjangoRQ
+    from redis import Redis
+
+    from config.devservers import free_port
+    from imports.models import ImportJob
+
+    store_server.script = [500, 500, 500, 500]
+    resp = api.post("/api/v1/purchase-orders", {"file": upload(po_csv(1))}, format="multipart")
+    order_id, job_id = resp.json()["purchase_order"]["id"], resp.json()["job"]["id"]
+    run_worker()
+
+    def dead_queue(name="default", **kw):
+        dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+        return DjangoRQ(name, connection=dead, commit_mode="on_db_commit")
+
+    monkeypatch.setattr(django_rq, "get_queue", dead_queue)
+    for path in (f"/api/v1/jobs/{job_id}/retry", f"/api/v1/purchase-orders/{order_id}/retry"):
+        resp = api.post(path)
+        assert resp.status_code == 503, resp.content
+        assert "job queue (Redis) is not reachable" in resp.json()["detail"]
+        job = ImportJob.objects.get(pk=job_id)
+        assert job.status == "failed" and "could not be queued" in job.error_message
+        assert PurchaseOrder.objects.get(pk=order_id).status == "failed"
+
+
 def test_the_admin_lists_orders_and_keeps_the_store_secret(client, org, store):
     admin = member(org, "root", is_staff=True, is_superuser=True)
     client.force_login(admin)
