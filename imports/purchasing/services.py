@@ -6,6 +6,7 @@ transaction (django-rq enqueues on commit).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,27 +106,37 @@ def _continue(order: PurchaseOrder, job: ImportJob) -> None:
     job_enqueue(job)
 
 
-def purchase_order_retry(*, order: PurchaseOrder) -> PurchaseOrder:
-    """Run a failed order's workflow again from the stage that failed. A queue that does not
-    answer is a 503 before anything changes; one that fails as the job is queued fails the
-    job again, and its order with it (``commit_queued``)."""
+def _go_on(order: PurchaseOrder, step: Callable[[PurchaseOrder, ImportJob], None]) -> PurchaseOrder:
+    """Lock the order's job and the order, let ``step`` check (and change) them, then queue
+    the job's next attempt (``_continue``). A queue that does not answer is a 503 before
+    anything changes; one that fails as the job is queued fails the job, and its order with
+    it (``commit_queued``, ``signals.job_ended``): a retry then goes on from there."""
     job = ImportJob.objects.filter(pk=order.job_id).first() if order.job_id else None
     if job is not None:
         require_queue(job.priority)
-    retried: list[PurchaseOrder] = []
+    went_on: list[PurchaseOrder] = []
 
-    def retry() -> ImportJob:
+    def go_on() -> ImportJob:
         locked, job = _lock(order)
-        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-            raise InvalidState(
-                f"Only a failed order can be retried; this one is {locked.get_status_display()}."
-            )
+        step(locked, job)
         _continue(locked, job)
-        retried.append(locked)
+        went_on.append(locked)
         return job
 
-    commit_queued(retry)
-    return retried[0]
+    commit_queued(go_on)
+    return went_on[0]
+
+
+def purchase_order_retry(*, order: PurchaseOrder) -> PurchaseOrder:
+    """Run a failed order's workflow again from the stage that failed."""
+
+    def failed(order: PurchaseOrder, job: ImportJob) -> None:
+        if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise InvalidState(
+                f"Only a failed order can be retried; this one is {order.get_status_display()}."
+            )
+
+    return _go_on(order, failed)
 
 
 def purchase_order_job_retry(*, job: ImportJob) -> ImportJob:
@@ -205,8 +216,8 @@ def purchase_order_review(
         raise InvalidUpload(
             f"Unknown field(s) {', '.join(unknown)}: use {', '.join(HEADER_FIELDS)}."
         )
-    with transaction.atomic():
-        order, job = _lock(order)
+
+    def review(order: PurchaseOrder, job: ImportJob) -> None:
         if order.status != POStatus.NEEDS_REVIEW:
             raise InvalidState(
                 f"The order is {order.get_status_display().lower()}, not waiting for review."
@@ -265,8 +276,8 @@ def purchase_order_review(
         order.reviewed_by = user if getattr(user, "is_authenticated", False) else None
         order.reviewed_at = timezone.now()
         order.save(update_fields=[*HEADER_UPDATE_FIELDS, "reviewed_by", "reviewed_at"])
-        _continue(order, job)
-    return order
+
+    return _go_on(order, review)
 
 
 def store_connection_update(

@@ -285,3 +285,44 @@ def test_a_store_url_on_a_private_address_is_refused_unless_allowed(admin_api, o
         format="json",
     )
     assert resp.status_code == 400 and "not in SYNC_ALLOWED_HOSTS" in resp.json()["detail"]
+
+
+def test_a_review_whose_enqueue_fails_is_a_503_and_a_retry_goes_on_with_it(
+    api, org, run_worker, monkeypatch
+):
+    """Redis answers the check, then fails as django-rq enqueues on commit: the review is kept,
+    the job is failed (not left ``queued`` with nothing behind it), and a retry goes on from the
+    reviewed parse."""
+    import django_rq
+    from django_rq.queues import DjangoRQ
+    from redis import Redis
+
+    from config.devservers import free_port
+    from imports.models import ImportJob
+
+    resp = post_order(api, KRAEMER_TEXT.encode(), "kraemer.txt")
+    order_id, job_id = resp.json()["purchase_order"]["id"], resp.json()["job"]["id"]
+    run_worker()
+    assert PurchaseOrder.objects.get(pk=order_id).status == "needs_review"
+
+    def dead_queue(name="default", **kw):
+        dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+        return DjangoRQ(name, connection=dead, commit_mode="on_db_commit")
+
+    with monkeypatch.context() as m:
+        m.setattr(django_rq, "get_queue", dead_queue)
+        resp = api.post(
+            f"/api/v1/purchase-orders/{order_id}/review",
+            {"fields": {"supplier": "Kraemer Werkzeuge GmbH"}},
+            format="json",
+        )
+    assert resp.status_code == 503, resp.content
+    job = ImportJob.objects.get(pk=job_id)
+    assert job.status == "failed" and "could not be queued" in job.error_message
+    assert PurchaseOrder.objects.get(pk=order_id).status == "failed"
+
+    assert api.post(f"/api/v1/purchase-orders/{order_id}/retry").status_code == 202
+    run_worker()
+    order = PurchaseOrder.objects.get(pk=order_id)
+    assert order.status == "completed" and order.supplier.name == "Kraemer Werkzeuge GmbH"
+    assert WorkflowStage.objects.get(order=order, name="parsing").attempt == 1  # not parsed again
