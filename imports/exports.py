@@ -135,11 +135,15 @@ def run_export(job: ImportJob, reporter: ProgressReporter) -> None:
     total = qs.count()
     reporter.stage("exporting", total_rows=total)
     layout = LAYOUTS[options["layout"]]
-    name = f"jobs/{job.organization_id}/{job.id}/{job.original_filename}"
+    # Each attempt writes its own file, and only the current attempt records it (below): an
+    # attempt presumed lost may still be writing, removing or replacing its own.
+    folder = f"jobs/{job.organization_id}/{job.id}"
+    if job.attempt > 1:
+        folder += f"/attempt-{job.attempt}"
+    name = f"{folder}/{job.original_filename}"
     path = Path(settings.MEDIA_ROOT) / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the attempt's own: an attempt presumed lost may still be writing (and removing) its own
-    partial = path.with_suffix(f"{path.suffix}.{job.attempt}.part")
+    partial = path.with_suffix(path.suffix + ".part")
     cancelled = False
 
     def counted(chunks: Iterator[Sequence[Any]]) -> Iterator[Sequence[Any]]:

@@ -82,14 +82,17 @@ def purchase_order_create(
 def _lock(order: PurchaseOrder) -> tuple[PurchaseOrder, ImportJob]:
     # The job's row before the order's, as every other path takes them: a cancel, the
     # lost-worker check and the runner's reports lock the job, then move the order
-    # (``signals.job_ended``). Order first, a retry and a cancel of one order could deadlock.
-    job_id = PurchaseOrder.objects.filter(pk=order.pk).values_list("job_id", flat=True).first()
-    if job_id is None:
+    # (``signals.job_ended``), and the runner's transactional stages lock the job first
+    # (``workflow._run_stage``). Order first, a retry and a cancel could deadlock.
+    found = PurchaseOrder.objects.filter(pk=order.pk).values_list("job_id", flat=True)
+    if not found:
+        raise InvalidState("This order was deleted meanwhile.")
+    if found[0] is None:
         raise InvalidState("This order has no workflow run; upload its file again.")
-    job = ImportJob.objects.select_for_update().get(pk=job_id)
+    job = ImportJob.objects.select_for_update().filter(pk=found[0]).first()
     locked = PurchaseOrder.objects.select_for_update().filter(pk=order.pk, job=job).first()
-    if locked is None:
-        raise InvalidState("This order was deleted or runs as another job; reload it.")
+    if job is None or locked is None:
+        raise InvalidState("This order was deleted meanwhile.")
     return locked, job
 
 

@@ -245,6 +245,10 @@ def _run_stage(ctx: StageContext, fn: StageFn) -> StageResult | None:
     try:
         if name in TRANSACTIONAL:
             with transaction.atomic():
+                # the job's row before the order's, as every other path that takes both (a
+                # retry, a review, a cancel, the lost-worker check): a stage that saved the
+                # order and then reported progress could deadlock with them
+                list(ImportJob.objects.select_for_update().filter(pk=ctx.job.pk).values_list("pk"))
                 result = fn(ctx)
                 _finish(ctx, result)
         else:

@@ -102,6 +102,7 @@ def test_a_failed_export_is_retried_from_its_filters(api, org, settings):
     run_job(job_id)
     job = ImportJob.objects.get(pk=job_id)
     assert (job.status, job.attempt, job.processed_rows) == ("completed", 2, 1)
+    assert f"/{job.id}/attempt-2/" in job.file.name  # each attempt writes its own file
     download = api.get(f"/api/v1/products/export/{job_id}/download")
     assert download.status_code == 200 and "EXP-1" in _body(download)
 
