@@ -119,3 +119,44 @@ def test_without_a_store_endpoint_sync_is_skipped(api, org, run_worker):
     assert WorkflowStage.objects.get(order_id=order_id, name="sync").message == (
         "No store endpoint is set for the organization"
     )
+
+
+def test_a_transactional_stage_holds_its_job_before_it_touches_the_order(api, org, monkeypatch):
+    """Every path that locks both an order's job and the order takes the job first (a retry, a
+    review, a cancel, the lost-worker check). So must the runner's transactional stages:
+    ``database_save`` saved the order before its first progress report locked the job, and a
+    retry landing in between could deadlock with it."""
+    import psycopg
+    from django.db import connection
+
+    from imports.jobs import run_job
+    from imports.purchasing import stages
+
+    real = stages.STAGE_FUNCTIONS["database_save"]
+    seen: list[str] = []
+
+    def database_save(ctx):
+        db = connection.settings_dict
+        with psycopg.connect(
+            dbname=db["NAME"],
+            user=db["USER"],
+            host=db["HOST"],
+            port=db["PORT"],
+            password=db["PASSWORD"] or None,
+            autocommit=True,
+        ) as other:
+            try:
+                other.execute(
+                    "SELECT id FROM imports_importjob WHERE id = %s FOR UPDATE NOWAIT",
+                    [ctx.job.pk],
+                )
+                seen.append("free")
+            except psycopg.errors.LockNotAvailable:
+                seen.append("held by the stage")
+        return real(ctx)
+
+    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "database_save", database_save)
+    resp = post_order(api, po_csv(2)).json()
+    run_job(resp["job"]["id"])
+    assert seen == ["held by the stage"]
+    assert PurchaseOrder.objects.get(pk=resp["purchase_order"]["id"]).status == "completed"
