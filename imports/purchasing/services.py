@@ -85,14 +85,12 @@ def _lock(order: PurchaseOrder) -> tuple[PurchaseOrder, ImportJob]:
     # (``signals.job_ended``), and the runner's transactional stages lock the job first
     # (``workflow._run_stage``). Order first, a retry and a cancel could deadlock.
     found = PurchaseOrder.objects.filter(pk=order.pk).values_list("job_id", flat=True)
-    if not found:
-        raise InvalidState("This order was deleted meanwhile.")
-    if found[0] is None:
+    if found and found[0] is None:
         raise InvalidState("This order has no workflow run; upload its file again.")
-    job = ImportJob.objects.select_for_update().filter(pk=found[0]).first()
-    locked = PurchaseOrder.objects.select_for_update().filter(pk=order.pk, job=job).first()
-    if job is None or locked is None:
-        raise InvalidState("This order was deleted meanwhile.")
+    job = ImportJob.objects.select_for_update().filter(pk=found[0]).first() if found else None
+    locked = PurchaseOrder.objects.select_for_update().filter(pk=order.pk).first() if job else None
+    if locked is None:
+        raise InvalidState("This order was deleted meanwhile; upload its file again.")
     return locked, job
 
 
@@ -147,10 +145,7 @@ def purchase_order_job_retry(*, job: ImportJob) -> ImportJob:
     order's own retry, so the order's status follows its job (``services.register_retry``)."""
     order = PurchaseOrder.objects.filter(job=job).first()
     if order is None:
-        raise InvalidState(
-            "This job is no longer an order's current run (the order was deleted or runs "
-            "again as another job); retry the order from its page."
-        )
+        raise InvalidState("This job's purchase order was deleted; upload the order again.")
     purchase_order_retry(order=order)
     job.refresh_from_db()
     return job
