@@ -137,6 +137,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # limit/offset with a hard cap on limit (imports/pagination.py, docs/limits.md)
     "DEFAULT_PAGINATION_CLASS": "imports.pagination.IntakePagination",
+    # DRF's JSON, escaped where UTF-8 cannot hold a text (imports/renderers.py)
+    "DEFAULT_RENDERER_CLASSES": [
+        "imports.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "imports.api_errors.exception_handler",

@@ -13,14 +13,14 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, ParseError, UnsupportedMediaType, ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from imports.models import Membership
-from imports.pagination import whole_number
+from imports.pagination import IntakePagination, whole_number
+from imports.pipeline.validation import quoted
 from imports.serializers import ImportJobSerializer
 from imports.tenancy import ORG_HEADER, IsMember, membership_for, request_membership
 
@@ -33,13 +33,6 @@ from .serializers import (
     bom_detail,
     lines_payload,
 )
-
-
-class BoundedPagination(LimitOffsetPagination):
-    """``?limit=`` is capped: a huge one would serialize a whole table in one response."""
-
-    default_limit = 50
-    max_limit = 500
 
 
 def _org(request: Request):
@@ -93,7 +86,6 @@ class ComponentImportView(APIView):
 class ComponentListView(generics.ListAPIView):
     permission_classes = [IsMember]
     serializer_class = ComponentSerializer
-    pagination_class = BoundedPagination
 
     @extend_schema(
         parameters=[
@@ -129,7 +121,6 @@ class ComponentListView(generics.ListAPIView):
 class ProjectListView(generics.ListCreateAPIView):
     permission_classes = [IsMember]
     serializer_class = ProjectSerializer
-    pagination_class = BoundedPagination
 
     def get_queryset(self) -> QuerySet[Project]:
         return Project.objects.filter(organization=_org(self.request)).order_by("name")
@@ -159,7 +150,6 @@ class BomUploadSerializer(serializers.Serializer):
 class BomListView(generics.ListAPIView):
     permission_classes = [IsMember]
     serializer_class = BomSerializer
-    pagination_class = BoundedPagination
     parser_classes = [MultiPartParser]
 
     @extend_schema(parameters=[OpenApiParameter("project_id", {"type": "integer", "minimum": 0})])
@@ -223,8 +213,13 @@ class BomLinesView(APIView):
             OpenApiParameter(
                 "limit",
                 {"type": "integer", "minimum": 0},
-                description=f"{BoundedPagination.default_limit} by default, "
-                f"at most {BoundedPagination.max_limit}",
+                description=f"{IntakePagination.default_limit} by default, "
+                f"at most {IntakePagination.max_limit} (a larger value is clamped)",
+            ),
+            OpenApiParameter(
+                "page_size",
+                {"type": "integer", "minimum": 0},
+                description=f"Alias of limit (at most {IntakePagination.max_limit}).",
             ),
             OpenApiParameter("offset", {"type": "integer", "minimum": 0}),
         ],
@@ -240,7 +235,7 @@ class BomLinesView(APIView):
         lifecycle = _choice(params.get("lifecycle"), Lifecycle, "lifecycle")
         if lifecycle:
             qs = qs.filter(lifecycle=lifecycle)
-        paginator = BoundedPagination()
+        paginator = IntakePagination()
         page = paginator.paginate_queryset(qs.order_by("line_number"), request, view=self)
         return paginator.get_paginated_response(lines_payload(bom, page or []))
 
@@ -353,7 +348,10 @@ class EnrichmentStartView(APIView):
         project_id = body.get("project_id")
         if project_id not in (None, "") and str(project_id) != str(bom.project_id):
             raise ValidationError(
-                {"project_id": f"project_id {project_id} is not the project of BOM {bom.id}."}
+                {
+                    "project_id": f"project_id {quoted(str(project_id), 40)} is not the "
+                    f"project of BOM {bom.id}."
+                }
             )
         priority = body.get("priority", 5)
         if priority in (None, ""):

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from imports.models import ImportJob, JobKind, Organization
 from imports.pipeline.readers import FileReadError, open_source
-from imports.pipeline.validation import HeaderError, map_header
+from imports.pipeline.validation import HeaderError, map_header, quoted
 from imports.services import (
     ALLOWED_SUFFIXES,
     InvalidState,
@@ -32,6 +32,7 @@ from imports.services import (
     job_retry_attempt,
     require_queue,
 )
+from imports.uploads import upload_name
 
 from . import matching, selectors
 from .bom_file import map_bom_header, read_bom_lines
@@ -77,7 +78,7 @@ def _no_nul(**texts: str) -> None:
 
 
 def _check_file(upload: UploadedFile) -> str:
-    name = Path(upload.name or "upload.csv").name[:200]
+    name = upload_name(upload, "upload.csv")
     if upload.size is not None and upload.size > settings.IMPORT_MAX_UPLOAD_BYTES:
         limit = settings.IMPORT_MAX_UPLOAD_BYTES / (1024 * 1024)
         raise UploadTooLarge(f"File is larger than the {limit:g} MB upload limit.")
@@ -210,7 +211,7 @@ def enrichment_start(
     """Queue an enrichment run of ``bom`` (all lines, or ``only="unresolved"``); refuses with
     ``RunInProgress`` (409) while one is queued or running."""
     if only not in (None, "", "all", "unresolved"):
-        raise InvalidUpload(f"Unknown only '{only}': use 'unresolved' or leave it out.")
+        raise InvalidUpload(f"Unknown only {quoted(str(only))}: use 'unresolved' or leave it out.")
     queue = QUEUE_FOR_PRIORITY.get(priority)
     if queue is None:
         raise InvalidUpload(f"priority must be a whole number from 1 to 10 (got {priority}).")

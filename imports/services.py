@@ -31,7 +31,7 @@ from .models import (
 )
 from .pipeline.readers import FileReadError, check_xlsx_package, open_source
 from .progress import publish_job_event
-from .uploads import content_hash_and_storable
+from .uploads import content_hash_and_storable, upload_name
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def import_job_create(
             organization=organization, header=header, mapping=mapping, preset=preset
         )
         options["mapping"], options["preset"] = plan.mapping, plan.preset
-    filename = Path(upload.name or "upload.csv").name[:200]
+    filename = upload_name(upload, "upload.csv")
     content_sha256, storable = content_hash_and_storable(upload)
 
     def create() -> ImportJob:

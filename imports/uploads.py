@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from django.core.files.base import File
@@ -69,3 +70,23 @@ def content_hash_and_storable(upload: UploadedFile) -> tuple[str | None, File]:
     if known:
         return known, upload
     return None, HashingFile(upload)
+
+
+# A file system names a file in at most 255 bytes (ext4, XFS, APFS); storage may add "_" and
+# seven characters to make a name unique. 200 characters of "é" are 400 bytes: the upload's
+# save raised ENAMETOOLONG, a 500 with nothing stored.
+NAME_MAX_BYTES = 200
+
+
+def upload_name(upload: UploadedFile, default: str) -> str:
+    """The upload's file name without any folders, cut to ``NAME_MAX_BYTES`` bytes of UTF-8
+    (never inside a character), keeping its extension: what its job or BOM records and what
+    storage saves it as."""
+    name = Path(upload.name or default).name or default
+    if len(name.encode()) <= NAME_MAX_BYTES:
+        return name
+    stem, suffix = Path(name).stem, Path(name).suffix
+    if len(suffix.encode()) > 16:  # not an extension we read: cut the whole name
+        stem, suffix = name, ""
+    room = NAME_MAX_BYTES - len(suffix.encode())
+    return stem.encode()[:room].decode(errors="ignore") + suffix

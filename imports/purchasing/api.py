@@ -9,12 +9,12 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ..pagination import IntakePagination
 from ..serializers import ImportJobSerializer
 from ..tenancy import IsMember, request_membership
 from . import selectors, services
@@ -22,12 +22,11 @@ from .models import POStatus, PurchaseOrder, StoreConnection
 from .serializers import LineSerializer, PurchaseOrderDetailSerializer, PurchaseOrderSerializer
 
 
-class Pagination(LimitOffsetPagination):
-    default_limit = 50
+class Pagination(IntakePagination):
     max_limit = 200  # a huge ?limit= must not serialize a whole table into memory
 
 
-class LinePagination(LimitOffsetPagination):
+class LinePagination(IntakePagination):
     default_limit = 500
     max_limit = 1000
 

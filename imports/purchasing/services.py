@@ -7,7 +7,6 @@ transaction (django-rq enqueues on commit).
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +24,7 @@ from ..services import (
     job_enqueue,
     require_queue,
 )
+from ..uploads import upload_name
 from .models import POStatus, PurchaseOrder, PurchaseOrderLine, StoreConnection, WorkflowStage
 from .outbound import OutboundRefused, check_url
 from .parsing import ParsedOrder, source_format
@@ -42,7 +42,7 @@ def purchase_order_create(
     *, organization: Organization, user: Any, upload: UploadedFile
 ) -> PurchaseOrder:
     """Store the document, create the order and its job, and queue the job."""
-    name = Path(upload.name or "order").name[:200]
+    name = upload_name(upload, "order")
     if upload.size is not None and upload.size > settings.PO_MAX_UPLOAD_BYTES:
         limit = settings.PO_MAX_UPLOAD_BYTES / (1024 * 1024)
         raise UploadTooLarge(f"File is larger than the {limit:g} MB limit for purchase orders.")
