@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from imports.pipeline.readers import TabularSource
 from imports.pipeline.validation import HeaderMap, map_header, normalize_header
 
-from .matching import not_populated
+from .matching import count_text, not_populated
 from .models import BomLine, MatchStatus
 
 BOM_ALIASES: dict[str, tuple[str, ...]] = {
@@ -55,12 +55,14 @@ _REF_SPLIT = re.compile(r"[\s,;]+")
 
 def _quantity(raw: str, references: str) -> tuple[int, str]:
     """The line's quantity and a problem ('' when fine). No quantity: one per designator."""
-    text = raw.strip().replace(",", "")
+    text = count_text(raw.strip())
     if not text:
         refs = [r for r in _REF_SPLIT.split(references) if r]
         return max(len(refs), 1), ""
     if text.isascii() and text.isdecimal():
-        value = int(text)
+        # int() refuses a text of over 4,300 digits (a ValueError: a 500 before); anything
+        # over ten digits is out of range anyway
+        value = int(text) if len(text) <= 10 else MAX_QUANTITY + 1
     else:
         try:
             number = float(text)

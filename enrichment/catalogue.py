@@ -237,7 +237,7 @@ _PLAIN_BREAK_PRICE = re.compile(r"[0-9]+(?:\.[0-9]{1,6})?")
 
 
 def parse_count(raw: str, what: str, default: int) -> int | str:
-    text = raw.strip().replace(",", "")
+    text = matching.count_text(raw.strip())
     if not text:
         return default
     if _INT.fullmatch(text):

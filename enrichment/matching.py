@@ -458,13 +458,40 @@ def warnings_for(component: Candidate, quantity: int, unit: Decimal | None = Non
 
 # ---------------------------------------------------------------------- BOM cells
 
+# thousands separators: a first group of one to three digits that is not a lone 0, then
+# groups of three ("0,015" is a decimal comma, not fifteen)
+_GROUPED = re.compile(r"[1-9][0-9]{0,2}(?:,[0-9]{3})+(?:\.[0-9]+)?")
+
+
+def count_text(text: str) -> str:
+    """A whole-number cell (a quantity, a stock) with its commas read: thousands separators
+    dropped (``1,000``), a lone decimal comma as a point (``1,00``, ``0,5``: a spreadsheet
+    saved in a European locale), so that the caller's parse takes ``1,00`` as 1 and refuses
+    ``0,5`` instead of reading 100 and 5. Any other comma is left for the parse to refuse.
+
+    >>> count_text("1,000"), count_text("12,500"), count_text("1,00"), count_text("0,5")
+    ('1000', '12500', '1.00', '0.5')
+    """
+    if "," not in text:
+        return text
+    if _GROUPED.fullmatch(text):
+        return text.replace(",", "")
+    if text.count(",") == 1 and "." not in text:
+        return text.replace(",", ".")
+    return text
+
+
 DNP_VALUES = frozenset(
     {"dnp", "dnf", "nf", "np", "yes", "y", "true", "1", "x", "do not populate", "do not fit"}
 )
 # what EDA tools write in a Fitted column (Altium: "Fitted" / "Not Fitted")
 FITTED_NOT = frozenset(
-    {"no", "n", "false", "0", "dnp", "dnf", "nf", "np", "not fitted", "unfitted", "do not fit"}
-)
+    {
+        "no", "n", "false", "0", "dnp", "dnf", "nf", "np", "not fitted", "unfitted", "do not fit",
+        # a Populate / Populated column (``bom_file``) says it in its own words
+        "do not populate", "not populated", "unpopulated", "no pop", "nopop",
+    }
+)  # fmt: skip
 
 
 def not_populated(value: str, *, fitted_column: bool = False) -> bool:

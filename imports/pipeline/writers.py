@@ -191,9 +191,9 @@ class BatchWriter:
         except _DB_ERRORS as exc:
             if self._again(exc):
                 return self.write(batch)
-            if len(batch) == 1:
-                raise
-        # Replay row by row so each failing row is named; the good ones still go in.
+        # Replay row by row so each failing row is named; the good ones still go in. A batch
+        # of one row too: raising here failed the whole job over one row (the last batch of
+        # 5,001 rows), and its retry failed on it again.
         result = BatchResult()
         for row, key, line in zip(batch.row_numbers, batch.keys, batch.lines, strict=True):
             try:
