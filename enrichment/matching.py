@@ -16,12 +16,17 @@ statement per tier for a whole chunk of lines, and hands each line's candidate r
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
 _NOT_ALNUM = re.compile(r"[^0-9A-Za-z]+")
+_NOT_WORD = re.compile(r"[\W_]+")  # Unicode: anything but letters and digits
+# the longest key of a name with no ASCII letter or digit (a name is at most 200 characters;
+# compatibility forms and upper case can lengthen it)
+MAKER_KEY_MAX = 200
 
 # Packaging suffixes: tape and reel, lead-free finish and the like. Only these are removed; a
 # suffix that names a package or a grade (Microchip's ``/PT``, ``-I/P``, ``-XF``) is part of the
@@ -120,12 +125,24 @@ def packaging_key(mpn: str) -> str:
 def manufacturer_key(name: str) -> str:
     """A manufacturer's name as a lookup key: letters and digits only, upper case.
 
+    A name with no ASCII letter or digit (``村田製作所``, ``风华``) keeps its own letters and
+    digits, in Unicode's compatibility form (a full-width TI is TI), upper-cased, at
+    most ``MAKER_KEY_MAX`` characters. Its key was empty before: every such maker was one,
+    two of them cataloguing the same MPN were one part, and a line naming one was matched as
+    if it named none. A name with ASCII letters or digits keeps those only, as it always did
+    (``TI(德州仪器)`` is ``TI``).
+
     >>> manufacturer_key("Texas Instruments")
     'TEXASINSTRUMENTS'
     >>> manufacturer_key("ON Semi.")
     'ONSEMI'
+    >>> manufacturer_key("村田製作所"), manufacturer_key("TI(德州仪器)")
+    ('村田製作所', 'TI')
     """
-    return _NOT_ALNUM.sub("", name).upper()
+    key = _NOT_ALNUM.sub("", name).upper()
+    if key or name.isascii():
+        return key
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", name)).upper()[:MAKER_KEY_MAX]
 
 
 # ---------------------------------------------------------------------- deciding

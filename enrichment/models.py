@@ -377,6 +377,7 @@ class BomLine(models.Model):
 # a BOM line's MPN (200 characters) upper-cased: no character upper-cases to more than six
 # bytes of UTF-8 (checked over every code point)
 LEARNED_MPN_KEY_BYTES = 1_200
+LEARNED_MAKER_KEY_BYTES = 4 * matching.MAKER_KEY_MAX
 
 
 class LearnedMatch(models.Model):
@@ -389,7 +390,8 @@ class LearnedMatch(models.Model):
     # A line's keys: its MPN (200 characters) and its maker's name (200) upper-cased, and
     # upper case can lengthen a text up to three times ("ß" is "SS", "ΐ" three characters).
     # Both keys together stay under a B-tree entry's limit (2,704 bytes): a maker's key is
-    # ASCII letters and digits, an MPN key at most LEARNED_MPN_KEY_BYTES (the constraints).
+    # ASCII letters and digits (at most 600 bytes) or, for a name without any, at most
+    # LEARNED_MAKER_KEY_BYTES; an MPN key at most LEARNED_MPN_KEY_BYTES (the constraints).
     mpn_key = models.CharField(max_length=600)
     manufacturer_key = models.CharField(max_length=600, blank=True, default="")
     component = models.ForeignKey(Component, on_delete=models.CASCADE, related_name="+")
@@ -406,9 +408,24 @@ class LearnedMatch(models.Model):
             # what keeps both keys under the B-tree entry's limit whoever writes them (the
             # admin too), and what the learned tier can find: a maker's key as
             # ``matching.manufacturer_key`` writes it
+            # (a name without ASCII letters or digits keys on its own letters: not checked
+            # here beyond its length, which keeps it under LEARNED_MAKER_KEY_BYTES)
             models.CheckConstraint(
-                condition=Q(manufacturer_key__regex=r"^[0-9A-Z]*$"),
-                name="learned_maker_key_letters_digits",
+                condition=Q(manufacturer_key__regex=r"^[0-9A-Z]*$")
+                | (
+                    Q(manufacturer_key__regex=r"[^\x01-\x7f]")
+                    & Q(
+                        LessThanOrEqual(
+                            Func(
+                                "manufacturer_key",
+                                function="octet_length",
+                                output_field=models.IntegerField(),
+                            ),
+                            LEARNED_MAKER_KEY_BYTES,
+                        )
+                    )
+                ),
+                name="learned_maker_key_form",
                 violation_error_message=(
                     "A manufacturer key is the maker's letters and digits in upper case, "
                     "such as TEXASINSTRUMENTS for Texas Instruments."
