@@ -18,6 +18,8 @@ ERROR_SCHEMA = {
     "required": ["detail"],
 }
 
+NO_NUL = "^[^\\x00]*$"
+
 _ALWAYS = {
     "400": "Bad input: the detail names the parameter and what it takes.",
     "401": "Not authenticated.",
@@ -45,6 +47,14 @@ def add_error_responses(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]
                 if parameter.get("in") == "path" and schema.get("type") == "integer":
                     # Django's <int:...> matches digits only: -1 is no URL of ours
                     schema.setdefault("minimum", 0)
+                if (
+                    parameter.get("in") == "query"
+                    and schema.get("type") == "string"
+                    and not {"enum", "pattern", "format"} & schema.keys()
+                ):
+                    # a NUL character in any query value is a 400 (imports/api_errors.py):
+                    # PostgreSQL's text cannot hold one
+                    schema["pattern"] = NO_NUL
             codes = dict(_ALWAYS)
             if "{" in path:
                 codes["404"] = _BY_SHAPE["404"]
