@@ -20,7 +20,6 @@ from rest_framework.views import APIView
 
 from imports.models import Membership
 from imports.pagination import IntakePagination, whole_number
-from imports.pipeline.validation import quoted
 from imports.serializers import ImportJobSerializer
 from imports.tenancy import ORG_HEADER, IsMember, membership_for, request_membership
 
@@ -347,11 +346,10 @@ class EnrichmentStartView(APIView):
             raise NotFound("No such BOM.")
         project_id = body.get("project_id")
         if project_id not in (None, "") and str(project_id) != str(bom.project_id):
+            shown = str(project_id)
+            shown = shown if len(shown) <= 40 else shown[:40] + "…"
             raise ValidationError(
-                {
-                    "project_id": f"project_id {quoted(str(project_id), 40)} is not the "
-                    f"project of BOM {bom.id}."
-                }
+                {"project_id": f"project_id {shown} is not the project of BOM {bom.id}."}
             )
         priority = body.get("priority", 5)
         if priority in (None, ""):

@@ -51,18 +51,36 @@ BOM_ALIASES: dict[str, tuple[str, ...]] = {
 GENERIC_MPN = ("part number", "part #")
 MAX_QUANTITY = 2**31 - 1
 _REF_SPLIT = re.compile(r"[\s,;]+")
+# a range of designators, as EDA tools compress them: R1-R4 (or R1-4) is four
+_REF_RANGE = re.compile(r"([A-Za-z_]+)([0-9]{1,6})-(?:\1)?([0-9]{1,6})")
+RANGE_MAX = 10_000  # a longer "range" is not one (R1-999999 is a typo): it counts as one
+
+
+def designator_count(references: str) -> int:
+    """How many parts the designators name: each one, and each of a range (``R1-R4``).
+
+    >>> designator_count("R1, R2 R3"), designator_count("R1-R4,C7"), designator_count("R5-4")
+    (3, 5, 1)
+    """
+    count = 0
+    for ref in _REF_SPLIT.split(references):
+        if not ref:
+            continue
+        m = _REF_RANGE.fullmatch(ref)
+        span = int(m[3]) - int(m[2]) + 1 if m else 1
+        count += span if 1 < span <= RANGE_MAX else 1
+    return count
 
 
 def _quantity(raw: str, references: str) -> tuple[int, str]:
     """The line's quantity and a problem ('' when fine). No quantity: one per designator."""
     text = count_text(raw.strip())
     if not text:
-        refs = [r for r in _REF_SPLIT.split(references) if r]
-        return max(len(refs), 1), ""
+        return max(designator_count(references), 1), ""
     if text.isascii() and text.isdecimal():
         # int() refuses a text of over 4,300 digits (a ValueError: a 500 before); anything
         # over ten digits is out of range anyway
-        value = int(text) if len(text) <= 10 else MAX_QUANTITY + 1
+        value = int(text) if len(text.lstrip("0")) <= 10 else MAX_QUANTITY + 1
     else:
         try:
             number = float(text)

@@ -126,7 +126,8 @@ def manufacturer_key(name: str) -> str:
     """A manufacturer's name as a lookup key: letters and digits only, upper case.
 
     A name with no ASCII letter or digit (``村田製作所``, ``风华``) keeps its own letters and
-    digits, in Unicode's compatibility form (a full-width TI is TI), upper-cased, at
+    digits, in Unicode's compatibility form, upper-cased (but a full-width TI is TI, as is
+    any ASCII one), at
     most ``MAKER_KEY_MAX`` characters. Its key was empty before: every such maker was one,
     two of them cataloguing the same MPN were one part, and a line naming one was matched as
     if it named none. A name with ASCII letters or digits keeps those only, as it always did
@@ -142,7 +143,11 @@ def manufacturer_key(name: str) -> str:
     key = _NOT_ALNUM.sub("", name).upper()
     if key or name.isascii():
         return key
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", name)).upper()[:MAKER_KEY_MAX]
+    # upper case before the letters are kept: it can add combining marks (ΐ)
+    own = _NOT_WORD.sub("", unicodedata.normalize("NFKC", name).upper())[:MAKER_KEY_MAX]
+    # ASCII ones among them (full-width letters become ASCII) are the key, as they would be
+    # in any name: a key's key is the key (the API keys a filter that may already be one)
+    return _NOT_ALNUM.sub("", own) or own
 
 
 # ---------------------------------------------------------------------- deciding
@@ -476,8 +481,11 @@ def warnings_for(component: Candidate, quantity: int, unit: Decimal | None = Non
 # ---------------------------------------------------------------------- BOM cells
 
 # thousands separators: a first group of one to three digits that is not a lone 0, then
-# groups of three ("0,015" is a decimal comma, not fifteen)
-_GROUPED = re.compile(r"[1-9][0-9]{0,2}(?:,[0-9]{3})+(?:\.[0-9]+)?")
+# groups of three ("0,015" is a decimal comma, not fifteen), or grouped as in India (lakhs and
+# crores: 1,00,000 and 12,34,567)
+_GROUPED = re.compile(
+    r"(?:[1-9][0-9]{0,2}(?:,[0-9]{3})+|[1-9][0-9]?(?:,[0-9]{2})+,[0-9]{3})(?:\.[0-9]+)?"
+)
 
 
 def count_text(text: str) -> str:
@@ -486,8 +494,8 @@ def count_text(text: str) -> str:
     saved in a European locale), so that the caller's parse takes ``1,00`` as 1 and refuses
     ``0,5`` instead of reading 100 and 5. Any other comma is left for the parse to refuse.
 
-    >>> count_text("1,000"), count_text("12,500"), count_text("1,00"), count_text("0,5")
-    ('1000', '12500', '1.00', '0.5')
+    >>> count_text("1,000"), count_text("1,00,000"), count_text("1,00"), count_text("0,5")
+    ('1000', '100000', '1.00', '0.5')
     """
     if "," not in text:
         return text

@@ -5,7 +5,10 @@ The parts catalogued under such a name are given their new key, a name at a time
 names few makers), and their organization's catalogue a new version; a part whose new key
 another part of the same MPN already holds (a full-width TI beside TI) keeps its old one.
 A learned choice keeps its key: an empty one was also what a line without a maker gave, and
-which of the two it was is not stored. A learned choice may now hold such a key (the check)."""
+which of the two it was is not stored. A learned choice may now hold such a key (the check).
+
+Not reversible: the old keys cannot hold two such makers of one MPN, nor the old check a
+learned choice made for one, and both may exist once this has run."""
 
 import re
 import unicodedata
@@ -19,8 +22,13 @@ from django.db.models import F
 NOT_WORD = re.compile(r"[\W_]+")
 
 
+NOT_ALNUM = re.compile(r"[^0-9A-Za-z]+")
+
+
 def maker_key(name):
-    return NOT_WORD.sub("", unicodedata.normalize("NFKC", name)).upper()[:200]
+    """The key of a name with no ASCII letter or digit."""
+    own = NOT_WORD.sub("", unicodedata.normalize("NFKC", name).upper())[:200]
+    return NOT_ALNUM.sub("", own) or own
 
 
 def rekey(apps, schema_editor):
@@ -56,7 +64,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(rekey, migrations.RunPython.noop),
+        migrations.RunPython(rekey),  # irreversible: see the module's docstring
         migrations.RemoveConstraint(
             model_name="learnedmatch",
             name="learned_maker_key_letters_digits",

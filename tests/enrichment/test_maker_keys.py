@@ -37,6 +37,19 @@ def test_keys_of_names_without_ascii_letters():
     assert matching.manufacturer_key("Texas Instruments") == "TEXASINSTRUMENTS"
     assert matching.manufacturer_key("—") == ""
     assert len(matching.manufacturer_key("株" * 300)) == matching.MAKER_KEY_MAX
+    # full-width Latin among them: those letters are the key, as ASCII ones would be
+    wide = "村田製作所\uff08\uff2d\uff35\uff32\uff21\uff34\uff21\uff09"  # "(MURATA)" in full width
+    assert matching.manufacturer_key(wide) == "MURATA"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [MURATA, FENGHUA, "风华\uff12", "株式会社\uff34\uff24\uff2b", "\u0390", "村\u1f52", "ß" * 3],
+)
+def test_a_key_s_key_is_the_key(name):
+    """The API keys a filter that may already be a key (``?manufacturer=``)."""
+    key = matching.manufacturer_key(name)
+    assert matching.manufacturer_key(key) == key
 
 
 def test_two_such_makers_of_one_mpn_are_two_parts_and_a_line_finds_its_own(api, org):

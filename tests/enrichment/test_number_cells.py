@@ -22,6 +22,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
     [
         ("1,000", 1000, ""),
         ("12,500", 12500, ""),
+        ("1,00,000", 100000, ""),  # grouped as in India
+        ("12,34,567", 1234567, ""),
+        ("00000000005", 5, ""),  # leading zeros are no digits too many
         ("1,00", 1, ""),  # a decimal comma, not a hundred
         ("2,0", 2, ""),
         ("0,5", 1, "quantity '0,5' is not a whole number"),  # not five
@@ -117,3 +120,18 @@ def test_a_refused_row_alone_in_its_batch_is_a_row_error_not_a_failed_job(org):
     assert job.created_rows == 10
     assert [e["row"] for e in job.errors] == [12]
     assert "the database refused this row" in job.errors[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("references", "quantity"),
+    [
+        ("R1, R2 R3", 3),
+        ("R1-R4,C7", 5),  # a range counts each: it was one
+        ("J1-2", 2),
+        ("R5-4", 1),  # backwards: not a range
+        ("R1-R999999", 1),  # not a range either: a typo counts as one designator
+        ("", 1),
+    ],
+)
+def test_no_quantity_is_one_per_designator_ranges_included(references, quantity):
+    assert _quantity("", references) == (quantity, "")
