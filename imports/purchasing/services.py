@@ -29,7 +29,7 @@ from .models import POStatus, PurchaseOrder, PurchaseOrderLine, StoreConnection,
 from .outbound import OutboundRefused, check_url
 from .parsing import ParsedOrder, source_format
 from .parsing.confidence import assess
-from .parsing.document import HEADER_FIELDS, LINE_FIELDS, REQUIRED_FIELDS
+from .parsing.document import HEADER_FIELDS, LINE_FIELDS, REQUIRED_FIELDS, valid_text
 from .parsing.numbers import parse_currency, parse_date, parse_decimal
 from .stages import HEADER_UPDATE_FIELDS, apply_parsed_header
 
@@ -153,18 +153,23 @@ def purchase_order_job_retry(*, job: ImportJob) -> ImportJob:
 
 # What the decimal columns hold (10 ** (max_digits - decimal_places)): a larger correction
 # passed review and was a DataError, a 500, when the order was saved.
+# each column's bound and decimal places (numeric(16, 2), numeric(14, 3), numeric(16, 4))
 _DECIMAL_LIMITS = {
-    "subtotal": 10**14,
-    "tax": 10**14,
-    "total": 10**14,
-    "quantity": 10**11,
-    "unit_cost": 10**12,
-    "line_total": 10**14,
+    "subtotal": (10**14, 2),
+    "tax": (10**14, 2),
+    "total": (10**14, 2),
+    "quantity": (10**11, 3),
+    "unit_cost": (10**12, 4),
+    "line_total": (10**14, 2),
 }
 
 
 def _bounded(name: str, value: Any) -> Any:
-    if value is not None and (not value.is_finite() or abs(value) >= _DECIMAL_LIMITS[name]):
+    if value is None:
+        return None
+    limit, places = _DECIMAL_LIMITS[name]
+    # rounded as its column rounds it: 99999999999.9999 is 1e11, which no quantity holds
+    if not value.is_finite() or abs(value) >= limit or abs(round(value, places)) >= limit:
         return None
     return value
 
@@ -173,6 +178,11 @@ def _scalar(raw: Any, what: str) -> Any:
     # a list or object was read through str(): {"tax": [1]} became a tax of 1
     if isinstance(raw, list | dict | bool):
         raise InvalidUpload(f"{what}: send text or a number, not {type(raw).__name__}.")
+    if isinstance(raw, str) and not valid_text(raw):
+        # PostgreSQL's text and jsonb hold neither: the review's save answered 500
+        raise InvalidUpload(
+            f"{what}: holds a NUL character or a lone surrogate, which cannot be stored."
+        )
     return raw
 
 

@@ -11,6 +11,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from ..models import Product
+from ..pipeline.readers import FileReadError
 from . import selectors
 from .images import stage_image_attachment
 from .models import POStatus, PurchaseOrder, PurchaseOrderLine, Supplier
@@ -81,6 +82,16 @@ def stage_parsing(ctx: StageContext) -> StageResult:
         raise StageError(str(exc)) from exc
     except FileNotFoundError as exc:
         raise StageError("The order's file is no longer stored; upload it again.") from exc
+    except FileReadError as exc:  # the workbook reader's own (a broken XLSX part)
+        raise StageError(str(exc)) from exc
+    except (ValueError, LookupError, OSError, ArithmeticError, RecursionError) as exc:
+        # what a parser of someone else's file may still raise on a broken one (an e-mail's
+        # unknown charset, an attachment name with a NUL or over 255 bytes): the order cannot
+        # be read, which the user is told, not "an internal error"
+        raise StageError(
+            f"The document could not be read ({type(exc).__name__}: {str(exc)[:200]})."
+        ) from exc
+    parsed.make_storable()
     reasons = review_reasons(parsed, settings.PO_MIN_CONFIDENCE)
     apply_parsed_header(order, parsed, reasons)
     order.save(update_fields=HEADER_UPDATE_FIELDS)
@@ -196,7 +207,11 @@ def stage_product_drafts(ctx: StageContext) -> StageResult:
                 currency, quantity, barcode, category, brand, status, created_at, updated_at)
             SELECT DISTINCT ON ({key}) %(org)s, {key},
                 LEFT(COALESCE(NULLIF(l.description, ''), {key}), 255), l.description,
-                GREATEST(ROUND(COALESCE(l.unit_cost, 0), 2), 0), %(currency)s, 0, '', '',
+                -- a product's price is numeric(12, 2): a unit cost it cannot hold leaves the
+                -- draft at 0 (the order's line keeps the cost)
+                CASE WHEN ROUND(l.unit_cost, 2) < 1e10
+                     THEN GREATEST(ROUND(l.unit_cost, 2), 0) ELSE 0 END,
+                %(currency)s, 0, '', '',
                 %(brand)s, 'draft', now(), now()
             FROM {line_table} l
             WHERE l.order_id = %(order)s AND {key} IS NOT NULL

@@ -235,7 +235,13 @@ def _review_input(request: HttpRequest, order: PurchaseOrder) -> tuple[dict, lis
     lines: dict[int, dict[str, Any]] = {}
     for key, value in request.POST.items():
         parts = key.split("-", 2)
-        if len(parts) == 3 and parts[0] == "line" and parts[1].isascii() and parts[1].isdecimal():
+        if (
+            len(parts) == 3
+            and parts[0] == "line"
+            and parts[1].isascii()
+            and parts[1].isdecimal()
+            and len(parts[1]) <= 9  # int() refuses 4,300 digits and more: a 500
+        ):
             number = int(parts[1])
             lines.setdefault(number, {"line_number": number})[parts[2]] = value
     return fields, list(lines.values())

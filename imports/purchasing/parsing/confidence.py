@@ -16,8 +16,9 @@ from .document import REQUIRED_FIELDS, ParsedOrder
 CENT = Decimal("0.01")
 # what the order's columns hold (numeric(16, 2); a line's quantity numeric(14, 3)): a larger
 # amount is not read as a number at all, so it goes to review instead of failing the save
-MAX_AMOUNT = Decimal("1e14")
-MAX_QUANTITY = Decimal("1e11")
+MAX_AMOUNT = Decimal("1e14")  # numeric(16, 2)
+MAX_UNIT_COST = Decimal("1e12")  # numeric(16, 4)
+MAX_QUANTITY = Decimal("1e11")  # numeric(14, 3)
 AMOUNT_FIELDS = ("subtotal", "tax", "total")
 # a line total may be rounded from a 4-decimal unit cost: allow half a cent per line
 LINE_TOLERANCE = Decimal("0.005")
@@ -46,20 +47,26 @@ def assess(order: ParsedOrder) -> ParsedOrder:
     return order
 
 
+def _too_large(value: Decimal, limit: Decimal, places: int) -> bool:
+    """Whether ``value`` does not fit its column once rounded to the column's ``places``
+    (99999999999.9999 rounds up to 1e11, which numeric(14, 3) cannot hold)."""
+    return abs(value) >= limit or abs(round(value, places)) >= limit
+
+
 def _drop_oversized(order: ParsedOrder) -> None:
     """Amounts no column can hold become unread fields (score 0, with the reason)."""
     for name in AMOUNT_FIELDS:
         value = order.value(name)
-        if isinstance(value, Decimal) and abs(value) >= MAX_AMOUNT:
+        if isinstance(value, Decimal) and _too_large(value, MAX_AMOUNT, 2):
             order.set(name, None, 0.0, f"{value:.6g} is too large for an amount")
     for line in order.lines:
-        for attr, limit in (
-            ("quantity", MAX_QUANTITY),
-            ("unit_cost", MAX_AMOUNT),
-            ("line_total", MAX_AMOUNT),
+        for attr, limit, places in (
+            ("quantity", MAX_QUANTITY, 3),
+            ("unit_cost", MAX_UNIT_COST, 4),
+            ("line_total", MAX_AMOUNT, 2),
         ):
             value = getattr(line, attr)
-            if value is not None and abs(value) >= limit:
+            if value is not None and _too_large(value, limit, places):
                 setattr(line, attr, None)
                 line.confidence = min(line.confidence, 0.0)
                 line.reasons.append(f"{attr.replace('_', ' ')} {value:.6g} is too large")
@@ -100,6 +107,12 @@ def _check_lines(order: ParsedOrder) -> None:
 def _check_totals(order: ParsedOrder) -> None:
     lines_sum = sum((ln.line_total or Decimal(0) for ln in order.lines), Decimal(0))
     subtotal, tax, total = order.value("subtotal"), order.value("tax"), order.value("total")
+    unknown = sum(1 for ln in order.lines if ln.line_total is None)
+    if subtotal is None and unknown:
+        # a sum that leaves lines out is no subtotal (a cost too large to read left one out,
+        # and the order's total was then computed from the others)
+        order.set("subtotal", None, 0.0, f"not in the document, and {unknown} line total(s) unread")
+        return
     if subtotal is None:
         order.set(
             "subtotal", lines_sum.quantize(CENT), 0.9, "computed as the sum of the line totals"

@@ -35,6 +35,25 @@ class ParseError(Exception):
     """The document cannot be read as a purchase order; the message is for the user."""
 
 
+def valid_text(text: str) -> bool:
+    """Whether PostgreSQL's text and jsonb can hold ``text``: no NUL character, and no lone
+    surrogate (a JSON document's ``"\\ud800"``), which UTF-8 has no encoding for."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def storable(text: str) -> str:
+    """``text`` without NUL characters, each lone surrogate as U+FFFD."""
+    if valid_text(text):
+        return text
+    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text.replace("\x00", ""))
+
+
 @dataclass
 class FieldValue:
     value: Any = None  # str, Decimal or date
@@ -72,6 +91,23 @@ class ParsedOrder:
 
     def set(self, name: str, value: Any, score: float, *reasons: str) -> None:
         self.fields[name] = FieldValue(value, score, list(reasons))
+
+    def make_storable(self) -> None:
+        """Every text the document gave, as the database can hold it (``storable``): a NUL
+        in a JSON string or a quoted-printable e-mail, or a lone surrogate, failed the save
+        with an internal error instead of the order being read."""
+        for f in self.fields.values():
+            if isinstance(f.value, str):
+                f.value = storable(f.value)
+            f.reasons = [storable(r) for r in f.reasons]
+        for line in self.lines:
+            for key in LINE_FIELDS:
+                value = getattr(line, key)
+                if isinstance(value, str):
+                    setattr(line, key, storable(value))
+            line.reasons = [storable(r) for r in line.reasons]
+        self.warnings = [storable(w) for w in self.warnings]
+        self.template = storable(self.template)
 
     @property
     def arithmetic_ok(self) -> bool:

@@ -20,6 +20,8 @@ def read_json(path: Path) -> ParsedOrder:
         data = json.loads(path.read_bytes(), parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ParseError(f"File is not valid JSON ({exc}).") from exc
+    except RecursionError as exc:  # '[[[[…' thousands deep
+        raise ParseError("The JSON is nested too deeply to be an order.") from exc
     if isinstance(data, dict) and isinstance(data.get("purchase_order"), dict):
         data = data["purchase_order"]
     if not isinstance(data, dict):

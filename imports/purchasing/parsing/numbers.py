@@ -45,12 +45,10 @@ _CURRENCY_CODE = re.compile(r"\b([A-Z]{3})\b")
 
 def parse_decimal(text: object, separator: str = "auto") -> Decimal | None:
     """A decimal from a supplier's text; ``separator`` is ``.``, ``,`` or ``auto``."""
-    if text is None:
+    if text is None or isinstance(text, bool):  # JSON's true is no quantity
         return None
-    if isinstance(text, Decimal):
-        return text
-    if isinstance(text, int | float):
-        return Decimal(str(text))
+    if isinstance(text, Decimal | int | float):
+        return _finite(Decimal(str(text)) if not isinstance(text, Decimal) else text)
     s = _STRIP.sub("", str(text)).strip().replace(" ", "").replace("'", "")
     negative = str(text).strip().startswith("(") and str(text).strip().endswith(")")
     if not s or not _NUMBER.match(s):
@@ -62,7 +60,15 @@ def parse_decimal(text: object, separator: str = "auto") -> Decimal | None:
         value = Decimal(s)
     except InvalidOperation:
         return None
-    return -value if negative else value
+    return _finite(-value if negative else value)
+
+
+def _finite(value: Decimal) -> Decimal | None:
+    """``value`` if it is a number an order can mean: not NaN or infinite (JSON's ``NaN``), and
+    not beyond 10**40 either way (``1e999999999`` made ``abs()`` overflow in the checks)."""
+    if not value.is_finite() or abs(value.adjusted()) > 40:
+        return None
+    return value
 
 
 def _guess_separator(s: str) -> str:
