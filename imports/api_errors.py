@@ -28,7 +28,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             {"detail": "The database did not answer in time; try again in a moment."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
-    if isinstance(exc, DataError) and "NUL" in str(exc):
+    if isinstance(exc, DataError) and (
+        "NUL" in str(exc) or "unsupported Unicode escape sequence" in str(exc)  # jsonb's words
+    ):
         # a NUL byte from the request in a filter or a field: PostgreSQL refuses it in text
         return Response(
             {"detail": "A value in the request contains a NUL character, which is not accepted."},

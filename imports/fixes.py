@@ -112,7 +112,12 @@ def import_fix_create(*, job: ImportJob, user: Any, rows: dict[int, Any]) -> Imp
         writer.writerow(cells)
     stem = Path(job.original_filename or "import").stem
     filename = f"{stem}-fixes.csv"[:200]
-    content = buffer.getvalue().encode("utf-8")
+    try:
+        content = buffer.getvalue().encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate from the JSON body: a 500 before
+        raise InvalidUpload(
+            "A corrected cell holds a lone surrogate, which is not text: send it again."
+        ) from exc
     options = {
         **{k: v for k, v in job.options.items() if k != "fix_rows"},
         "fix_rows": numbers,

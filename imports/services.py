@@ -30,6 +30,7 @@ from .models import (
     Priority,
 )
 from .pipeline.readers import FileReadError, check_xlsx_package, open_source
+from .pipeline.text import valid_text
 from .progress import publish_job_event
 from .uploads import content_hash_and_storable, upload_name
 
@@ -124,6 +125,8 @@ def check_upload(upload: UploadedFile) -> list[str]:
             raise InvalidUpload(str(exc))
     if not any(h.strip() for h in header):
         raise InvalidUpload("No header row: the first row of the file is empty.")
+    if not all(map(valid_text, header)):  # the job's options hold it (jsonb): a 500 before
+        raise InvalidUpload("The header row holds a NUL character: remove it and upload again.")
     return header
 
 

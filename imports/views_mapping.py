@@ -12,14 +12,14 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from . import exports, fixes, services
 from .api_export import export_response
 from .mappings import import_preview
-from .models import ImportJob, JobStatus
+from .models import ImportJob, JobKind, JobStatus
 from .pagination import whole_number
 from .pipeline.validation import FIELDS
 from .serializers import job_snapshot
@@ -46,9 +46,16 @@ def _mapping_from_form(request: HttpRequest, header: list[str]) -> dict[str, str
 def mapping_step(request: HttpRequest, job_id: Any) -> HttpResponse:
     """A staged upload's mapping: the proposal, a drop-down per column, the preview, Import."""
     membership, job = _job_for(request, job_id)
+    if job.kind != JobKind.PRODUCT_IMPORT:
+        # a purchase order waiting for review is pending too: its document is no product file
+        raise Http404("No product import to map.")
     if job.status != JobStatus.PENDING:
         return redirect("job-page", job_id=job.id)
-    header = fixes.job_header(job)
+    try:
+        header = fixes.job_header(job)
+    except services.ServiceError as exc:
+        messages.error(request, exc.message)
+        return redirect("job-page", job_id=job.id)
     mapping = _mapping_from_form(request, header) if request.method == "POST" else None
     # "none": a person chose no preset, so none is detected either
     chosen_preset = request.POST.get("preset", job.options.get("preset") or "")

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from .text import storable, valid_text
+
 FIELDS = (
     "sku",
     "name",
@@ -346,7 +348,13 @@ class RowError:
     values: list[str]
 
     def __post_init__(self) -> None:
-        # every producer of row errors (validator, writer) gets the same bounds
+        # every producer of row errors (validator, writer) gets the same bounds, and text
+        # the job's jsonb can hold: a NUL from the file in a message or a value failed the
+        # progress write, and with it the whole job
+        if not valid_text(self.message):
+            object.__setattr__(self, "message", storable(self.message))
+        if not all(map(valid_text, map(str, self.values))):
+            object.__setattr__(self, "values", [storable(str(v)) for v in self.values])
         if len(self.message) > MESSAGE_MAX:
             object.__setattr__(self, "message", _clip(self.message, MESSAGE_MAX))
         values = self.values

@@ -7,6 +7,10 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from ...pipeline.text import storable, valid_text
+
+__all__ = ["storable", "valid_text"]
+
 HEADER_FIELDS = (
     "po_number",
     "supplier",
@@ -33,25 +37,6 @@ LINE_FIELDS = (
 
 class ParseError(Exception):
     """The document cannot be read as a purchase order; the message is for the user."""
-
-
-def valid_text(text: str) -> bool:
-    """Whether PostgreSQL's text and jsonb can hold ``text``: no NUL character, and no lone
-    surrogate (a JSON document's ``"\\ud800"``), which UTF-8 has no encoding for."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def storable(text: str) -> str:
-    """``text`` without NUL characters, each lone surrogate as U+FFFD."""
-    if valid_text(text):
-        return text
-    return "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text.replace("\x00", ""))
 
 
 @dataclass

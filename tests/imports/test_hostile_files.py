@@ -1,0 +1,112 @@
+"""Product files and requests an adversarial read found breaking imports: a 500, or a whole
+job failed over one cell, where a row error or a 4xx belongs."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+
+from imports import jobs
+from imports.models import ImportJob, JobKind, JobStatus, Product
+from imports.pipeline.markup import html_to_text
+from imports.pipeline.validation import RowError  # noqa
+from tests.fixtures.files import csv_bytes, product_rows, upload
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EXPORTS = Path(__file__).resolve().parents[1] / "fixtures" / "exports"
+ODD_HTML = "<p>Soft</p><![foo[bar]]> cotton"  # html.parser asserts on the marked section
+
+
+def _shopify_with_odd_body() -> bytes:
+    rows = list(csv.reader(io.StringIO((EXPORTS / "shopify_products_export.csv").read_text())))
+    rows[1][2] = ODD_HTML
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue().encode()
+
+
+def test_markup_the_html_parser_refuses_keeps_its_text():
+    assert "cotton" in html_to_text(ODD_HTML)
+
+
+def test_a_shopify_body_the_parser_refuses_previews_and_imports(api, org):
+    content = _shopify_with_odd_body()
+    resp = api.post(
+        "/api/v1/products/import/preview",
+        {"file": upload(content, "products_export.csv")},
+        format="multipart",
+    )
+    assert resp.status_code == 200, resp.content
+    resp = api.post(
+        "/api/v1/products/import",
+        {"file": upload(content, "products_export.csv")},
+        format="multipart",
+    )
+    assert resp.status_code == 202, resp.content
+    jobs.run_job(resp.json()["id"])
+    job = ImportJob.objects.get(pk=resp.json()["id"])
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert Product.objects.filter(organization=org).count() == job.created_rows > 0
+
+
+def test_a_utf16_header_with_a_nul_is_a_400(api, org):
+    content = "sku,name,price,no\x00te\nA-1,Widget,1.00,x\n".encode("utf-16")
+    resp = api.post(
+        "/api/v1/products/import", {"file": upload(content, "p.csv")}, format="multipart"
+    )
+    assert resp.status_code == 400, resp.content
+    assert "NUL" in resp.json()["detail"]
+    assert not ImportJob.objects.exists()
+
+
+def test_a_nul_in_a_row_past_the_sniffed_head_is_a_row_error(api, org):
+    rows = list(product_rows(1200))  # ~100 kB: past the reader's 64 KiB NUL check
+    rows[1100][0] = "AB\x00C"
+    rows[1101][1] = "Wid\x00get"
+    resp = api.post(
+        "/api/v1/products/import", {"file": upload(csv_bytes(rows), "p.csv")}, format="multipart"
+    )
+    assert resp.status_code == 202, resp.content
+    jobs.run_job(resp.json()["id"])
+    job = ImportJob.objects.get(pk=resp.json()["id"])
+    assert job.status == JobStatus.COMPLETED, job.error_message
+    assert job.created_rows + job.failed_rows == 1200 and job.failed_rows >= 1
+    for error in job.row_errors.all():
+        assert "\x00" not in error.message and not any("\x00" in v for v in error.values)
+
+
+def test_row_errors_hold_only_text_the_database_takes():
+    error = RowError(7, "Row 7: sku 'A\x00B' \ud800", ["A\x00B", "\udfff"])
+    assert error.message == "Row 7: sku 'AB' \ufffd" and error.values == ["AB", "\ufffd"]
+
+
+def test_a_fix_with_a_lone_surrogate_is_a_400(api, org, run_worker):
+    rows = list(product_rows(3))
+    rows[1][3] = "abc"  # row 3 fails
+    resp = api.post(
+        "/api/v1/products/import",
+        {"file": upload(csv_bytes(rows)), "mode": "upsert"},
+        format="multipart",
+    )
+    run_worker()
+    job = ImportJob.objects.get(pk=resp.json()["id"])
+    assert job.failed_rows == 1
+    body = '{"rows": [{"row": 3, "values": {"price": "1.00", "name": "\\ud800"}}]}'
+    resp = api.generic(
+        "POST", f"/api/v1/products/import/{job.id}/fix", body, content_type="application/json"
+    )
+    assert resp.status_code == 400, resp.content
+    assert "surrogate" in resp.json()["detail"]
+
+
+def test_the_mapping_page_is_for_product_imports_only(client, operator, org):
+    job = ImportJob.objects.create(
+        organization=org, kind=JobKind.PURCHASE_ORDER, status=JobStatus.PENDING,
+        original_filename="order.pdf",
+    )  # fmt: skip
+    client.force_login(operator)
+    assert client.get(f"/jobs/{job.id}/mapping/").status_code == 404
