@@ -12,7 +12,7 @@ import pytest
 from imports import jobs
 from imports.models import ImportJob, JobKind, JobStatus, Product
 from imports.pipeline.markup import html_to_text
-from imports.pipeline.validation import RowError  # noqa
+from imports.pipeline.validation import RowError
 from tests.fixtures.files import csv_bytes, product_rows, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
