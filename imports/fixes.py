@@ -18,6 +18,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from .models import ImportJob, ImportRowError, JobStatus
+from .pipeline.text import valid_text
 from .pipeline.validation import FIELDS
 from .services import InvalidState, InvalidUpload, job_enqueue
 
@@ -112,12 +113,15 @@ def import_fix_create(*, job: ImportJob, user: Any, rows: dict[int, Any]) -> Imp
         writer.writerow(cells)
     stem = Path(job.original_filename or "import").stem
     filename = f"{stem}-fixes.csv"[:200]
-    try:
-        content = buffer.getvalue().encode("utf-8")
-    except UnicodeEncodeError as exc:  # a lone surrogate from the JSON body: a 500 before
+    text = buffer.getvalue()
+    if not valid_text(text):
+        # a lone surrogate failed the UTF-8 encoding below (a 500), and a NUL made the fix
+        # job's file "binary", failing the whole job
         raise InvalidUpload(
-            "A corrected cell holds a lone surrogate, which is not text: send it again."
-        ) from exc
+            "A corrected cell holds a NUL character or a lone surrogate, which are not text: "
+            "send it again without."
+        )
+    content = text.encode("utf-8")
     options = {
         **{k: v for k, v in job.options.items() if k != "fix_rows"},
         "fix_rows": numbers,

@@ -351,16 +351,17 @@ class RowError:
         # every producer of row errors (validator, writer) gets the same bounds, and text
         # the job's jsonb can hold: a NUL from the file in a message or a value failed the
         # progress write, and with it the whole job
-        if not valid_text(self.message):
-            object.__setattr__(self, "message", storable(self.message))
-        if not all(map(valid_text, map(str, self.values))):
-            object.__setattr__(self, "values", [storable(str(v)) for v in self.values])
         if len(self.message) > MESSAGE_MAX:
             object.__setattr__(self, "message", _clip(self.message, MESSAGE_MAX))
         values = self.values
         if len(values) > VALUES_MAX or any(len(v) > VALUE_MAX for v in values):
             kept = [_clip(str(v), VALUE_MAX) for v in values[:VALUES_MAX]]
             object.__setattr__(self, "values", kept)
+        # after the clipping (a 10 MB cell is repaired in 1,000 characters, not whole)
+        if not valid_text(self.message):
+            object.__setattr__(self, "message", storable(self.message))
+        if not all(map(valid_text, map(str, self.values))):
+            object.__setattr__(self, "values", [storable(str(v)) for v in self.values])
 
 
 @dataclass(slots=True)

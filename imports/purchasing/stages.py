@@ -84,13 +84,6 @@ def stage_parsing(ctx: StageContext) -> StageResult:
         raise StageError("The order's file is no longer stored; upload it again.") from exc
     except FileReadError as exc:  # the workbook reader's own (a broken XLSX part)
         raise StageError(str(exc)) from exc
-    except (ValueError, LookupError, OSError, ArithmeticError, RecursionError) as exc:
-        # what a parser of someone else's file may still raise on a broken one (an e-mail's
-        # unknown charset, an attachment name with a NUL or over 255 bytes): the order cannot
-        # be read, which the user is told, not "an internal error"
-        raise StageError(
-            f"The document could not be read ({type(exc).__name__}: {str(exc)[:200]})."
-        ) from exc
     parsed.make_storable()
     reasons = review_reasons(parsed, settings.PO_MIN_CONFIDENCE)
     apply_parsed_header(order, parsed, reasons)

@@ -26,6 +26,7 @@ from django.utils import timezone
 from realtime.publish import publish_now
 
 from ..models import ImportJob, JobStatus
+from ..pipeline.text import storable
 from ..progress import ProgressReporter, job_event
 from .models import POStatus, PurchaseOrder, StageStatus, WorkflowStage
 
@@ -269,6 +270,9 @@ def _run_stage(ctx: StageContext, fn: StageFn) -> StageResult | None:
 
 
 def _fail(ctx: StageContext, message: str) -> None:
+    # a reader's message may quote the document (a header cell with a NUL): the save of the
+    # stage refused it, and the order was never marked failed
+    message = storable(message)
     row = ctx.row
     row.status = StageStatus.FAILED
     row.finished_at = timezone.now()

@@ -95,12 +95,14 @@ def test_a_fix_with_a_lone_surrogate_is_a_400(api, org, run_worker):
     run_worker()
     job = ImportJob.objects.get(pk=resp.json()["id"])
     assert job.failed_rows == 1
-    body = '{"rows": [{"row": 3, "values": {"price": "1.00", "name": "\\ud800"}}]}'
-    resp = api.generic(
-        "POST", f"/api/v1/products/import/{job.id}/fix", body, content_type="application/json"
-    )
-    assert resp.status_code == 400, resp.content
-    assert "surrogate" in resp.json()["detail"]
+    for bad in ("\\ud800", "\\u0000"):
+        body = '{"rows": [{"row": 3, "values": {"price": "1.00", "name": "' + bad + '"}}]}'
+        resp = api.generic(
+            "POST", f"/api/v1/products/import/{job.id}/fix", body, content_type="application/json"
+        )
+        assert resp.status_code == 400, resp.content
+        assert "NUL character or a lone surrogate" in resp.json()["detail"]
+    assert ImportJob.objects.count() == 1  # no fix job
 
 
 def test_the_mapping_page_is_for_product_imports_only(client, operator, org):
@@ -110,3 +112,4 @@ def test_the_mapping_page_is_for_product_imports_only(client, operator, org):
     )  # fmt: skip
     client.force_login(operator)
     assert client.get(f"/jobs/{job.id}/mapping/").status_code == 404
+

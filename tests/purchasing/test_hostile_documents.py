@@ -52,9 +52,9 @@ def test_a_json_order_with_nul_surrogate_nan_true_and_huge_numbers_is_read(api, 
         WorkflowStage.objects.get(order_id=order_id, name="parsing").output
     )
     assert parsed.value("supplier") == "Acme Corp"
-    # NaN is unread, and no subtotal is computed from lines of which one has no total
-    assert parsed.value("total") is None and parsed.value("subtotal") is None
-    assert "line total(s) unread" in parsed.fields["subtotal"].reasons[0]
+    # NaN is unread; the total is computed from the lines, as for a missing one
+    assert parsed.value("total") == Decimal("10.00")
+    assert parsed.fields["total"].reasons[0].startswith("computed")
     first = parsed.lines[0]
     assert first.description == "x\ufffdy"
     assert (first.quantity, first.unit_cost) == (None, None)
@@ -69,7 +69,7 @@ def test_a_json_order_with_nul_surrogate_nan_true_and_huge_numbers_is_read(api, 
             "odd.eml",
             b"From: a@example.com\r\nSubject: PO\r\nContent-Type: text/plain; charset=nope\r\n"
             b"\r\nPO Number: 1\r\n",
-            "could not be read",
+            "an encoding we cannot read",
         ),
     ],
 )
@@ -92,6 +92,7 @@ def test_costs_beyond_their_columns_are_unread_and_drafts_get_no_price(api, org,
     run_worker()
     order, job = _ended(order_id, job_id)
     assert order.status == "needs_review"  # the line's cost is unread: to be checked
+    assert any("too large" in r for r in order.review_reasons), order.review_reasons
     line = ParsedOrder.from_json(
         WorkflowStage.objects.get(order_id=order_id, name="parsing").output
     ).lines[0]
@@ -136,3 +137,30 @@ def test_make_storable_cleans_every_text():
     assert order.value("supplier") == "ab" and order.fields["supplier"].reasons == ["why \ufffd"]
     assert (order.lines[0].sku, order.lines[0].description) == ("S", "\ufffd")
     assert order.warnings == ["w"] and order.template == "t"
+
+
+def test_an_attachment_named_with_a_nul_is_read(api, org, run_worker):
+    eml = (
+        b"From: a@example.com\r\nSubject: PO\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
+        b"Content-Type: text/plain\r\n\r\nSee attached.\r\n--B\r\n"
+        b"Content-Type: text/csv\r\n"
+        b"Content-Disposition: attachment; filename*=utf-8''a%00b.csv\r\n\r\n"
+        + po_csv(2).replace(b"\n", b"\r\n")
+        + b"\r\n--B--\r\n"
+    )
+    order_id, job_id = _post(api, eml, "order.eml")
+    run_worker()
+    order, job = _ended(order_id, job_id)
+    assert order.status == "completed", job.error_message
+    assert order.po_number == "PO-1001"
+
+
+def test_a_reader_s_message_quoting_a_nul_still_fails_the_order(api, org, run_worker):
+    content = "Description,Unit cost,No\x00te\nx,1,2\n".encode("utf-16")
+    order_id, job_id = _post(api, content, "order.csv")
+    run_worker()
+    order, job = _ended(order_id, job_id)
+    assert order.status == "failed" and "\x00" not in job.error_message
+    stage = WorkflowStage.objects.get(order_id=order_id, name="parsing")
+    assert stage.status == "failed" and stage.error

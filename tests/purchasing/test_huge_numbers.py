@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from imports.purchasing.parsing.confidence import assess
+from imports.purchasing.parsing.confidence import assess, review_reasons
 from imports.purchasing.parsing.document import ParsedLine, ParsedOrder
 
 
@@ -31,6 +31,9 @@ def test_a_thirty_digit_quantity_is_unread_not_an_internal_error():
 
 def test_thirteen_digit_values_multiplied_do_not_overflow_and_the_total_goes_to_review():
     order = assess(_order(Decimal("9" * 10), Decimal("9" * 13), total=Decimal("1" * 20)))
-    assert order.value("total") is None
-    assert order.fields["total"].score == 0.0
-    assert order.confidence == 0.0
+    # a 13-digit unit cost is more than numeric(16, 4) holds: unread, as the 20-digit total
+    assert order.lines[0].unit_cost is None
+    assert order.fields["total"].score < 0.8  # computed from the other line, not labelled
+    reasons = review_reasons(order, 0.8)
+    assert "line 1: unit cost 1.00000e+13 is too large" in reasons
+    assert any(r.startswith("total: confidence") for r in reasons)

@@ -69,7 +69,17 @@ def _drop_oversized(order: ParsedOrder) -> None:
             if value is not None and _too_large(value, limit, places):
                 setattr(line, attr, None)
                 line.confidence = min(line.confidence, 0.0)
-                line.reasons.append(f"{attr.replace('_', ' ')} {value:.6g} is too large")
+                why = f"{attr.replace('_', ' ')} {value:.6g} is too large"
+                line.reasons.append(why)
+                # a failed check sends the order to review: the totals were computed or
+                # checked without this line's value
+                order.checks.append(
+                    {
+                        "check": "too_large",
+                        "ok": False,
+                        "message": f"line {line.line_number}: {why}",
+                    }
+                )
 
 
 def _check_lines(order: ParsedOrder) -> None:
@@ -107,12 +117,6 @@ def _check_lines(order: ParsedOrder) -> None:
 def _check_totals(order: ParsedOrder) -> None:
     lines_sum = sum((ln.line_total or Decimal(0) for ln in order.lines), Decimal(0))
     subtotal, tax, total = order.value("subtotal"), order.value("tax"), order.value("total")
-    unknown = sum(1 for ln in order.lines if ln.line_total is None)
-    if subtotal is None and unknown:
-        # a sum that leaves lines out is no subtotal (a cost too large to read left one out,
-        # and the order's total was then computed from the others)
-        order.set("subtotal", None, 0.0, f"not in the document, and {unknown} line total(s) unread")
-        return
     if subtotal is None:
         order.set(
             "subtotal", lines_sum.quantize(CENT), 0.9, "computed as the sum of the line totals"

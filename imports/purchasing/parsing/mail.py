@@ -33,10 +33,12 @@ def parse_email(raw: bytes, templates: list[Template]) -> ParsedOrder:
         raise ParseError(f"The e-mail could not be read ({type(exc).__name__}).") from exc
     for part in message.iter_attachments():
         name = part.get_filename() or ""
-        if Path(name).suffix.lower() in ATTACHMENT_SUFFIXES:
+        suffix = Path(name).suffix.lower()
+        if suffix in ATTACHMENT_SUFFIXES:
             payload = part.get_payload(decode=True) or b""
             with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / Path(name).name
+                # not the sender's name: one with a NUL, or over 255 bytes, is no file name
+                path = Path(tmp) / f"attachment{suffix}"
                 path.write_bytes(payload)
                 order = parse_document(path, name, templates)
             order.source_format = f"email+{order.source_format}"
@@ -45,7 +47,10 @@ def parse_email(raw: bytes, templates: list[Template]) -> ParsedOrder:
     body = message.get_body(preferencelist=("plain", "html"))
     if body is None:
         raise ParseError("The e-mail has no text body and no order attached.")
-    text = body.get_content()
+    try:
+        text = body.get_content()
+    except LookupError as exc:  # a charset Python does not know ("charset=nope")
+        raise ParseError(f"The e-mail's text is in an encoding we cannot read ({exc}).") from exc
     if body.get_content_type() == "text/html":
         text = html_to_text(text)
     order = parse_text(text, templates, source_format="email")
