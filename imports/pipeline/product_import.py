@@ -321,6 +321,8 @@ def run_product_import(job: ImportJob, reporter: ProgressReporter) -> None:
             mode=job.mode,
             dry_run=job.dry_run,
             atomic=job.atomic,
+            # a preset's shaping fills fields from other columns: its export's every field
+            fields=None if plan.preset else set(header.columns),
         ),
         writers=settings.IMPORT_WRITERS,
         # Only batches that stay committed move the checkpoint, and those are reported in

@@ -25,6 +25,7 @@ not about any row: it goes up to the caller (``OUTAGE_ERRORS``), which redoes th
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import psycopg
@@ -49,28 +50,35 @@ CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (
 """
 _LINE_COLUMNS = f"organization_id, {', '.join(COLUMNS)}"
 _COPY_STAGE = f"COPY {_STAGE} ({_LINE_COLUMNS}) FROM STDIN"
-# only rows whose values really change are written
-_P, _S = (", ".join(table + c for c in _DATA) for table in ("p.", "s."))
-_CHANGED = f"({_P}) IS DISTINCT FROM ({_S})"
-_SET = f"{', '.join(f'{c} = s.{c}' for c in _DATA)}, updated_at = now()"
-_UPDATE = f"""
-UPDATE imports_product p SET {_SET}
-FROM {_STAGE} s
-WHERE p.organization_id = s.organization_id AND p.sku = s.sku
-  AND {_CHANGED}
-"""
 _COPY_PRODUCTS = f"COPY imports_product ({_LINE_COLUMNS}) FROM STDIN"
+
+
 # An upsert batch into a catalogue that has products: the whole batch is staged and one MERGE
 # probes the unique index once per row, inserts the new rows and updates the changed ones.
 # Before, an existence probe (an ``unnest`` join) ran first and the UPDATE probed the index
 # again: 300k rows into a catalogue that had them took 4.9 s of the writer's time, 1.4 s of it
 # the probe; with MERGE 3.0 s (unchanged rows 3.1 → 1.35 s). ``merge_action()`` in RETURNING
 # needs PostgreSQL 17; older servers keep the probing path.
-_MERGE = f"""
+# An existing product takes the columns the file has, and only those (``updated``): a price
+# file of sku, name and price wrote every other field's default over the product (its
+# description, barcode, category and brand emptied, its quantity 0). New products take the
+# defaults. Only rows whose values really change are written.
+def _statements(updated: tuple[str, ...]) -> tuple[str, str]:
+    """The UPDATE and the MERGE of a stage of products that sets the ``updated`` columns."""
+    p_cols, s_cols = (", ".join(table + c for c in updated) for table in ("p.", "s."))
+    changed = f"ROW({p_cols}) IS DISTINCT FROM ROW({s_cols})"
+    assign = f"{', '.join(f'{c} = s.{c}' for c in updated)}, updated_at = now()"
+    update = f"""
+UPDATE imports_product p SET {assign}
+FROM {_STAGE} s
+WHERE p.organization_id = s.organization_id AND p.sku = s.sku
+  AND {changed}
+"""
+    merge = f"""
 WITH merged AS (
   MERGE INTO imports_product p USING {_STAGE} s
   ON p.organization_id = s.organization_id AND p.sku = s.sku
-  WHEN MATCHED AND {_CHANGED} THEN UPDATE SET {_SET}
+  WHEN MATCHED AND {changed} THEN UPDATE SET {assign}
   WHEN NOT MATCHED
     THEN INSERT ({_LINE_COLUMNS}) VALUES ({", ".join("s." + c for c in _LINE_COLUMNS.split(", "))})
   RETURNING merge_action() AS action
@@ -78,6 +86,10 @@ WITH merged AS (
 SELECT count(*) FILTER (WHERE action = 'INSERT'), count(*) FILTER (WHERE action = 'UPDATE')
 FROM merged
 """
+    return update, merge
+
+
+_UPDATE, _MERGE = _statements(_DATA)
 _MERGE_SINCE = 170000  # PostgreSQL 17: MERGE ... RETURNING merge_action()
 # The organization comes in as an array beside the SKUs, not as a constant: with a constant the
 # planner trusts its statistics for that organization (often "one row" for a catalogue that is
@@ -249,11 +261,25 @@ class ProductWriter(BatchWriter):
     create_stage = _CREATE_STAGE
     any_row = _ANY_PRODUCT
 
-    def __init__(self, *, organization_id: int, mode: str, dry_run: bool, atomic: bool) -> None:
+    def __init__(
+        self,
+        *,
+        organization_id: int,
+        mode: str,
+        dry_run: bool,
+        atomic: bool,
+        fields: Collection[str] | None = None,
+    ) -> None:
+        """``fields``: the product fields the file gives (None: all of them), which are what
+        an existing product takes."""
         super().__init__(organization_id=organization_id, atomic=atomic)
         self.mode = mode
         self.dry_run = dry_run
         self.merge = False  # upserts by one MERGE a batch (PostgreSQL 17 and later)
+        updated = _DATA if fields is None else tuple(c for c in _DATA if c in fields)
+        self.update_sql, self.merge_sql = (
+            (_UPDATE, _MERGE) if updated == _DATA else _statements(updated)
+        )
 
     def _prepare(self, cur) -> None:
         self.merge = self.mode == "upsert" and connection.pg_version >= _MERGE_SINCE
@@ -296,7 +322,7 @@ class ProductWriter(BatchWriter):
                     self._clear_stage(cur, replay=replay)
                     with cur.copy(_COPY_STAGE) as copy:
                         copy.write(old.text)
-                    cur.execute(_UPDATE)
+                    cur.execute(self.update_sql)
                     result.updated = cur.rowcount
                 result.unchanged = len(old) - result.updated
                 if self.dry_run:
@@ -309,7 +335,7 @@ class ProductWriter(BatchWriter):
         self._clear_stage(cur, replay=replay)
         with cur.copy(_COPY_STAGE) as copy:
             copy.write(batch.text)
-        cur.execute(_MERGE)
+        cur.execute(self.merge_sql)
         created, updated = cur.fetchone()
         return BatchResult(
             created=created, updated=updated, unchanged=len(batch) - created - updated

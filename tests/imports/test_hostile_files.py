@@ -113,3 +113,35 @@ def test_the_mapping_page_is_for_product_imports_only(client, operator, org):
     client.force_login(operator)
     assert client.get(f"/jobs/{job.id}/mapping/").status_code == 404
 
+
+@pytest.mark.parametrize("mode", ["upsert", "update"])
+def test_a_file_with_fewer_columns_leaves_the_others_as_they_are(api, org, mode):
+    """A price file (sku, name, price) wrote every other field's default over existing
+    products: description, barcode, category and brand emptied, quantity 0, currency USD."""
+    Product.objects.create(
+        organization=org, sku="K-1", name="Kettle", description="Keep me", price="10.00",
+        currency="EUR", quantity=7, barcode="4006381333931", category="Kitchen",
+        brand="Acme", status="draft",
+    )  # fmt: skip
+    rows = [["K-1", "Kettle", "12.50"], ["K-1-NEW", "Lid", "2.00"]]
+    content = csv_bytes(rows if mode == "upsert" else rows[:1], header=["sku", "name", "price"])
+    resp = api.post(
+        "/api/v1/products/import", {"file": upload(content), "mode": mode}, format="multipart"
+    )
+    assert resp.status_code == 202, resp.content
+    jobs.run_job(resp.json()["id"])
+    job = ImportJob.objects.get(pk=resp.json()["id"])
+    assert job.status == JobStatus.COMPLETED and job.updated_rows == 1, job.error_message
+    kept = Product.objects.get(organization=org, sku="K-1")
+    assert str(kept.price) == "12.50"
+    assert (kept.description, kept.currency, kept.quantity, kept.barcode) == (
+        "Keep me", "EUR", 7, "4006381333931",
+    )  # fmt: skip
+    assert (kept.category, kept.brand, kept.status) == ("Kitchen", "Acme", "draft")
+    # the same file again changes nothing
+    resp = api.post(
+        "/api/v1/products/import", {"file": upload(content), "mode": mode}, format="multipart"
+    )
+    jobs.run_job(resp.json()["id"])
+    again = ImportJob.objects.get(pk=resp.json()["id"])
+    assert again.updated_rows == 0 and again.unchanged_rows == len(content.splitlines()) - 1
