@@ -227,6 +227,11 @@ def import_preview(
         ]
         return result
     shaped = checker.preview(numbers, values)
+    # what an import compares and writes on an existing product: the mapped fields (every
+    # field with a preset), as ``ProductWriter`` does
+    compared = (
+        FIELDS if plan.preset else [f for f in FIELDS if f in plan.header_map(header).columns]
+    )
     skus = [r.fields["sku"] for r in shaped if r.fields]
     existing = {
         p["sku"]: p
@@ -236,7 +241,7 @@ def import_preview(
         outcome = "error" if row.error else "skip" if row.skipped else "create"
         if row.fields and row.fields["sku"] in existing:
             stored = existing[row.fields["sku"]]
-            same = all(str(stored[f]) == row.fields[f] for f in FIELDS)
+            same = all(str(stored[f]) == row.fields[f] for f in compared)
             outcome = "unchanged" if same else "update"
         result["rows"].append(
             {

@@ -145,3 +145,19 @@ def test_a_file_with_fewer_columns_leaves_the_others_as_they_are(api, org, mode)
     jobs.run_job(resp.json()["id"])
     again = ImportJob.objects.get(pk=resp.json()["id"])
     assert again.updated_rows == 0 and again.unchanged_rows == len(content.splitlines()) - 1
+
+
+def test_the_preview_of_a_price_file_compares_only_its_columns(api, org):
+    Product.objects.create(
+        organization=org, sku="K-1", name="Kettle", description="Keep me", price="10.00",
+        currency="EUR", quantity=7, category="Kitchen",
+    )  # fmt: skip
+    Product.objects.create(organization=org, sku="K-2", name="Lid", price="2.00", brand="Acme")
+    content = csv_bytes(
+        [["K-1", "Kettle", "10.00"], ["K-2", "Lid", "2.50"]], header=["sku", "name", "price"]
+    )
+    resp = api.post(
+        "/api/v1/products/import/preview", {"file": upload(content)}, format="multipart"
+    )
+    assert resp.status_code == 200, resp.content
+    assert [r["outcome"] for r in resp.json()["rows"]] == ["unchanged", "update"]

@@ -71,6 +71,20 @@ def test_a_json_order_with_nul_surrogate_nan_true_and_huge_numbers_is_read(api, 
             b"\r\nPO Number: 1\r\n",
             "an encoding we cannot read",
         ),
+        (
+            "idna.eml",
+            b"From: a@example.com\r\nSubject: PO\r\nContent-Type: text/plain; charset=idna\r\n"
+            b"\r\nPO Number: 1 \xff\r\n",
+            "an encoding we cannot read",
+        ),
+        (
+            "name.eml",
+            b"From: a@example.com\r\nSubject: PO\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n--B\r\n'
+            b"Content-Type: text/csv\r\n"
+            b"Content-Disposition: attachment; filename*=idna''a%ff.csv\r\n\r\nx\r\n--B--\r\n",
+            "name cannot be read",
+        ),
     ],
 )
 def test_a_broken_document_fails_with_its_reason(api, org, run_worker, name, content, reason):

@@ -32,7 +32,10 @@ def parse_email(raw: bytes, templates: list[Template]) -> ParsedOrder:
     except Exception as exc:  # the parser is lenient; this is a truly broken file
         raise ParseError(f"The e-mail could not be read ({type(exc).__name__}).") from exc
     for part in message.iter_attachments():
-        name = part.get_filename() or ""
+        try:
+            name = part.get_filename() or ""
+        except ValueError as exc:  # UnicodeError too: an RFC 2231 name in "idna", "a%ff"
+            raise ParseError(f"An attachment's name cannot be read ({exc}).") from exc
         suffix = Path(name).suffix.lower()
         if suffix in ATTACHMENT_SUFFIXES:
             payload = part.get_payload(decode=True) or b""
@@ -49,7 +52,7 @@ def parse_email(raw: bytes, templates: list[Template]) -> ParsedOrder:
         raise ParseError("The e-mail has no text body and no order attached.")
     try:
         text = body.get_content()
-    except LookupError as exc:  # a charset Python does not know ("charset=nope")
+    except (LookupError, ValueError) as exc:  # "charset=nope", "idna", a NUL in the name
         raise ParseError(f"The e-mail's text is in an encoding we cannot read ({exc}).") from exc
     if body.get_content_type() == "text/html":
         text = html_to_text(text)
