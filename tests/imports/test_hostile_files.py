@@ -14,6 +14,7 @@ from imports.models import ImportJob, JobKind, JobStatus, Product
 from imports.pipeline.markup import html_to_text
 from imports.pipeline.validation import RowError
 from tests.fixtures.files import csv_bytes, product_rows, upload
+from tests.imports.test_fix_rows import _failed_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -85,16 +86,7 @@ def test_row_errors_hold_only_text_the_database_takes():
 
 
 def test_a_fix_with_a_lone_surrogate_is_a_400(api, org, run_worker):
-    rows = list(product_rows(3))
-    rows[1][3] = "abc"  # row 3 fails
-    resp = api.post(
-        "/api/v1/products/import",
-        {"file": upload(csv_bytes(rows)), "mode": "upsert"},
-        format="multipart",
-    )
-    run_worker()
-    job = ImportJob.objects.get(pk=resp.json()["id"])
-    assert job.failed_rows == 1
+    job, _ = _failed_job(api, run_worker)  # rows 3 and 5 failed
     for bad in ("\\ud800", "\\u0000"):
         body = '{"rows": [{"row": 3, "values": {"price": "1.00", "name": "' + bad + '"}}]}'
         resp = api.generic(
