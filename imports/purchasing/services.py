@@ -28,7 +28,7 @@ from ..uploads import upload_name
 from .models import POStatus, PurchaseOrder, PurchaseOrderLine, StoreConnection, WorkflowStage
 from .outbound import OutboundRefused, check_url
 from .parsing import ParsedOrder, source_format
-from .parsing.confidence import assess
+from .parsing.confidence import assess, too_large
 from .parsing.document import HEADER_FIELDS, LINE_FIELDS, REQUIRED_FIELDS, valid_text
 from .parsing.numbers import parse_currency, parse_date, parse_decimal
 from .stages import HEADER_UPDATE_FIELDS, apply_parsed_header
@@ -151,27 +151,9 @@ def purchase_order_job_retry(*, job: ImportJob) -> ImportJob:
     return job
 
 
-# What the decimal columns hold (10 ** (max_digits - decimal_places)): a larger correction
-# passed review and was a DataError, a 500, when the order was saved.
-# each column's bound and decimal places (numeric(16, 2), numeric(14, 3), numeric(16, 4))
-_DECIMAL_LIMITS = {
-    "subtotal": (10**14, 2),
-    "tax": (10**14, 2),
-    "total": (10**14, 2),
-    "quantity": (10**11, 3),
-    "unit_cost": (10**12, 4),
-    "line_total": (10**14, 2),
-}
-
-
 def _bounded(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    limit, places = _DECIMAL_LIMITS[name]
-    # rounded as its column rounds it: 99999999999.9999 is 1e11, which no quantity holds
-    if not value.is_finite() or abs(value) >= limit or abs(round(value, places)) >= limit:
-        return None
-    return value
+    """A correction no column can hold is no value (it was a DataError, a 500, at the save)."""
+    return None if value is None or too_large(name, value) else value
 
 
 def _scalar(raw: Any, what: str) -> Any:

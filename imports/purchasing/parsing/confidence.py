@@ -47,26 +47,35 @@ def assess(order: ParsedOrder) -> ParsedOrder:
     return order
 
 
-def _too_large(value: Decimal, limit: Decimal, places: int) -> bool:
-    """Whether ``value`` does not fit its column once rounded to the column's ``places``
-    (99999999999.9999 rounds up to 1e11, which numeric(14, 3) cannot hold)."""
-    return abs(value) >= limit or abs(round(value, places)) >= limit
+# each amount's column: the bound it stays under and its decimal places
+COLUMN_LIMITS = {
+    "subtotal": (MAX_AMOUNT, 2),
+    "tax": (MAX_AMOUNT, 2),
+    "total": (MAX_AMOUNT, 2),
+    "quantity": (MAX_QUANTITY, 3),
+    "unit_cost": (MAX_UNIT_COST, 4),
+    "line_total": (MAX_AMOUNT, 2),
+}
+
+
+def too_large(name: str, value: Decimal) -> bool:
+    """Whether ``value`` does not fit the column of ``name`` once rounded to its places
+    (99999999999.9999 rounds up to 1e11, which numeric(14, 3) cannot hold). The checks here
+    and a review's corrections (``services``) both ask this."""
+    limit, places = COLUMN_LIMITS[name]
+    return not value.is_finite() or abs(value) >= limit or abs(round(value, places)) >= limit
 
 
 def _drop_oversized(order: ParsedOrder) -> None:
     """Amounts no column can hold become unread fields (score 0, with the reason)."""
     for name in AMOUNT_FIELDS:
         value = order.value(name)
-        if isinstance(value, Decimal) and _too_large(value, MAX_AMOUNT, 2):
+        if isinstance(value, Decimal) and too_large(name, value):
             order.set(name, None, 0.0, f"{value:.6g} is too large for an amount")
     for line in order.lines:
-        for attr, limit, places in (
-            ("quantity", MAX_QUANTITY, 3),
-            ("unit_cost", MAX_UNIT_COST, 4),
-            ("line_total", MAX_AMOUNT, 2),
-        ):
+        for attr in ("quantity", "unit_cost", "line_total"):
             value = getattr(line, attr)
-            if value is not None and _too_large(value, limit, places):
+            if value is not None and too_large(attr, value):
                 setattr(line, attr, None)
                 line.confidence = min(line.confidence, 0.0)
                 why = f"{attr.replace('_', ' ')} {value:.6g} is too large"
