@@ -27,6 +27,11 @@ _NOT_WORD = re.compile(r"[\W_]+")  # Unicode: anything but letters and digits
 # the longest key of a name with no ASCII letter or digit (a name is at most 200 characters;
 # compatibility forms and upper case can lengthen it)
 MAKER_KEY_MAX = 200
+# Latin letters that no decomposition takes to ASCII, as a maker's name spells them in ASCII
+_LATIN_LETTERS = str.maketrans(
+    {"Ø": "O", "ø": "o", "Đ": "D", "đ": "d", "Ł": "L", "ł": "l", "Æ": "AE", "æ": "ae"}
+    | {"Œ": "OE", "œ": "oe", "Þ": "TH", "þ": "th", "Ħ": "H", "ħ": "h", "Ŧ": "T", "ŧ": "t"}
+)
 
 # Packaging suffixes: tape and reel, lead-free finish and the like. Only these are removed; a
 # suffix that names a package or a grade (Microchip's ``/PT``, ``-I/P``, ``-XF``) is part of the
@@ -125,29 +130,32 @@ def packaging_key(mpn: str) -> str:
 def manufacturer_key(name: str) -> str:
     """A manufacturer's name as a lookup key: letters and digits only, upper case.
 
-    A name with no ASCII letter or digit (``村田製作所``, ``风华``) keeps its own letters and
-    digits, in Unicode's compatibility form, upper-cased (but a full-width TI is TI, as is
-    any ASCII one), at
-    most ``MAKER_KEY_MAX`` characters. Its key was empty before: every such maker was one,
-    two of them cataloguing the same MPN were one part, and a line naming one was matched as
-    if it named none. A name with ASCII letters or digits keeps those only, as it always did
-    (``TI(德州仪器)`` is ``TI``).
+    Accents and compatibility forms fold to the letters under them, so ``Würth`` is
+    ``WURTH`` as ``Wurth`` is, ``Weidmüller`` is ``WEIDMULLER``, ``ß`` is ``SS``, ``Ø`` is
+    ``O`` and a full-width TI is ``TI``. A name with no letter or digit that folds to ASCII
+    (``村田製作所``, ``风华``) keeps its own letters and digits, in Unicode's compatibility form,
+    upper-cased. A key is at most ``MAKER_KEY_MAX`` characters, and a key's key is the key (the
+    API keys a filter that may already be one).
 
     >>> manufacturer_key("Texas Instruments")
     'TEXASINSTRUMENTS'
     >>> manufacturer_key("ON Semi.")
     'ONSEMI'
+    >>> manufacturer_key("Würth Elektronik") == manufacturer_key("Wurth Elektronik")
+    True
     >>> manufacturer_key("村田製作所"), manufacturer_key("TI(德州仪器)")
     ('村田製作所', 'TI')
     """
-    key = _NOT_ALNUM.sub("", name).upper()
-    if key or name.isascii():
-        return key
+    if name.isascii():
+        return _NOT_ALNUM.sub("", name).upper()
+    # upper case after the decomposition: ß and ligatures become ASCII letters by it
+    folded = _NOT_ALNUM.sub(
+        "", unicodedata.normalize("NFKD", name).translate(_LATIN_LETTERS).upper()
+    )
+    if folded:
+        return folded[:MAKER_KEY_MAX]
     # upper case before the letters are kept: it can add combining marks (ΐ)
-    own = _NOT_WORD.sub("", unicodedata.normalize("NFKC", name).upper())[:MAKER_KEY_MAX]
-    # ASCII ones among them (full-width letters become ASCII) are the key, as they would be
-    # in any name: a key's key is the key (the API keys a filter that may already be one)
-    return _NOT_ALNUM.sub("", own) or own
+    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", name).upper())[:MAKER_KEY_MAX]
 
 
 # ---------------------------------------------------------------------- deciding
