@@ -18,7 +18,7 @@ class BomEventsSSE(TopicEventsSSE):
     not_found = "No such BOM."
 
     def topic(self, scope: dict[str, Any]) -> str:
-        return bom_topic(scope["url_route"]["kwargs"]["bom_id"])
+        return bom_topic(int(scope["url_route"]["kwargs"]["bom_id"]))  # /stream/012 is BOM 12
 
 
 http_patterns = [

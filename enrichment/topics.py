@@ -14,8 +14,8 @@ TERMINAL_EVENTS = frozenset({"enrichment.completed", "enrichment.failed"})
 
 
 def _bom(ident: str, organization_id: int | None = None) -> Bom | None:
-    if not ident.isdecimal() or len(ident) > 18:
-        return None
+    if not ident.isdecimal() or len(ident) > 18 or ident != str(int(ident)):
+        return None  # ``bom:012`` would find BOM 12, whose events go to ``bom:12``
     qs = Bom.objects.select_related("latest_job")
     if organization_id is not None:
         qs = qs.filter(organization_id=organization_id)

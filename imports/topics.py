@@ -25,9 +25,13 @@ JOB_TERMINAL_EVENTS = frozenset({"job.completed", "job.failed", "job.cancelled"}
 
 def job_visible(ident: str, organization_id: int) -> bool:
     try:
-        uuid.UUID(ident)
+        canonical = str(uuid.UUID(ident))
     except ValueError:
         return False  # not a job id: the same answer as another tenant's job
+    if canonical != ident:
+        # an upper-case or re-hyphenated id finds the job, but its events are published
+        # under the id as the API writes it: the stream would never get one
+        return False
     return ImportJob.objects.filter(pk=ident, organization_id=organization_id).exists()
 
 

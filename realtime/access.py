@@ -229,5 +229,17 @@ class StreamSlot:
         await async_client().zrem(self.key, self.member)
 
 
+# how often an open stream asks whether its user still belongs to the organization
+MEMBERSHIP_CHECK_SECONDS = 60.0
+
+
+@database_sync_to_async
+def still_member(principal: Principal) -> bool:
+    """Whether ``principal``'s user is still an active member of its organization: a stream
+    opened before the user was removed (or deactivated) must not go on carrying the
+    organization's events, nor a WebSocket subscribe to more of them."""
+    return registry.membership(principal.user_id, str(principal.organization_id)) is not None
+
+
 def heartbeat_seconds() -> float:
     return float(settings.REALTIME["HEARTBEAT_SECONDS"])

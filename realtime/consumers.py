@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from django.conf import settings
 from . import daphne_compat, events, log, topics
 from .access import (
     MAX_TOPICS,
+    MEMBERSHIP_CHECK_SECONDS,
     AccessDenied,
     Principal,
     StreamSlot,
@@ -29,6 +31,7 @@ from .access import (
     covers_organization,
     heartbeat_seconds,
     query,
+    still_member,
     topic_allowed,
 )
 from .metrics import metrics
@@ -150,7 +153,7 @@ class SSEEndpoint:
         watcher = asyncio.create_task(watch_disconnect())
         try:
             await start()
-            await self._pump(stream, send, gone, slot, unsent)
+            await self._pump(stream, send, gone, slot, unsent, principal)
         except StreamClosed:
             await self._send_reset_and_close(stream, send)
         except Exception:
@@ -171,10 +174,12 @@ class SSEEndpoint:
         gone: asyncio.Event,
         slot: StreamSlot,
         unsent: Callable[[], int],
+        principal: Principal,
     ) -> None:
         beat = heartbeat_seconds()
         clock = asyncio.get_running_loop().time
         next_beat = clock() + beat
+        next_check = clock() + MEMBERSHIP_CHECK_SECONDS
         while not gone.is_set():
             # a client that reads slowly: let its events wait in the stream's queue (where
             # progress coalesces, and too many stage events end in a reset), not in Twisted's
@@ -195,6 +200,10 @@ class SSEEndpoint:
                     metrics.inc("events_delivered", "heartbeat")
                     await slot.refresh()
                     next_beat = clock() + beat
+                    if clock() >= next_check:
+                        if not await still_member(principal):
+                            return  # removed from the organization: its reconnect gets 403
+                        next_check = clock() + MEMBERSHIP_CHECK_SECONDS
                 continue
             # Whatever else is already queued goes out in the same write: one ASGI message
             # (and one socket write) for a backlog, not one per event.
@@ -290,7 +299,12 @@ class JobEventsSSE(TopicEventsSSE):
     not_found = "No such job."
 
     def topic(self, scope: dict[str, Any]) -> str:
-        return events.job_topic(scope["url_route"]["kwargs"]["job_id"])
+        # as the API writes it (lower case): events are published under that form
+        ident = scope["url_route"]["kwargs"]["job_id"]
+        try:
+            return events.job_topic(uuid.UUID(ident))
+        except ValueError:
+            return events.job_topic(ident)  # not a job id (36 hex digits and hyphens): 404
 
 
 class ActivitySSE(SSEEndpoint):
@@ -370,6 +384,8 @@ def status_key(params: dict[str, str], principal: Principal) -> tuple[int, float
     interval = _bounded(
         params.get("poll_interval"), name="poll_interval", default=2, low=0.5, high=30
     )
+    # to half seconds: one shared feed per interval a client may mean, not per float it sends
+    interval = max(0.5, round(interval * 2) / 2)
     limit = _bounded(params.get("limit"), name="limit", default=5, low=0, high=50)
     if limit != int(limit):
         raise HttpError(400, "limit must be a whole number from 0 to 50.")

@@ -47,13 +47,18 @@ _CURSOR = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 
 
 def valid_cursor(cursor: str) -> bool:
-    """A Redis Stream id ``<ms>-<seq>`` (or ``<ms>``): ASCII digits within 64 bits each
-    (``"²".isdigit()`` is true, and Redis refuses an id out of range)."""
+    """A Redis Stream id ``<ms>-<seq>`` (or ``<ms>``): ASCII digits below 2**64 - 1 each
+    (``"²".isdigit()`` is true, Redis refuses an id out of range, and the largest id has no
+    id after it: ``XRANGE`` refuses it as an exclusive start)."""
     found = _CURSOR.fullmatch(cursor)
-    return found is not None and all(int(p) < 2**64 for p in found.groups() if p is not None)
+    return found is not None and all(int(p) < 2**64 - 1 for p in found.groups() if p is not None)
 
 
-def read_after(topic: str, cursor: str | None, count: int = 10_000) -> Replay:
+# the most events one read of a log returns (a stream resumed further back gets ``reset``)
+REPLAY_MAX = 10_000
+
+
+def read_after(topic: str, cursor: str | None, count: int = REPLAY_MAX) -> Replay:
     """Events of ``topic`` after ``cursor`` (exclusive), oldest first."""
     key = stream_key(topic)
     r = client()

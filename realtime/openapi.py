@@ -15,8 +15,9 @@ TAG = "realtime"
 # type -> what it means (the envelope's ``type``; SSE's ``event:`` line)
 EVENT_TYPES: dict[str, str] = {
     "snapshot": "The current state, first on a stream opened without a cursor.",
-    "reset": "The cursor is older than the log (`reason: cursor_expired`) or the client read too "
-    "slowly (`reason: too_slow`, then the stream closes): the current state; resume from here.",
+    "reset": "The cursor is older than the log (`reason: cursor_expired`), more than 10,000 "
+    "events behind (`reason: replay_limit`), or the client read too slowly (`reason: too_slow`, "
+    "then the stream closes): the current state; resume from here.",
     "job.queued": "A job was queued.",
     "job.started": "A worker started the job.",
     "job.stage": "The job entered a stage (`job.stage`); never dropped or coalesced.",

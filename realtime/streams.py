@@ -269,6 +269,14 @@ class ClientStream:
                 metrics.inc("replays", topic.split(":")[0])
                 if replay.gap:
                     await self._reset(topic, snapshot, reason="cursor_expired")
+                elif (
+                    len(replay.events) >= log.REPLAY_MAX
+                    or self._replayed + len(replay.events) > log.REPLAY_MAX
+                ):
+                    # the log read stops at REPLAY_MAX: what lies past it (a job's end) would
+                    # be skipped; and a connection's unsent replays are bounded, as live
+                    # events are (a client that resubscribes and never reads)
+                    await self._reset(topic, snapshot, reason="replay_limit")
                 else:
                     self.cursors[topic] = log.cursor_key(cursor)
                     items = [outgoing_from_envelope(env) for env in replay.events]
@@ -302,7 +310,13 @@ class ClientStream:
 
     async def _reset(self, topic: str, snapshot: SnapshotFn, *, reason: str | None) -> None:
         newest = await database_sync_to_async(log.last_id)(topic)
-        state = await snapshot(topic)
+        if self.job_filter is not None:
+            # a feed narrowed to some jobs (perhaps by a token for those jobs only) gets their
+            # states, never the organization's summary
+            jobs = [await snapshot(events.job_topic(j)) for j in sorted(self.job_filter)]
+            state: dict[str, Any] | None = {"jobs": [s["job"] for s in jobs if s]}
+        else:
+            state = await snapshot(topic)
         body: dict[str, Any] = dict(state or {})
         if reason:
             body["reason"] = reason
@@ -318,15 +332,32 @@ class ClientStream:
         self.enqueue(item)
 
     async def unsubscribe(self, topic: str) -> None:
-        if topic in self.topics:
-            self.topics.discard(topic)
-            await get_hub().unsubscribe(topic, self._listener)
+        if await self._leave(topic):
+            self._drop_queued(topic)
+
+    async def _leave(self, topic: str) -> bool:
+        if topic not in self.topics:
+            return False
+        self.topics.discard(topic)
+        await get_hub().unsubscribe(topic, self._listener)
+        return True
+
+    def _drop_queued(self, topic: str) -> None:
+        """Forget ``topic``'s unsent events: the client no longer wants them, and a client that
+        subscribes and unsubscribes without reading must not pile them up."""
+        for seq in [seq for seq, item in self.queue.items() if item.topic == topic]:
+            item = self.queue.pop(seq)
+            if item.replayed:
+                self._replayed -= 1
+            elif self._coalesce.get((item.topic, item.type)) == seq:
+                del self._coalesce[(item.topic, item.type)]
+        self.cursors.pop(topic, None)
 
     async def close(self) -> None:
         self.direct = None
         self.stop_timer()
         for topic in list(self.topics):
-            await self.unsubscribe(topic)
+            await self._leave(topic)  # what is queued stays: the stream is done with it
         if self.on_close is not None:
             on_close, self.on_close = self.on_close, None
             await on_close()

@@ -45,7 +45,7 @@ Snapshot = Callable[[str], "dict[str, Any] | None"]
 Ended = Callable[["dict[str, Any]"], bool]
 
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-IDENT_RE = re.compile(r"^[0-9A-Za-z-]{1,64}$")
+IDENT_RE = re.compile(r"^[0-9A-Za-z-]{1,64}$")  # fullmatch: ``$`` alone lets "\n" end it
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def register(
     terminal_events: Iterable[str] = (),
 ) -> TopicKind:
     """Register (or replace, for tests) the topic kind ``prefix``."""
-    if not PREFIX_RE.match(prefix):
+    if not PREFIX_RE.fullmatch(prefix):
         raise ValueError(f"'{prefix}' is not a topic prefix (lower-case letters and digits)")
     global _terminal
     kind = TopicKind(prefix, authorize, snapshot, ended or _never_ends, frozenset(terminal_events))
@@ -102,7 +102,7 @@ def parse(topic: str) -> tuple[TopicKind, str] | None:
     """The registered kind and ident of ``topic``, or None for a malformed or unknown one."""
     prefix, sep, ident = topic.partition(":")
     kind = _kinds.get(prefix)
-    if not sep or kind is None or not IDENT_RE.match(ident):
+    if not sep or kind is None or not IDENT_RE.fullmatch(ident):
         return None
     return kind, ident
 

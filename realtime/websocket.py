@@ -18,10 +18,12 @@ from django.conf import settings
 from . import daphne_compat, log
 from .access import (
     MAX_TOPICS,
+    MEMBERSHIP_CHECK_SECONDS,
     AccessDenied,
     StreamSlot,
     authenticate,
     heartbeat_seconds,
+    still_member,
     topic_allowed,
 )
 from .consumers import UNSENT_LIMIT, UNSENT_POLL_SECONDS, nothing_unsent, snapshot
@@ -145,6 +147,9 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
             return
+        if not await still_member(self.principal):
+            await self.close(code=1008)  # removed from the organization since connecting
+            return
         cursors = content.get("last_event_id")
         for topic in topics:
             if not await topic_allowed(self.principal, topic):
@@ -168,6 +173,7 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
         beat = heartbeat_seconds()
         clock = asyncio.get_running_loop().time
         next_beat = clock() + beat
+        next_check = clock() + MEMBERSHIP_CHECK_SECONDS
         try:
             while True:
                 if self.unsent() > UNSENT_LIMIT:  # a slow reader: see SSE's pump
@@ -186,6 +192,11 @@ class StreamConsumer(AsyncJsonWebsocketConsumer):
                         assert self.slot is not None
                         await self.slot.refresh()
                         next_beat = clock() + beat
+                        if clock() >= next_check:
+                            if not await still_member(self.principal):
+                                await self.close(code=1008)
+                                return
+                            next_check = clock() + MEMBERSHIP_CHECK_SECONDS
                     continue
                 await self.send(text_data=item.data)
                 metrics.delivered_one(item)
