@@ -48,6 +48,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
+    # a NUL in a page's or the admin's parameters, or a value the database refuses: 400
+    "config.refused_values.RefusedValuesMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -185,6 +187,11 @@ IMPORT_BATCH_SIZE = env.int("IMPORT_BATCH_SIZE", default=0)
 # in file order: imports/pipeline/product_import.py, ``Writers``). One: a product row costs the
 # database little (two B-trees), and a second writer made 1M new products 2-11 % slower.
 IMPORT_WRITERS = max(env.int("IMPORT_WRITERS", default=1), 1)
+# the widest header an upload may have (the mapping step and the fix-rows form show every column)
+IMPORT_MAX_COLUMNS = env.int("IMPORT_MAX_COLUMNS", default=500)
+# a form field per cell of the fix-rows form (50 rows of up to IMPORT_MAX_COLUMNS cells, plus two
+# per row) and of the mapping form: Django's default of 1,000 refused a 20-column page (a 400)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 50 * (IMPORT_MAX_COLUMNS + 2) + 100
 IMPORT_MAX_STORED_ERRORS = env.int("IMPORT_MAX_STORED_ERRORS", default=1000)
 # fixing failed rows: how many corrected rows one request may send
 IMPORT_FIX_MAX_ROWS = env.int("IMPORT_FIX_MAX_ROWS", default=1000)

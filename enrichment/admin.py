@@ -5,6 +5,8 @@ from django.db import IntegrityError, models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from imports.admin_tenancy import SameOrganizationAdmin
+
 from .models import Bom, BomLine, Catalogue, Component, LearnedMatch, ManufacturerAlias, Project
 
 
@@ -43,6 +45,13 @@ class ComponentAdmin(admin.ModelAdmin):
     list_filter = ["lifecycle", "mpn_norm_shared", "organization"]
     search_fields = ["mpn_key", "mpn_norm", "manufacturer"]
     readonly_fields = ["manufacturer_key", "mpn_key", "mpn_norm", "mpn_base", "mpn_norm_shared"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Component | None = None) -> list:
+        # moving a part to another organization would take the BOM lines and learned choices
+        # that name it along, across organizations
+        fixed = ["organization"] if obj is not None else []
+        return [*super().get_readonly_fields(request, obj), *fixed]
+
     list_select_related = ["organization"]
     show_full_result_count = False  # a million-row catalogue: no count(*) per page
 
@@ -148,16 +157,21 @@ class BomLineInline(admin.TabularInline):
 
 
 @admin.register(Bom)
-class BomAdmin(admin.ModelAdmin):
+class BomAdmin(SameOrganizationAdmin):
     list_display = ["name", "project", "line_count", "organization", "created_by", "created_at"]
     list_filter = ["organization", "project"]
     search_fields = ["name", "original_filename"]
     readonly_fields = ["line_count", "latest_job", "summary", "created_at", "updated_at"]
     inlines = [BomLineInline]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Bom | None = None) -> list:
+        # its lines' components and its project are its organization's
+        fixed = ["organization"] if obj is not None else []
+        return [*super().get_readonly_fields(request, obj), *fixed]
+
 
 @admin.register(BomLine)
-class BomLineAdmin(admin.ModelAdmin):
+class BomLineAdmin(SameOrganizationAdmin):
     formfield_overrides = URL_FIELDS
     list_display = [
         "bom",
@@ -181,7 +195,7 @@ class BomLineAdmin(admin.ModelAdmin):
 
 
 @admin.register(LearnedMatch)
-class LearnedMatchAdmin(admin.ModelAdmin):
+class LearnedMatchAdmin(SameOrganizationAdmin):
     list_display = ["mpn_key", "manufacturer_key", "component", "organization", "updated_at"]
     list_filter = ["organization"]
     search_fields = ["mpn_key"]

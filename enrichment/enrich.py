@@ -75,7 +75,7 @@ SELECT l.n, {_COMPONENT_COLUMNS}
 FROM json_array_elements(%s::json) WITH ORDINALITY AS l(pair, n)
 JOIN enrichment_learnedmatch m ON m.organization_id = %s AND m.mpn_key = l.pair->>0
      AND m.manufacturer_key = l.pair->>1
-JOIN enrichment_component c ON c.id = m.component_id
+JOIN enrichment_component c ON c.id = m.component_id AND c.organization_id = m.organization_id
 """
 _ANY_LEARNED = "SELECT EXISTS (SELECT 1 FROM enrichment_learnedmatch WHERE organization_id = %s)"
 # Trigram similarity only proposes. A trigram index cannot find a line's look-alikes in a large

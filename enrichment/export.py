@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -17,6 +17,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from imports import exports
 from imports.api import escape_cell
 from imports.pipeline.export import xlsx_text
 from imports.tenancy import IsMember
@@ -91,7 +92,9 @@ class BomExportView(APIView):
         fmt = request.query_params.get("format", "csv").lower()
         stem = Path(bom.original_filename or bom.name or "bom").stem or "bom"
         if fmt == "csv":
-            response = StreamingHttpResponse(_csv(bom), content_type="text/csv; charset=utf-8")
+            # a block at a time under ASGI: Django would read the whole file into a list first
+            content = exports.streamed(request, exports.in_blocks(_csv(bom)))
+            response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
             # quoted and escaped by Django: a '"' or a newline in a stored name broke the header
             response["Content-Disposition"] = content_disposition_header(
                 as_attachment=True, filename=f"{stem}-enriched.csv"
@@ -107,11 +110,14 @@ class BomExportView(APIView):
                 ws.append(row)
             fh = tempfile.TemporaryFile(suffix=".xlsx")  # noqa: SIM115 (FileResponse closes it)
             wb.save(fh)
+            size = fh.tell()
             fh.seek(0)
-            return FileResponse(
-                fh,
-                as_attachment=True,
-                filename=f"{stem}-enriched.xlsx",
-                content_type=XLSX,
+            response = StreamingHttpResponse(
+                exports.streamed(request, exports.handle_blocks(fh)), content_type=XLSX
             )
+            response["Content-Disposition"] = content_disposition_header(
+                as_attachment=True, filename=f"{stem}-enriched.xlsx"
+            )
+            response["Content-Length"] = str(size)
+            return response
         raise ValidationError({"format": f"Unknown format '{fmt}': use csv or xlsx."})

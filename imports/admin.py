@@ -261,6 +261,9 @@ class ColumnMappingAdmin(admin.ModelAdmin):
     list_filter = ("spec", "preset")
     readonly_fields = ("organization", "spec", "header_key", "header", "mapping", "preset")
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # remembered from uploads: its add form could set no organization (a 500)
+
     @admin.display(description="columns")
     def column_count(self, obj: ColumnMapping) -> int:
         return len(obj.header)

@@ -12,6 +12,7 @@ from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from redis.exceptions import RedisError
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import MultiPartParser
@@ -23,7 +24,7 @@ from config.body_limit import body_limit
 from realtime.events import job_topic
 from realtime.log import last_event
 
-from . import selectors, services
+from . import exports, selectors, services
 from .models import ImportJob, ImportRowError, JobKind, JobStatus, Product, ProductStatus
 from .pagination import whole_number
 from .serializers import ImportJobSerializer, ImportRowErrorSerializer, ProductSerializer
@@ -177,13 +178,15 @@ class ImportJobActionView(APIView):
         return _job_response(confirmed, status.HTTP_202_ACCEPTED)
 
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")
 
 
 def escape_cell(value: Any) -> str:
-    """Defuse spreadsheet formula injection: a cell that starts like a formula is quoted."""
+    """Defuse spreadsheet formula injection: a cell that starts like a formula is quoted, also
+    after leading spaces (a spreadsheet that trims them on import reads `` =HYPERLINK(…)`` as
+    a formula). Row errors quote the file's cells as they were, untrimmed."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+    return "'" + text if text.lstrip(" ").startswith(FORMULA_PREFIXES) else text
 
 
 class _Echo:
@@ -219,8 +222,10 @@ class ImportJobErrorsCsvView(APIView):
     def get(self, request: Request, job_id: str) -> StreamingHttpResponse:
         job = _job_or_404(request, job_id, self.kind)
         stem = Path(job.original_filename or "import").stem
+        # in blocks, and under ASGI a block at a time: a job may hold millions of row errors
+        rows = exports.in_blocks(error_csv_rows(job))
         response = StreamingHttpResponse(
-            error_csv_rows(job), content_type="text/csv; charset=utf-8"
+            exports.streamed(request, rows), content_type="text/csv; charset=utf-8"
         )
         response["Content-Disposition"] = f'attachment; filename="{stem}-errors.csv"'
         return response
@@ -275,12 +280,25 @@ class JobDetailView(APIView):
 
     @extend_schema(responses={200: ImportJobSerializer})
     def get(self, request: Request, job_id: str) -> Response:
-        org = request_membership(request).organization
-        event = last_event(job_topic(job_id))
+        # A running job's last published snapshot is newer than its row (progress is saved
+        # less often than it is published). An ended job's row is its truth: an event can be
+        # lost (publishing never fails a job) or a stale one come last, and Redis down must
+        # not make this a 500.
+        job = _job_or_404(request, job_id)
+        if job.is_terminal:
+            return _job_response(job)
+        try:
+            event = last_event(job_topic(str(job.id)))
+        except RedisError:
+            event = None
         snapshot = (event or {}).get("job")
-        if snapshot and snapshot.get("organization") == org.id:
+        if (
+            snapshot
+            and snapshot.get("organization") == job.organization_id
+            and snapshot.get("attempt", job.attempt) == job.attempt
+        ):
             return Response(snapshot)
-        return _job_response(_job_or_404(request, job_id))
+        return _job_response(job)
 
 
 class ProductListView(generics.ListAPIView):

@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from django.core.files.base import ContentFile
-from django.db import transaction
 
 from .models import ImportJob, ImportRowError, JobStatus
 from .pipeline.text import valid_text
 from .pipeline.validation import FIELDS
-from .services import InvalidState, InvalidUpload, job_enqueue
+from .services import InvalidState, InvalidUpload, commit_queued, job_enqueue, require_queue
 
 # the fix file's first data row is row 2 (the header is row 1)
 _FIRST_ROW = 2
@@ -126,7 +125,9 @@ def import_fix_create(*, job: ImportJob, user: Any, rows: dict[int, Any]) -> Imp
         **{k: v for k, v in job.options.items() if k != "fix_rows"},
         "fix_rows": numbers,
     }
-    with transaction.atomic():
+    require_queue(job.priority)  # Redis down: a 503 before anything is stored, not a 500
+
+    def create() -> ImportJob:
         fix_job = ImportJob(
             organization=job.organization,
             created_by=user if getattr(user, "is_authenticated", False) else None,
@@ -140,7 +141,9 @@ def import_fix_create(*, job: ImportJob, user: Any, rows: dict[int, Any]) -> Imp
         fix_job.file.save(filename, ContentFile(content), save=False)
         fix_job.save()
         job_enqueue(fix_job)
-    return fix_job
+        return fix_job
+
+    return commit_queued(create)
 
 
 def fixed_rows(job: ImportJob) -> set[int]:

@@ -8,6 +8,7 @@ database knows: the mapping a person of the organization confirmed for the same 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,18 @@ class MappingRequired(InvalidUpload):
             "proposal": proposal.as_dict(),
             "missing": proposal.missing + proposal.unsure,
         }
+
+
+def _same(stored: Any, text: str) -> bool:
+    """Whether a file's validated ``text`` is the value stored, compared as the import's
+    writer compares the typed columns: a price of ``10`` is the stored ``10.00``, a quantity
+    of ``007`` is ``7``."""
+    if isinstance(stored, (Decimal, int)) and not isinstance(stored, bool):
+        try:
+            return stored == type(stored)(text.strip() or 0)
+        except (ArithmeticError, ValueError):
+            return False
+    return str(stored) == text
 
 
 def preset_check(name: str | None) -> str | None:
@@ -241,7 +254,7 @@ def import_preview(
         outcome = "error" if row.error else "skip" if row.skipped else "create"
         if row.fields and row.fields["sku"] in existing:
             stored = existing[row.fields["sku"]]
-            same = all(str(stored[f]) == row.fields[f] for f in compared)
+            same = all(_same(stored[f], row.fields[f]) for f in compared)
             outcome = "unchanged" if same else "update"
         result["rows"].append(
             {

@@ -127,7 +127,26 @@ def check_upload(upload: UploadedFile) -> list[str]:
         raise InvalidUpload("No header row: the first row of the file is empty.")
     if not all(map(valid_text, header)):  # the job's options hold it (jsonb): a 500 before
         raise InvalidUpload("The header row holds a NUL character: remove it and upload again.")
+    # the mapping step shows a row per column, the fix-rows form a cell per column
+    limit = settings.IMPORT_MAX_COLUMNS
+    named = len(header)
+    while named and not header[named - 1].strip():
+        named -= 1  # a spreadsheet's empty columns at the right (its used range) do not count
+    if named > limit:
+        raise InvalidUpload(
+            f"The header row has {named:,} columns; at most {limit:,} are read. "
+            "Remove the columns you do not import and upload again."
+        )
+    longest = max(header, key=len)
+    if len(longest) > MAX_COLUMN_NAME:
+        raise InvalidUpload(
+            f"A column name is {len(longest):,} characters long (at most {MAX_COLUMN_NAME}): "
+            f"'{longest[:60]}\u2026'. Is the first row the header?"
+        )
     return header
+
+
+MAX_COLUMN_NAME = 1000
 
 
 @contextlib.contextmanager
@@ -426,6 +445,14 @@ def import_job_retry(*, job: ImportJob) -> ImportJob:
 def _file_stored(job: ImportJob) -> None:
     if not job.file:
         raise InvalidState("The job's file is no longer stored; upload it again.")
+    staged = job.started_at is None and "mapping" not in job.options
+    if job.kind == JobKind.PRODUCT_IMPORT and staged:
+        # an upload cancelled while it waited at the mapping step: run now, it would import
+        # by a guess at its columns that nobody confirmed
+        raise InvalidState(
+            "This upload was cancelled before its columns were mapped: upload the file again "
+            "and map its columns."
+        )
 
 
 def job_retry_attempt(

@@ -21,6 +21,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
+from redis.exceptions import RedisError
 
 from realtime import log
 from realtime.events import job_topic, org_topic
@@ -61,10 +62,16 @@ def live_stream(
     that state, and whatever happened in between is replayed to the page.
     """
     conf = settings.REALTIME
+    try:
+        cursor = log.last_id(topic) or ""
+    except RedisError:
+        # Redis is down: the page still renders; its stream (once Redis is back) starts from
+        # the current state, a snapshot, instead of resuming after a cursor
+        cursor = ""
     return {
         "url": url,
         "topic": topic,
-        "cursor": log.last_id(topic) or "",
+        "cursor": cursor,
         # two missed heartbeats mean a dead connection (30 s at the default 15 s)
         "dead_after_ms": int(2 * conf["HEARTBEAT_SECONDS"] * 1000),
         "retry_ms": conf["BROWSER_RETRY_MS"],
@@ -73,6 +80,15 @@ def live_stream(
         # an ended job's page is final: its stream would only answer 204
         "ended": ended,
     }
+
+
+def recent_activity(topic: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """The topic's latest events for a page's activity feed; none while Redis is down (the
+    page still renders from the database, and its stream catches up once Redis is back)."""
+    try:
+        return log.recent(topic, **kwargs)
+    except RedisError:
+        return []
 
 
 @login_required
@@ -127,7 +143,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "summary": selectors.import_status_summary(organization=org, limit=0),
         "jobs": jobs,
         "blank_job": {"id": "", "status": "queued", "progress": 0, "error_count": 0},
-        "activity": log.recent(
+        "activity": recent_activity(
             org_topic(org.id), limit=ACTIVITY_ENTRIES, skip_types=frozenset({"job.progress"})
         ),
         "live": live,

@@ -165,7 +165,11 @@ def fix_rows(request: HttpRequest, job_id: Any) -> HttpResponse:
     for number in numbers:
         width = whole_number(request.POST.get(f"w{number}")) or 0
         cells = [request.POST.get(f"r{number}_{i}", "") for i in range(min(width, 1000))]
-        if number in stored and cells != stored[number]:
+        if number not in stored:
+            continue
+        # the form pads a short row to the page's width: as stored, padded alike
+        was = stored[number] + [""] * (len(cells) - len(stored[number]))
+        if cells != was:
             corrected[number] = cells  # rows left as they were would only fail again
     if not corrected:
         messages.error(request, "Change at least one cell of a failed row, then import it.")
@@ -231,14 +235,16 @@ def export_page(request: HttpRequest) -> HttpResponse:
         total = exports.export_queryset(
             organization_id=membership.organization_id, filters=options["filters"]
         ).count()
-    except services.ServiceError as exc:
+        job = exports.export_job_create(
+            organization=membership.organization, user=request.user, options=options, total=total
+        )
+    except services.ServiceError as exc:  # a bad filter, or Redis down (the job queue)
         messages.error(request, exc.message)
         return redirect("dashboard")
-    job = exports.export_job_create(
-        organization=membership.organization, user=request.user, options=options, total=total
-    )
     limit = settings.EXPORT_STREAM_MAX_ROWS
-    messages.success(
-        request, f"{total:,} products are more than {limit:,}: the export runs as a job."
-    )
+    if getattr(job, "reused", False):
+        text = "The same export is already queued or running: here is its job."
+    else:
+        text = f"{total:,} products are more than {limit:,}: the export runs as a job."
+    messages.success(request, text)
     return redirect("job-page", job_id=job.id)

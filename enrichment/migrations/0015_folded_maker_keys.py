@@ -73,6 +73,7 @@ def rekey(apps, schema_editor):
     names = (
         Component.objects.filter(manufacturer__regex=NON_ASCII)
         .values_list("organization_id", "manufacturer", "manufacturer_key")
+        .order_by()  # the model's ordering (mpn) would make it one row a part, not a name
         .distinct()
     )
     for org_id, name, key in names.iterator():

@@ -194,7 +194,8 @@ def csv_chunks(layout: ExportLayout, chunks: Iterable[Sequence[Row]]) -> Iterato
 
 # XML 1.0, and so a worksheet, cannot hold control characters other than tab, newline and
 # carriage return: openpyxl refuses a cell that has one, which failed the whole file
-_NOT_IN_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# what XML 1.0 forbids (U+FFFE and U+FFFF too: Excel called such a workbook damaged)
+_NOT_IN_XLSX = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def xlsx_text(value: object) -> str:

@@ -238,6 +238,22 @@ def _check_required(proposal: Proposal, spec: FieldSpec) -> None:
     ]
 
 
+# a mapping's error names at most this many problems, each name cut to SHOWN_CHARS, and lists at
+# most LISTED_COLUMNS of the file's columns: a wide header and a long mapping made it gigabytes
+MAX_PROBLEMS, SHOWN_CHARS, LISTED_COLUMNS = 10, 80, 30
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "\u2026"
+
+
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(map(_shown, names[:LISTED_COLUMNS]))
+    more = len(names) - LISTED_COLUMNS
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
 def resolve(header: Sequence[str], mapping: Mapping[str, Any], spec: FieldSpec) -> HeaderMap:
     """A ``HeaderMap`` (field → column index) for ``mapping`` ({column: field or null}).
 
@@ -250,31 +266,38 @@ def resolve(header: Sequence[str], mapping: Mapping[str, Any], spec: FieldSpec) 
         positions.setdefault(raw.strip(), index)
     columns: dict[str, int] = {}
     problems: list[str] = []
+    absent: list[str] = []
     for column, f in mapping.items():
         if not isinstance(column, str) or column.strip() not in positions:
-            found = ", ".join(h for h in header if h.strip())
-            problems.append(f"column '{column}' is not in the file (found: {found})")
+            absent.append(f"'{_shown(column)}'")
             continue
         if f in (None, ""):
             continue
         if not isinstance(f, str) or f not in spec.fields:
             problems.append(
-                f"column '{column}': '{f}' is not a field (use one of {', '.join(spec.fields)}, "
-                "or null to leave the column out)"
+                f"column '{_shown(column)}': '{_shown(f)}' is not a field (use one of "
+                f"{', '.join(spec.fields)}, or null to leave the column out)"
             )
             continue
         if f in columns:
             problems.append(
-                f"columns '{header[columns[f]].strip()}' and '{column}' are both mapped to "
-                f"'{f}'; map one of them"
+                f"columns '{_shown(header[columns[f]].strip())}' and '{_shown(column)}' are "
+                f"both mapped to '{f}'; map one of them"
             )
             continue
         columns[f] = positions[column.strip()]
+    if absent:
+        # named once, with the file's columns once: a wide header times many keys was GBs
+        found = _listed([h for h in header if h.strip()])
+        which = "column {} is" if len(absent) == 1 else "columns {} are"
+        problems.insert(0, f"{which.format(_listed(absent))} not in the file (found: {found})")
     missing = [f for f in spec.required if f not in columns]
     if missing and not problems:
         problems.append(f"no column is mapped to {', '.join(repr(m) for m in missing)}")
     if problems:
-        raise MappingError("Mapping: " + "; ".join(problems) + ".")
+        more = len(problems) - MAX_PROBLEMS
+        listed = problems[:MAX_PROBLEMS] + ([f"and {more} more"] if more > 0 else [])
+        raise MappingError("Mapping: " + "; ".join(listed) + ".")
     mapped = set(columns.values())
     unknown = [h.strip() for i, h in enumerate(header) if h.strip() and i not in mapped]
     return HeaderMap(columns=columns, unknown=unknown, width=len(header))

@@ -327,7 +327,7 @@ class CleanProduct:
 QUOTE_MAX = 200
 MESSAGE_MAX = 1000
 VALUE_MAX = 1000
-VALUES_MAX = 200
+VALUES_MAX = 500  # as many cells as a product upload may have columns (IMPORT_MAX_COLUMNS)
 
 
 def quoted(raw: str, limit: int = QUOTE_MAX) -> str:

@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from ..admin_tenancy import SameOrganizationAdmin
 from ..services import ServiceError
 from . import services
 from .models import (
@@ -115,6 +116,9 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
     inlines = [StageInline, DeliveryInline]
     actions = [retry_orders]
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # orders come from uploads: its add form could not set the organization
+
     @admin.display(description="Lines")
     def lines_link(self, order: PurchaseOrder) -> str:
         base = reverse("admin:imports_purchaseorderline_changelist")
@@ -127,7 +131,7 @@ class PurchaseOrderAdmin(admin.ModelAdmin):
 
 
 @admin.register(PurchaseOrderLine)
-class PurchaseOrderLineAdmin(admin.ModelAdmin):
+class PurchaseOrderLineAdmin(SameOrganizationAdmin):
     list_display = [
         "order",
         "line_number",
@@ -187,7 +191,7 @@ class ParsingTemplateForm(forms.ModelForm):
 
 
 @admin.register(ParsingTemplate)
-class ParsingTemplateAdmin(admin.ModelAdmin):
+class ParsingTemplateAdmin(SameOrganizationAdmin):
     form = ParsingTemplateForm
     list_display = ["name", "organization", "supplier", "decimal_separator", "priority", "active"]
     list_filter = ["organization", "active"]
@@ -233,6 +237,20 @@ class StoreConnectionAdmin(admin.ModelAdmin):
     def secret_set(self, store: StoreConnection) -> bool:
         return bool(store.secret)
 
+    def get_fields(self, request: HttpRequest, obj: StoreConnection | None = None) -> list:
+        fields = list(super().get_fields(request, obj))
+        if not self.has_change_permission(request, obj):
+            # staff who may only view get every field read-only, and a read-only field shows
+            # its value: the signing secret is never shown, only whether it is set
+            return list(dict.fromkeys("secret_set" if f == "secret" else f for f in fields))
+        return fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: StoreConnection | None = None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if not self.has_change_permission(request, obj):
+            readonly.append("secret_set")
+        return readonly
+
     def save_model(
         self, request: HttpRequest, obj: StoreConnection, form: Any, change: bool
     ) -> None:
@@ -255,6 +273,9 @@ class DeliveryAttemptAdmin(admin.ModelAdmin):
     raw_id_fields = ["order", "batch"]
     readonly_fields = [f.name for f in DeliveryAttempt._meta.fields]
 
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the sync writes them: its add form could set no order (a 500)
+
 
 @admin.register(SyncBatch)
 class SyncBatchAdmin(admin.ModelAdmin):
@@ -273,3 +294,6 @@ class SyncBatchAdmin(admin.ModelAdmin):
         "attempts",
         "delivered_at",
     ]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # the sync writes them: its add form could set no order (a 500)

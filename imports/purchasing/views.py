@@ -19,13 +19,12 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from realtime import log
 from realtime.events import job_topic, org_topic
 
 from ..models import JobKind, Membership
 from ..services import ServiceError
 from ..tenancy import InvalidOrganization, membership_for
-from ..views import live_stream
+from ..views import live_stream, recent_activity
 from . import selectors, services
 from .models import POStatus, PurchaseOrder, PurchaseOrderLine, StageStatus
 from .parsing import ParsedOrder
@@ -68,7 +67,7 @@ def stage_bar(order: PurchaseOrder) -> list[dict[str, Any]]:
 
 
 def _activity(org_id: int) -> list[dict[str, Any]]:
-    events = log.recent(
+    events = recent_activity(
         org_topic(org_id),
         limit=ACTIVITY_ENTRIES * 3,
         skip_types=frozenset({"job.progress", "workflow.progress", "job.stage", "job.started"}),

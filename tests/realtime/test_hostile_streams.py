@@ -193,3 +193,44 @@ def test_a_user_removed_from_the_organization_subscribes_to_nothing_more(live, a
                 message = json.loads(ws.recv(timeout=10))
                 assert message["type"] == "heartbeat", message
     assert closed.value.rcvd.code == 1008
+
+
+def test_an_open_stream_ends_once_its_user_is_no_longer_a_member(monkeypatch, org, operator):
+    """Checked at a heartbeat, once a minute: the stream was open for as long as the client
+    liked, carrying the organization's events to someone removed from it."""
+    from realtime import consumers
+    from realtime.access import still_member
+
+    principal = Principal(user_id=operator.id, organization_id=org.id, role="operator")
+    assert still_member.func(principal)
+    Membership.objects.filter(user=operator).delete()
+    assert not still_member.func(principal)
+    asked = []
+
+    async def no_longer(who):  # as still_member answers now, without a thread of its own
+        asked.append(who)
+        return False
+
+    monkeypatch.setattr(consumers, "still_member", no_longer)
+    monkeypatch.setattr(consumers, "heartbeat_seconds", lambda: 0.01)
+    monkeypatch.setattr(consumers, "MEMBERSHIP_CHECK_SECONDS", 0.0)
+    sent = []
+
+    class Slot:
+        async def refresh(self):
+            pass
+
+    async def send(message):
+        sent.append(message)
+
+    async def pump():
+        stream = ClientStream()
+        await asyncio.wait_for(
+            consumers.ActivitySSE()._pump(
+                stream, send, asyncio.Event(), Slot(), lambda: 0, principal
+            ),
+            timeout=10,
+        )
+
+    asyncio.run(pump())  # returns: the response ends
+    assert asked == [principal] and sent and all(b"heartbeat" in m["body"] for m in sent)

@@ -1,0 +1,64 @@
+"""Values PostgreSQL cannot take get a 400 on the pages and in the admin, not a 500.
+
+PostgreSQL refuses a NUL character in text, and psycopg refuses to send one: any query or form
+parameter that reaches a query (the admin's search, its filters and autocomplete, a page's own
+filters) with a NUL in it was a 500. The API checks its parameters itself and answers in JSON,
+so this guards every other path. A value the database itself refuses (``DataError``: an
+invalid regular expression in an admin ``__regex`` filter, a number out of a column's range)
+is a 400 naming it, too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.db import DataError
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.utils.datastructures import MultiValueDict
+
+log = logging.getLogger(__name__)
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _with_nul(params: MultiValueDict) -> str | None:
+    for name, values in params.lists():
+        if "\x00" in name or any("\x00" in v for v in values if isinstance(v, str)):
+            return name.replace("\x00", "\\x00")[:80]
+    return None
+
+
+class RefusedValuesMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_view(self, request: HttpRequest, view: Any, args: Any, kwargs: Any):
+        """After the CSRF check (listed before this): a forged or anonymous POST is refused
+        there, before its body is parsed here."""
+        if request.path_info.startswith("/api/"):
+            return None
+        name = _with_nul(request.GET)
+        if name is None and request.method == "POST" and request.content_type in FORM_TYPES:
+            name = _with_nul(request.POST)
+        if name is None:
+            return None
+        return HttpResponseBadRequest(
+            f"The parameter '{name}' holds a NUL character, which no field can store.",
+            content_type="text/plain; charset=utf-8",
+        )
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if request.path_info.startswith("/api/") or not isinstance(exception, DataError):
+            return None
+        # logged: a value the request sent is the usual cause, but a bug of ours can be too
+        log.warning("database refused a value on %s", request.path_info, exc_info=exception)
+        reason = str(exception).strip().splitlines()[0][:200] if str(exception).strip() else ""
+        return HttpResponseBadRequest(
+            f"The database refused a value in this request: {reason}",
+            content_type="text/plain; charset=utf-8",
+        )
