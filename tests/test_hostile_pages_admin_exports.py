@@ -17,24 +17,17 @@ from openpyxl import load_workbook
 from rest_framework.authtoken.models import Token
 
 from enrichment.models import BomLine, LearnedMatch
-from imports import jobs, services
-from imports.models import ImportJob, Membership, Product, Role
+from imports import services
+from imports.models import ImportJob, Product
 from imports.pipeline.export import xlsx_text
 from imports.pipeline.mapping import PRODUCT_SPEC, MappingError, resolve
 from imports.pipeline.validation import FIELDS
 from imports.purchasing.models import StoreConnection
-from tests.fixtures.enrichment import bom_csv, make_component
+from tests.enrichment.test_api import enrich, post_bom
+from tests.fixtures.enrichment import make_component
 from tests.fixtures.files import HEADER, csv_bytes, product_rows, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def staff_client(client, django_user_model, org):
-    boss = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw-123456")
-    Membership.objects.create(user=boss, organization=org, role=Role.ADMIN)
-    client.force_login(boss)
-    return client
 
 
 def _failed_job(api, run_worker, rows, header=HEADER, mapping=None):
@@ -81,11 +74,8 @@ def test_error_csv_streams_a_block_at_a_time_under_asgi(api, operator, run_worke
 def test_bom_exports_stream_under_asgi(api, operator, org):
     make_component(org, "Yageo", "RC0603FR-0710KL", stock=100, price="0.01")
     rows = [(f"R{i}", "1", "RC0603FR-0710KL", "Yageo", "10k \ufffe", "") for i in range(1, 40)]
-    bom = api.post(
-        "/api/v1/boms", {"file": upload(bom_csv(rows), "b.csv")}, format="multipart"
-    ).json()["id"]
-    resp = api.post(f"/api/v1/boms/{bom}/enrichment/start", {}, format="json")
-    jobs.run_job(resp.json()["id"])
+    bom = post_bom(api, rows=rows).json()["id"]
+    enrich(api, bom)
     resp, body = _get_async(operator, f"/api/v1/boms/{bom}/export?format=csv")
     assert resp.status_code == 200 and resp.is_async
     assert body.decode("utf-8-sig").count("\r\n") == 40  # the header and 39 lines
@@ -222,12 +212,8 @@ def test_a_learned_choice_never_brings_another_organizations_part(api, org, othe
     LearnedMatch.objects.create(
         organization=org, mpn_key="GX-1", manufacturer_key="", component=foreign
     )
-    bom = api.post(
-        "/api/v1/boms",
-        {"file": upload(bom_csv([("U1", "1", "GX-1", "", "", "")]), "b.csv")},
-        format="multipart",
-    ).json()["id"]
-    jobs.run_job(api.post(f"/api/v1/boms/{bom}/enrichment/start", {}, format="json").json()["id"])
+    bom = post_bom(api, rows=[("U1", "1", "GX-1", "", "", "")]).json()["id"]
+    enrich(api, bom)
     line = BomLine.objects.get(bom_id=bom)
     assert line.component_id is None and line.match_status == "not_found"
 

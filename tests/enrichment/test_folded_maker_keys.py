@@ -16,7 +16,8 @@ from enrichment.catalogue_import import catalogue_loaded
 from enrichment.models import BomLine, Catalogue, Component, LearnedMatch, ManufacturerAlias
 from imports import jobs
 from imports.models import JobStatus
-from tests.fixtures.enrichment import bom_csv, components_csv, make_component
+from tests.enrichment.test_api import enrich, post_bom
+from tests.fixtures.enrichment import components_csv, make_component
 from tests.fixtures.files import upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -73,12 +74,8 @@ def test_a_line_spelling_the_maker_without_accents_finds_its_part(api, org):
         ("L1", "1", "7427927310", "Wurth Elektronik eiSos", "", ""),
         ("L2", "1", "7427927310", "WÜRTH ELEKTRONIK EISOS", "", ""),
     ]
-    bom_id = api.post(
-        "/api/v1/boms", {"file": upload(bom_csv(rows), "b.csv")}, format="multipart"
-    ).json()["id"]
-    resp = api.post(f"/api/v1/boms/{bom_id}/enrichment/start", {}, format="json")
-    assert resp.status_code == 202, resp.content
-    jobs.run_job(resp.json()["id"])
+    bom_id = post_bom(api, rows=rows).json()["id"]
+    enrich(api, bom_id)
     for line in BomLine.objects.filter(bom_id=bom_id):
         assert (line.match_status, line.component_id) == ("matched", we.id), line.line_number
     # and the components API finds it by either spelling

@@ -5,18 +5,10 @@ from __future__ import annotations
 import pytest
 
 from imports import services
-from imports.models import ImportJob, Membership, Role
+from imports.models import ImportJob
 from tests.fixtures.files import csv_bytes, product_rows, upload
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def staff_client(client, django_user_model, org):
-    admin = django_user_model.objects.create_superuser("boss", "boss@example.com", "pw-123456")
-    Membership.objects.create(user=admin, organization=org, role=Role.ADMIN)
-    client.force_login(admin)
-    return client
 
 
 def test_admin_pages_render(staff_client, org, run_worker):
