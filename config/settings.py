@@ -270,6 +270,8 @@ LOGGING = {
 # Purchase orders (imports/purchasing, docs/purchase-orders.md)
 PO_MIN_CONFIDENCE = env.float("PO_MIN_CONFIDENCE", default=0.8)
 PO_MAX_UPLOAD_BYTES = env.int("PO_MAX_UPLOAD_BYTES", default=20 * 1024 * 1024)
+# the most lines an order may have: its page and its review read every parsed line per view
+PO_MAX_LINES = env.int("PO_MAX_LINES", default=20_000)
 # Outbound hosts (store sync, image fetches): empty = any host whose every address is public;
 # otherwise only the listed hosts (exact, or ".example.com" for subdomains), private or not.
 SYNC_ALLOWED_HOSTS = env.list("SYNC_ALLOWED_HOSTS", default=[])

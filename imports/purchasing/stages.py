@@ -84,6 +84,12 @@ def stage_parsing(ctx: StageContext) -> StageResult:
         raise StageError("The order's file is no longer stored; upload it again.") from exc
     except FileReadError as exc:  # the workbook reader's own (a broken XLSX part)
         raise StageError(str(exc)) from exc
+    if len(parsed.lines) > settings.PO_MAX_LINES:
+        # the order's page and review read every parsed line on each view: bounded here
+        raise StageError(
+            f"The order has {len(parsed.lines):,} lines; at most {settings.PO_MAX_LINES:,} are "
+            "read (PO_MAX_LINES). Split it into smaller orders and upload those."
+        )
     parsed.make_storable()
     reasons = review_reasons(parsed, settings.PO_MIN_CONFIDENCE)
     apply_parsed_header(order, parsed, reasons)

@@ -178,3 +178,18 @@ def test_a_reader_s_message_quoting_a_nul_still_fails_the_order(api, org, run_wo
     assert order.status == "failed" and "\x00" not in job.error_message
     stage = WorkflowStage.objects.get(order_id=order_id, name="parsing")
     assert stage.status == "failed" and stage.error
+
+
+def test_an_order_with_more_lines_than_its_pages_can_read_fails_with_the_reason(api, org, settings):
+    """The order's page read every parsed line on each view (a 20 MB file: ~200,000)."""
+    from imports import jobs
+
+    settings.PO_MAX_LINES = 4  # in this process: the job runs here
+    order_id, job_id = _post(api, po_csv(lines=5), "five.csv")
+    jobs.run_job(job_id)
+    order, job = _ended(order_id, job_id)
+    assert order.status == "failed" and job.status == "failed"
+    assert "5 lines; at most 4 are read (PO_MAX_LINES)" in job.error_message
+    order_id, job_id = _post(api, po_csv(lines=4, po_number="PO-1002"), "four.csv")
+    jobs.run_job(job_id)
+    assert _ended(order_id, job_id)[0].status != "failed"
