@@ -13,6 +13,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import httpx
 from django.conf import settings
 
 
@@ -35,9 +36,16 @@ def _listed(host: str, allowed: list[str]) -> bool:
 
 def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return not (
+    if isinstance(ip, ipaddress.IPv6Address):
+        # an IPv4 address inside an IPv6 one reaches that IPv4 host: judge it
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            return _public(str(embedded))
+        if ip.is_site_local:  # fec0::/10, deprecated but still routed inside some networks
+            return False
+    # is_global also refuses what is neither private nor reserved yet never on the internet:
+    # the shared address space 100.64.0.0/10 (carrier NAT, cloud metadata at 100.100.100.200)
+    return ip.is_global and not (
         ip.is_loopback
         or ip.is_private
         or ip.is_link_local
@@ -58,7 +66,13 @@ def check_url(url: str, *, what: str = "URL") -> str:
         raise OutboundRefused(f"The {what} is not a valid URL ({exc}): '{url[:200]}'.") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OutboundRefused(f"The {what} must be an http(s) URL with a host (got '{url[:200]}').")
-    host = parts.hostname
+    try:
+        # the host exactly as httpx will connect to it: its IDNA 2008 form. socket's own
+        # encoding (IDNA 2003) made another name of 'straße.example' (strasse.example) than
+        # httpx's (xn--strae-oqa.example): one checked, the other called
+        host = httpx.URL(url).raw_host.decode("ascii")
+    except (httpx.InvalidURL, UnicodeError) as exc:
+        raise OutboundRefused(f"The {what}'s host is not a valid host name ({exc}).") from exc
     allowed = [h for h in settings.SYNC_ALLOWED_HOSTS if h.strip()]
     if allowed:
         if _listed(host, allowed):
@@ -71,10 +85,11 @@ def check_url(url: str, *, what: str = "URL") -> str:
     except (socket.gaierror, UnicodeError) as exc:
         raise OutboundRefused(f"The {what}'s host '{host}' does not resolve ({exc}).") from exc
     addresses = {info[4][0] for info in infos}
-    blocked = sorted(a for a in addresses if not _public(a))
-    if blocked:
+    if not all(map(_public, addresses)):
+        # which addresses is not said: an image URL in a supplier's file would map the
+        # internal network's names through the line's warning
         raise OutboundRefused(
-            f"The {what}'s host '{host}' resolves to a loopback, private or link-local address "
-            f"({', '.join(blocked)}); list it in SYNC_ALLOWED_HOSTS to allow it."
+            f"The {what}'s host '{host}' resolves to a loopback, private or link-local address, "
+            "or another that is not public; list it in SYNC_ALLOWED_HOSTS to allow it."
         )
     return host

@@ -14,7 +14,9 @@ from .templates import Template
 from .text import parse_text
 
 ATTACHMENT_SUFFIXES = (".csv", ".tsv", ".xlsx", ".pdf", ".json", ".txt")
-_TAG = re.compile(r"<[^>]+>")
+# a tag ends at the next '>' and never spans a '<': a run of '<' without '>' was scanned to the
+# end of the text from each of them (time in its square)
+_TAG = re.compile(r"<[^<>]+>")
 _BLOCK = re.compile(r"(?i)<\s*(br|/p|/div|/tr|/li|/h\d)\s*/?>")
 
 
@@ -59,5 +61,5 @@ def parse_email(raw: bytes, templates: list[Template]) -> ParsedOrder:
     order = parse_text(text, templates, source_format="email")
     subject = message.get("subject", "")
     if subject:
-        order.warnings.append(f"E-mail subject: {subject}")
+        order.warnings.append(f"E-mail subject: {str(subject)[:200]}")
     return order

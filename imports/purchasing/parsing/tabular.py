@@ -20,7 +20,9 @@ from .aliases import header_field, line_column
 from .document import ParsedLine, ParsedOrder, ParseError
 from .numbers import parse_currency, parse_date, parse_decimal, parse_quantity
 
-_KEY_VALUE = re.compile(r"^\s*([^:]{1,40}?)\s*:\s*(.*?)\s*$")
+# ``key: value`` in one cell; the value is stripped after the match. ``(.*?)\s*$`` tried the
+# trailing whitespace at every character: a 10 MB cell of spaces took time in its square.
+_KEY_VALUE = re.compile(r"^\s*([^:]{1,40}?)\s*:([^\n]*)\s*\Z")
 MIN_LINE_COLUMNS = 3
 LABELLED = "labelled in the file's header block"
 
@@ -62,7 +64,7 @@ def _key_value(cells: list[str]) -> tuple[str, str] | None:
         return filled[0], filled[1]
     m = _KEY_VALUE.match(filled[0]) if len(filled) == 1 else None
     if m:
-        return m.group(1), m.group(2)
+        return m.group(1), m.group(2).strip()
     return None
 
 

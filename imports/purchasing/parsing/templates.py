@@ -79,6 +79,11 @@ def compile_errors(fields: dict[str, str], line_pattern: str) -> list[str]:
 
 
 _SP = r"[ \t]*"
+# a labelled value to the end of its line, without the spaces around it. Not ``(.+?)[ \t]*$``:
+# that tried the trailing-space run at every character, so a line with a long run of spaces
+# took time in its square (20,000 characters: seconds; a 20 MB file: days). Ending on a
+# non-space, each character is tried once; ``\r`` of a CRLF text is left out alike.
+_VALUE = r"(\S(?:[^\n]*\S)?)[ \t\r]*$"
 _AMOUNT = rf"{_SP}:?{_SP}[A-Z$€£]*{_SP}({_NUM})"
 GENERIC = Template(
     name="generic",
@@ -88,10 +93,10 @@ GENERIC = Template(
             rf"(?im)^{_SP}(?:P\.?O\.?|purchase[ \t]+order){_SP}(?:number|no\.?|n[or]\.?|#)?"
             rf"{_SP}[:#]?{_SP}([A-Z0-9][A-Z0-9/_.-]*\d[A-Z0-9/_.-]*)"
         ),
-        "supplier": rf"(?im)^{_SP}(?:supplier|vendor|from|seller){_SP}:{_SP}(.+?){_SP}$",
-        "order_date": rf"(?im)^{_SP}(?:order[ \t]+|po[ \t]+)?date{_SP}:{_SP}(.+?){_SP}$",
+        "supplier": rf"(?im)^{_SP}(?:supplier|vendor|from|seller){_SP}:{_SP}{_VALUE}",
+        "order_date": rf"(?im)^{_SP}(?:order[ \t]+|po[ \t]+)?date{_SP}:{_SP}{_VALUE}",
         "expected_date": (
-            rf"(?im)^{_SP}(?:expected|delivery|due)(?:[ \t]+date)?{_SP}:{_SP}(.+?){_SP}$"
+            rf"(?im)^{_SP}(?:expected|delivery|due)(?:[ \t]+date)?{_SP}:{_SP}{_VALUE}"
         ),
         "currency": rf"(?im)^{_SP}currency{_SP}:{_SP}([A-Z]{{3}}|[$€£])",
         "subtotal": rf"(?im)^{_SP}(?:sub{_SP}total|net[ \t]+total){_AMOUNT}",
@@ -99,8 +104,11 @@ GENERIC = Template(
         "total": rf"(?im)^{_SP}(?:grand[ \t]+)?total(?:[ \t]+amount|[ \t]+due)?{_AMOUNT}",
     },
     line_pattern=(
-        r"^[ \t]*(?:\d{1,4}[ \t.)]+)?(?P<sku>[A-Z0-9][A-Z0-9_./-]{1,40})[ \t]+(?P<description>.+?)"
-        r"[ \t]+(?P<quantity>\d+(?:[.,]\d+)?)[ \t]+(?:x[ \t]+)?[$€£]?(?P<unit_cost>\d[\d.,']*)"
+        # the description ends on a non-space and the spaces after it are taken whole (``++``):
+        # ``.+?[ \t]+`` scanned a long run of spaces again from each of its characters
+        r"^[ \t]*(?:\d{1,4}[ \t.)]+)?(?P<sku>[A-Z0-9][A-Z0-9_./-]{1,40})[ \t]++"
+        r"(?P<description>\S(?:[^\n]*?\S)?)"
+        r"[ \t]++(?P<quantity>\d+(?:[.,]\d+)?)[ \t]+(?:x[ \t]+)?[$€£]?(?P<unit_cost>\d[\d.,']*)"
         r"[ \t]+[$€£]?(?P<line_total>\d[\d.,']*)[ \t]*$"
     ),
 )
