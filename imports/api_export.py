@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -32,9 +31,7 @@ def export_response(
     qs = exports.export_queryset(organization_id=org.id, filters=options["filters"])
     if qs.count() > settings.EXPORT_STREAM_MAX_ROWS:
         return None
-    pieces = exports.export_stream(organization=org, options=options)
-    raw = getattr(request, "_request", request)
-    content = exports.as_async(pieces) if isinstance(raw, ASGIRequest) else pieces
+    content = exports.streamed(request, exports.export_stream(organization=org, options=options))
     response = StreamingHttpResponse(content, content_type=exports.CONTENT_TYPES[options["format"]])
     name = exports.export_filename(options, org)
     response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -43,8 +40,7 @@ def export_response(
 
 
 def download_response(request: object, path: Path, filename: str) -> StreamingHttpResponse:
-    pieces = exports.file_blocks(path)
-    content = exports.as_async(pieces) if isinstance(request, ASGIRequest) else pieces
+    content = exports.streamed(request, exports.file_blocks(path))
     suffix = path.suffix.lstrip(".")
     response = StreamingHttpResponse(
         content, content_type=exports.CONTENT_TYPES.get(suffix, "application/octet-stream")

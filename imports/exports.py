@@ -138,9 +138,7 @@ def handle_blocks(fh: Any) -> Iterator[bytes]:
 
 
 def file_blocks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        while block := fh.read(FILE_BLOCK):
-            yield block
+    yield from handle_blocks(path.open("rb"))
 
 
 def export_job_create(

@@ -269,13 +269,10 @@ class ClientStream:
                 metrics.inc("replays", topic.split(":")[0])
                 if replay.gap:
                     await self._reset(topic, snapshot, reason="cursor_expired")
-                elif (
-                    len(replay.events) >= log.REPLAY_MAX
-                    or self._replayed + len(replay.events) > log.REPLAY_MAX
-                ):
-                    # the log read stops at REPLAY_MAX: what lies past it (a job's end) would
-                    # be skipped; and a connection's unsent replays are bounded, as live
-                    # events are (a client that resubscribes and never reads)
+                elif self._replayed + len(replay.events) >= log.REPLAY_MAX:
+                    # a read of REPLAY_MAX events may have stopped short of the rest (a job's
+                    # end), and a connection's unsent replays are bounded, as live events are
+                    # (a client that resubscribes and never reads)
                     await self._reset(topic, snapshot, reason="replay_limit")
                 else:
                     self.cursors[topic] = log.cursor_key(cursor)
