@@ -136,6 +136,28 @@ class ProgressReporter:
         self.job.warnings = [*self.job.warnings, message]
         self._save("warnings")
 
+    def save(self, *fields: str) -> bool:
+        """Write ``fields`` of the job row as the job object holds them, fenced like every write
+        of this attempt (``JobFenced``). Returns whether cancel was asked."""
+        return self._save(*fields)
+
+    def hold(self) -> None:
+        """Inside a transaction: lock the job's row, and raise ``JobFenced`` unless this attempt
+        still owns it. A runner's writes of its own tables (a purchase order's stage rows) that
+        follow in the same transaction then land only while the job is this attempt's: a
+        newer attempt or an end waits for the lock, and sees them."""
+        owned = (
+            ImportJob.objects.select_for_update()
+            .filter(pk=self.job.pk, attempt=self.attempt)
+            .exclude(status__in=TERMINAL_STATUSES)
+            .values_list("pk", flat=True)
+        )
+        if not list(owned):
+            raise JobFenced(
+                f"job {self.job.pk}: attempt {self.attempt} was superseded by a newer attempt, "
+                "or the job has ended"
+            )
+
     def save_options(self) -> None:
         """Store the job's ``options`` as they are now (a runner's own state as it goes, such
         as a BOM's counts so far): fenced like every other write of this attempt."""

@@ -25,7 +25,7 @@ from .models import (
     SyncBatch,
     WorkflowStage,
 )
-from .outbound import OutboundRefused, check_url
+from .outbound import OutboundRefused, check_url, redacted
 from .parsing.templates import compile_errors
 
 
@@ -231,24 +231,29 @@ class StoreConnectionForm(forms.ModelForm):
 @admin.register(StoreConnection)
 class StoreConnectionAdmin(admin.ModelAdmin):
     form = StoreConnectionForm
-    list_display = ["organization", "url", "secret_set", "updated_at"]
+    list_display = ["organization", "shown_url", "secret_set", "updated_at"]
 
     @admin.display(boolean=True, description="Secret set")
     def secret_set(self, store: StoreConnection) -> bool:
         return bool(store.secret)
+
+    @admin.display(description="URL")
+    def shown_url(self, store: StoreConnection) -> str:
+        return redacted(store.url)
 
     def get_fields(self, request: HttpRequest, obj: StoreConnection | None = None) -> list:
         fields = list(super().get_fields(request, obj))
         if not self.has_change_permission(request, obj):
             # staff who may only view get every field read-only, and a read-only field shows
             # its value: the signing secret is never shown, only whether it is set
-            return list(dict.fromkeys("secret_set" if f == "secret" else f for f in fields))
+            hidden = {"secret": "secret_set", "url": "shown_url"}
+            return list(dict.fromkeys(hidden.get(f, f) for f in fields))
         return fields
 
     def get_readonly_fields(self, request: HttpRequest, obj: StoreConnection | None = None):
         readonly = list(super().get_readonly_fields(request, obj))
         if not self.has_change_permission(request, obj):
-            readonly.append("secret_set")
+            readonly += ["secret_set", "shown_url"]
         return readonly
 
     def save_model(

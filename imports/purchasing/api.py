@@ -19,6 +19,7 @@ from ..serializers import ImportJobSerializer
 from ..tenancy import IsMember, request_membership
 from . import selectors, services
 from .models import POStatus, PurchaseOrder, StoreConnection
+from .outbound import redacted
 from .serializers import LineSerializer, PurchaseOrderDetailSerializer, PurchaseOrderSerializer
 
 
@@ -212,7 +213,8 @@ class StoreSerializer(serializers.Serializer):
 def store_body(store: StoreConnection | None) -> dict[str, Any]:
     # the secret is never sent back: only whether one is set
     return {
-        "url": store.url if store else "",
+        # credentials and query values in it stay with the store: every member reads this
+        "url": redacted(store.url) if store else "",
         "secret_set": bool(store and store.secret),
         "updated_at": store.updated_at if store else None,
     }

@@ -1,15 +1,20 @@
 """The image_attachment stage: fetch each line's image URL once, keep it with a thumbnail.
 
-Limits: http(s) only, the outbound host rules (outbound.py), a timeout, at most
-``PO_IMAGE_MAX_BYTES``, JPEG/PNG/GIF/WebP that Pillow can open, at most three redirects (each
-checked). A bad image is a warning on its line, never the stage's failure. A line whose image
-is stored is not fetched again when the stage runs again.
+Limits: http(s) only, the outbound host rules (outbound.py), a timeout per read and
+``PO_IMAGE_MAX_SECONDS`` for a whole fetch (a server that sends a byte a second keeps no
+worker), at most ``PO_IMAGE_MAX_BYTES``, JPEG/PNG/GIF/WebP that Pillow can open, at most three
+redirects (each checked). ``PO_IMAGE_CONCURRENCY`` fetches run at once, but only
+``PO_IMAGE_DECODES`` decodes: a 40-megapixel image is 160 MB decoded. A bad image is a warning on
+its line, never the stage's failure. Results are stored as they come, so a line whose image is
+stored is not fetched again when the stage runs again, after a crash too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -28,6 +33,7 @@ PILLOW_FORMATS = {"JPEG", "PNG", "GIF", "WEBP"}
 THUMBNAIL_SIZE = (200, 200)
 MAX_REDIRECTS = 3
 MAX_PIXELS = 40_000_000
+SAVE_EVERY = 100  # lines' results stored together
 
 
 class ImageRefused(Exception):
@@ -44,7 +50,11 @@ class FetchedImage:
 
 def _download(client: httpx.Client, url: str) -> tuple[bytes, str]:
     limit = settings.PO_IMAGE_MAX_BYTES
+    deadline = time.monotonic() + settings.PO_IMAGE_MAX_SECONDS
+    too_slow = f"the image took more than {settings.PO_IMAGE_MAX_SECONDS:g} s to fetch"
     for _ in range(MAX_REDIRECTS + 1):
+        if time.monotonic() > deadline:
+            raise ImageRefused(too_slow)
         try:
             check_url(url, what="image URL")
         except OutboundRefused as exc:
@@ -69,6 +79,8 @@ def _download(client: httpx.Client, url: str) -> tuple[bytes, str]:
                     data += chunk
                     if len(data) > limit:
                         raise ImageRefused(f"the image is larger than {limit // 1024:,} KB")
+                    if time.monotonic() > deadline:
+                        raise ImageRefused(too_slow)
                 return bytes(data), ctype
         except httpx.TimeoutException as exc:
             raise ImageRefused("the image URL did not answer in time") from exc
@@ -77,17 +89,19 @@ def _download(client: httpx.Client, url: str) -> tuple[bytes, str]:
     raise ImageRefused(f"the image URL redirected more than {MAX_REDIRECTS} times")
 
 
-def _thumbnail(data: bytes) -> bytes:
+def _thumbnail(data: bytes, decoding: threading.Semaphore) -> bytes:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data)) as img, decoding:
             if img.format not in PILLOW_FORMATS:
                 raise ImageRefused(f"the file is {img.format}, not JPEG, PNG, GIF or WebP")
             if img.width * img.height > MAX_PIXELS:
                 raise ImageRefused(f"the image is too large ({img.width}x{img.height} pixels)")
             img.load()
-            thumb = img.convert("RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB")
+            mode = "RGBA" if img.mode in ("RGBA", "LA", "P") else "RGB"
+            # no full-size copy when the image is already in the mode (most are)
+            thumb = img if img.mode == mode else img.convert(mode)
             thumb.thumbnail(THUMBNAIL_SIZE)
             out = io.BytesIO()
             thumb.save(out, format="PNG", optimize=True)
@@ -96,12 +110,14 @@ def _thumbnail(data: bytes) -> bytes:
         raise ImageRefused("the file is not an image that can be read") from exc
 
 
-def fetch_image(client: httpx.Client, url: str, folder: str) -> FetchedImage:
+def fetch_image(
+    client: httpx.Client, url: str, folder: str, decoding: threading.Semaphore
+) -> FetchedImage:
     """Fetch, check and store one image and its thumbnail; never raises."""
     result = FetchedImage(url)
     try:
         data, ctype = _download(client, url)
-        thumb = _thumbnail(data)
+        thumb = _thumbnail(data, decoding)
     except ImageRefused as exc:
         result.warning = f"Image not attached: {exc}."
         return result
@@ -118,27 +134,40 @@ def stage_image_attachment(ctx: StageContext) -> StageResult:
     with_urls = PurchaseOrderLine.objects.filter(order=order).exclude(image_url="")
     if not with_urls.exists():
         return StageResult(status=StageStatus.SKIPPED, message="No image URLs on the lines")
-    todo = list(with_urls.filter(image="").only("id", "image_url", "warnings"))
-    urls = list(dict.fromkeys(line.image_url for line in todo))
+    by_url: dict[str, list[PurchaseOrderLine]] = {}
+    for line in with_urls.filter(image="").only("id", "image_url", "warnings"):
+        by_url.setdefault(line.image_url, []).append(line)
+    urls = list(by_url)
     folder = f"purchase-orders/{order.organization_id}/{order.id}/images"
     results: dict[str, FetchedImage] = {}
+    unsaved: list[PurchaseOrderLine] = []
+
+    def save() -> None:
+        PurchaseOrderLine.objects.bulk_update(unsaved, ["image", "thumbnail", "warnings"])
+        unsaved.clear()
+
     timeout = httpx.Timeout(settings.PO_IMAGE_TIMEOUT)
     headers = {"User-Agent": "Intake/1.0 (purchase-order images)"}
-    with (
-        httpx.Client(timeout=timeout, follow_redirects=False, headers=headers) as client,
-        ThreadPoolExecutor(max_workers=max(1, settings.PO_IMAGE_CONCURRENCY)) as pool,
-    ):
-        futures = [pool.submit(fetch_image, client, url, folder) for url in urls]
-        for done, future in enumerate(futures, start=1):
-            fetched = future.result()
-            results[fetched.url] = fetched
-            ctx.progress(done, len(urls), f"{done:,} of {len(urls):,} images")
-    for line in todo:
-        fetched = results[line.image_url]
-        line.image = fetched.image_name
-        line.thumbnail = fetched.thumbnail_name
-        line.warnings = [fetched.warning] if fetched.warning else []
-    PurchaseOrderLine.objects.bulk_update(todo, ["image", "thumbnail", "warnings"], batch_size=1000)
+    decoding = threading.BoundedSemaphore(max(1, settings.PO_IMAGE_DECODES))
+    pool = ThreadPoolExecutor(max_workers=max(1, settings.PO_IMAGE_CONCURRENCY))
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False, headers=headers) as client:
+            futures = [pool.submit(fetch_image, client, url, folder, decoding) for url in urls]
+            for done, future in enumerate(futures, start=1):
+                fetched = future.result()
+                results[fetched.url] = fetched
+                for line in by_url[fetched.url]:
+                    line.image = fetched.image_name
+                    line.thumbnail = fetched.thumbnail_name
+                    line.warnings = [fetched.warning] if fetched.warning else []
+                    unsaved.append(line)
+                if len(unsaved) >= SAVE_EVERY:
+                    save()
+                ctx.progress(done, len(urls), f"{done:,} of {len(urls):,} images")
+            save()
+    finally:
+        # a stop (a fenced attempt, a cancel, an outage) leaves the queued fetches unstarted
+        pool.shutdown(wait=True, cancel_futures=True)
     attached = sum(1 for r in results.values() if r.image_name)
     failed = len(results) - attached
     message = f"{attached:,} images attached"

@@ -247,7 +247,9 @@ class StoreConnection(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
-        return f"{self.organization}: {self.url or 'no endpoint'}"
+        from .outbound import redacted  # credentials in the URL are never shown
+
+        return f"{self.organization}: {redacted(self.url) if self.url else 'no endpoint'}"
 
     @property
     def configured(self) -> bool:

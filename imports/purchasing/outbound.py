@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
@@ -53,6 +53,22 @@ def _public(address: str) -> bool:
         or ip.is_reserved
         or ip.is_unspecified
     )
+
+
+def redacted(url: str) -> str:
+    """``url`` as it may be shown and logged: credentials in it (``https://key:pass@shop``) and
+    query values (``?token=…``) as ``***``. The store's own URL keeps them for the calls."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(
+        f"{pair.split('=', 1)[0]}=***" if "=" in pair else pair for pair in parts.query.split("&")
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def check_url(url: str, *, what: str = "URL") -> str:

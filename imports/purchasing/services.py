@@ -26,7 +26,7 @@ from ..services import (
 )
 from ..uploads import upload_name
 from .models import POStatus, PurchaseOrder, PurchaseOrderLine, StoreConnection, WorkflowStage
-from .outbound import OutboundRefused, check_url
+from .outbound import OutboundRefused, check_url, redacted
 from .parsing import ParsedOrder, source_format
 from .parsing.confidence import assess, too_large
 from .parsing.document import HEADER_FIELDS, LINE_FIELDS, REQUIRED_FIELDS, valid_text
@@ -280,6 +280,8 @@ def store_connection_update(
     store, _ = StoreConnection.objects.get_or_create(organization=organization)
     if url is not None:
         url = url.strip()
+        if store.url and url == redacted(store.url):
+            url = store.url  # the URL as it was read back (credentials hidden): unchanged
         if url:
             try:
                 check_url(url, what="store URL")

@@ -77,6 +77,7 @@ def stage_parsing(ctx: StageContext) -> StageResult:
             Path(order.source_file.path),
             order.original_filename,
             selectors.parsing_templates(organization_id=order.organization_id),
+            max_lines=settings.PO_MAX_LINES,
         )
     except ParseError as exc:
         raise StageError(str(exc)) from exc
@@ -84,16 +85,9 @@ def stage_parsing(ctx: StageContext) -> StageResult:
         raise StageError("The order's file is no longer stored; upload it again.") from exc
     except FileReadError as exc:  # the workbook reader's own (a broken XLSX part)
         raise StageError(str(exc)) from exc
-    if len(parsed.lines) > settings.PO_MAX_LINES:
-        # the order's page and review read every parsed line on each view: bounded here
-        raise StageError(
-            f"The order has {len(parsed.lines):,} lines; at most {settings.PO_MAX_LINES:,} are "
-            "read (PO_MAX_LINES). Split it into smaller orders and upload those."
-        )
     parsed.make_storable()
     reasons = review_reasons(parsed, settings.PO_MIN_CONFIDENCE)
     apply_parsed_header(order, parsed, reasons)
-    order.save(update_fields=HEADER_UPDATE_FIELDS)
     ctx.progress(1, 1, f"{len(parsed.lines)} lines read")
     message = (
         f"{len(parsed.lines):,} lines read ({parsed.template}), confidence {parsed.confidence:.2f}"
@@ -112,6 +106,7 @@ def stage_parsing(ctx: StageContext) -> StageResult:
         },
         output=parsed.to_json(),
         pause=bool(reasons),
+        commit=lambda: order.save(update_fields=HEADER_UPDATE_FIELDS),
     )
 
 

@@ -35,10 +35,13 @@ from .models import (
     SyncBatch,
     SyncBatchStatus,
 )
-from .outbound import OutboundRefused, check_url
+from .outbound import OutboundRefused, check_url, redacted
 from .workflow import StageContext, StageError, StageResult
 
 EXCERPT_CHARS = 500
+# what is read of a store's answer: its excerpt at most (a UTF-8 character is up to 4 bytes).
+# The rest is never read, so a store answering with gigabytes costs a worker nothing.
+EXCERPT_BYTES = 4 * EXCERPT_CHARS
 SLEEP_SLICE = 5.0  # seconds between heartbeats while waiting to retry
 
 
@@ -134,11 +137,23 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, cap)
 
 
-def _excerpt(response: httpx.Response) -> str:
+def _excerpt(response: httpx.Response, deadline: float) -> str:
+    """The start of the answer's body, read until ``EXCERPT_BYTES`` or ``deadline``: the
+    status already says what happened, and a store that drips its body keeps no worker."""
+    data = bytearray()
+    cut = ""
     try:
-        return response.text[:EXCERPT_CHARS]
-    except Exception:  # an undecodable body: its length says enough
-        return f"<{len(response.content)} bytes>"
+        for chunk in response.iter_bytes():
+            data += chunk
+            if len(data) >= EXCERPT_BYTES:
+                break
+            if time.monotonic() > deadline:
+                cut = " (the rest came too slowly and was not read)"
+                break
+    except httpx.HTTPError as exc:
+        cut = f" (reading the rest failed: {type(exc).__name__})"
+    text = bytes(data[:EXCERPT_BYTES]).decode(response.encoding or "utf-8", errors="replace")
+    return text[:EXCERPT_CHARS] + cut
 
 
 def deliver(
@@ -166,18 +181,19 @@ def deliver(
         SyncBatch.objects.filter(pk=batch.pk).update(attempts=F("attempts") + 1)
         batch.attempts += 1
         log = DeliveryAttempt(batch=batch, order_id=batch.order_id, attempt=batch.attempts)
-        log.url = store.url[:500]
+        log.url = redacted(store.url)[:500]
         started = time.monotonic()
         retry_after = None
         try:
-            response = client.post(store.url, content=body, headers=headers)
+            with client.stream("POST", store.url, content=body, headers=headers) as response:
+                log.status_code = response.status_code
+                deadline = time.monotonic() + settings.PO_SYNC_TIMEOUT
+                log.response_excerpt = _excerpt(response, deadline)
         except httpx.TimeoutException as exc:
             log.outcome, log.error = "network_error", f"timed out ({type(exc).__name__})"
         except httpx.HTTPError as exc:
             log.outcome, log.error = "network_error", f"{type(exc).__name__}: {exc}"[:500]
         else:
-            log.status_code = response.status_code
-            log.response_excerpt = _excerpt(response)
             if 200 <= response.status_code < 300:
                 log.outcome = "delivered"
             elif response.status_code == 429 or response.status_code >= 500:

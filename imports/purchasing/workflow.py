@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from realtime.publish import publish_now
 
-from ..models import ImportJob, JobStatus
+from ..models import TERMINAL_STATUSES, ImportJob, JobStatus
+from ..outages import OUTAGE_ERRORS
 from ..pipeline.text import storable
-from ..progress import ProgressReporter, job_event
+from ..progress import JobFenced, ProgressReporter, job_event
 from .models import POStatus, PurchaseOrder, StageStatus, WorkflowStage
 
 log = logging.getLogger(__name__)
@@ -48,8 +50,10 @@ STAGE_LABELS = {
     "sync": "Store sync",
     "status_update": "Status",
 }
-# stages whose every effect is a database write: committed with their completed row
-TRANSACTIONAL = frozenset({"parsing", "database_save", "product_drafts", "status_update"})
+# stages whose every effect is a database write: committed with their completed row. Parsing
+# is not among them: reading a large document takes long, and a transaction would hold the
+# job's row (and so a cancel) all that time; its one write is its result's ``commit``.
+TRANSACTIONAL = frozenset({"database_save", "product_drafts", "status_update"})
 
 
 class StageError(Exception):
@@ -64,6 +68,8 @@ class StageResult:
     output: dict[str, Any] | None = None
     # the order waits for a person (needs_review) before the next stage
     pause: bool = False
+    # a stage outside a transaction: its database writes, committed with its completed row
+    commit: Callable[[], None] | None = None
 
 
 class StageContext:
@@ -104,13 +110,15 @@ class StageContext:
         job.processed_rows = done
         job.total_rows = total
         job.heartbeat_at = timezone.now()
-        ImportJob.objects.filter(pk=job.pk).update(
+        owned = self._owned().update(
             progress=job.progress,
             processed_rows=done,
             total_rows=total,
             heartbeat_at=job.heartbeat_at,
             updated_at=job.heartbeat_at,
         )
+        if not owned:
+            raise JobFenced(f"job {job.pk}: attempt {self.reporter.attempt} was superseded")
         now = time.monotonic()
         if now - self._last_progress < self.reporter.min_interval:
             return
@@ -126,9 +134,16 @@ class StageContext:
             self.reporter.announce("workflow.progress", **fields)
 
     def beat(self) -> None:
-        """Keep the job's heartbeat fresh while waiting (a store's Retry-After)."""
-        now = timezone.now()
-        ImportJob.objects.filter(pk=self.job.pk).update(heartbeat_at=now)
+        """Keep the job's heartbeat fresh while waiting (a store's Retry-After); a superseded
+        attempt stops here (``JobFenced``) instead of sending on beside the newer one."""
+        if not self._owned().update(heartbeat_at=timezone.now()):
+            raise JobFenced(f"job {self.job.pk}: attempt {self.reporter.attempt} was superseded")
+
+    def _owned(self) -> QuerySet[ImportJob]:
+        """The job's row while this attempt still owns it (empty once superseded or ended)."""
+        return ImportJob.objects.filter(pk=self.job.pk, attempt=self.reporter.attempt).exclude(
+            status__in=TERMINAL_STATUSES
+        )
 
 
 def event_fields(ctx: StageContext, **extra: Any) -> dict[str, Any]:
@@ -159,13 +174,16 @@ def run_purchase_order(job: ImportJob, reporter: ProgressReporter) -> None:
     if order is None:
         reporter.failed("This job has no purchase order (it was deleted); upload the file again.")
         return
-    if order.status != POStatus.PROCESSING:
+    rows = ensure_stage_rows(job, order)
+    done = (StageStatus.COMPLETED, StageStatus.SKIPPED)
+    if order.status != POStatus.PROCESSING and any(r.status not in done for r in rows.values()):
+        # a resumed attempt whose every stage had finished (the worker was lost after the
+        # last one) leaves the order as that stage left it: completed
         PurchaseOrder.objects.filter(pk=order.pk).update(status=POStatus.PROCESSING)
         order.status = POStatus.PROCESSING
-    rows = ensure_stage_rows(job, order)
     for name in STAGES:
         row = rows[name]
-        if row.status in (StageStatus.COMPLETED, StageStatus.SKIPPED):
+        if row.status in done:
             if row.summary.get("needs_review"):
                 # parsed, never reviewed (the job was cancelled or retried while it waited)
                 _pause_for_review(StageContext(job, order, reporter, row))
@@ -196,27 +214,23 @@ def run_purchase_order(job: ImportJob, reporter: ProgressReporter) -> None:
 def _start(ctx: StageContext) -> None:
     row, job = ctx.row, ctx.job
     now = timezone.now()
-    row.status = StageStatus.RUNNING
-    row.attempt += 1
-    row.started_at, row.finished_at = now, None
-    row.error = ""
-    row.message = ""
-    row.save(update_fields=["status", "attempt", "started_at", "finished_at", "error", "message"])
-    job.enter_stage(row.name)
-    job.heartbeat_at = now
-    job.processed_rows, job.total_rows = 0, None
-    job.progress = min(99, int(ctx.index * 100 / len(STAGES)))
-    job.save(
-        update_fields=[
-            "stage",
-            "stages",
-            "heartbeat_at",
-            "progress",
-            "processed_rows",
-            "total_rows",
-            "updated_at",
-        ]
-    )
+    with transaction.atomic():
+        ctx.reporter.hold()
+        row.status = StageStatus.RUNNING
+        row.attempt += 1
+        row.started_at, row.finished_at = now, None
+        row.error = ""
+        row.message = ""
+        row.save(
+            update_fields=["status", "attempt", "started_at", "finished_at", "error", "message"]
+        )
+        job.enter_stage(row.name)
+        job.heartbeat_at = now
+        job.processed_rows, job.total_rows = 0, None
+        job.progress = min(99, int(ctx.index * 100 / len(STAGES)))
+        ctx.reporter.save(
+            "stage", "stages", "heartbeat_at", "progress", "processed_rows", "total_rows"
+        )
     ctx.reporter.announce(
         "workflow.stage",
         **event_fields(ctx, status="started", message=f"{STAGE_LABELS[row.name]} started"),
@@ -248,13 +262,23 @@ def _run_stage(ctx: StageContext, fn: StageFn) -> StageResult | None:
             with transaction.atomic():
                 # the job's row before the order's, as every other path that takes both (a
                 # retry, a review, a cancel, the lost-worker check): a stage that saved the
-                # order and then reported progress could deadlock with them
-                list(ImportJob.objects.select_for_update().filter(pk=ctx.job.pk).values_list("pk"))
+                # order and then reported progress could deadlock with them. Held, it also
+                # fences the stage: a newer attempt (this worker was presumed lost) waits,
+                # and an attempt resumed before this point makes this one stop, writing nothing
+                ctx.reporter.hold()
                 result = fn(ctx)
                 _finish(ctx, result)
         else:
             result = fn(ctx)
-            _finish(ctx, result)
+            with transaction.atomic():
+                ctx.reporter.hold()
+                if result.commit is not None:
+                    result.commit()
+                _finish(ctx, result)
+    except (JobFenced, *OUTAGE_ERRORS):
+        # not the stage's failure: a newer attempt owns the job, or the database went away
+        # (``run_job`` resumes the job once it answers)
+        raise
     except StageError as exc:
         _fail(ctx, str(exc))
         return None
@@ -274,30 +298,34 @@ def _fail(ctx: StageContext, message: str) -> None:
     # stage refused it, and the order was never marked failed
     message = storable(message)
     row = ctx.row
-    row.status = StageStatus.FAILED
-    row.finished_at = timezone.now()
-    row.error = message
-    row.save(update_fields=["status", "finished_at", "error"])
-    PurchaseOrder.objects.filter(pk=ctx.order.pk).update(
-        status=POStatus.FAILED, updated_at=timezone.now()
-    )
-    ctx.order.status = POStatus.FAILED
-    ctx.reporter.announce("workflow.error", **event_fields(ctx, error=message))
-    ctx.reporter.failed(f"Stage '{row.name}' failed: {message}")
+    with transaction.atomic():
+        ctx.reporter.hold()
+        row.status = StageStatus.FAILED
+        row.finished_at = timezone.now()
+        row.error = message
+        row.save(update_fields=["status", "finished_at", "error"])
+        PurchaseOrder.objects.filter(pk=ctx.order.pk).update(
+            status=POStatus.FAILED, updated_at=timezone.now()
+        )
+        ctx.order.status = POStatus.FAILED
+        ctx.reporter.announce("workflow.error", **event_fields(ctx, error=message))
+        ctx.reporter.failed(f"Stage '{row.name}' failed: {message}")
 
 
 def _pause_for_review(ctx: StageContext) -> None:
     """The order waits for an operator: the job is no longer running (nothing to lose), and
     goes on as a new attempt once the order is reviewed."""
     job = ctx.job
-    PurchaseOrder.objects.filter(pk=ctx.order.pk).update(
-        status=POStatus.NEEDS_REVIEW, updated_at=timezone.now()
-    )
-    ctx.order.status = POStatus.NEEDS_REVIEW
-    job.status = JobStatus.PENDING
-    job.enter_stage("needs_review")
-    job.heartbeat_at = timezone.now()
-    job.save(update_fields=["status", "stage", "stages", "heartbeat_at", "updated_at"])
+    with transaction.atomic():
+        ctx.reporter.hold()
+        PurchaseOrder.objects.filter(pk=ctx.order.pk).update(
+            status=POStatus.NEEDS_REVIEW, updated_at=timezone.now()
+        )
+        ctx.order.status = POStatus.NEEDS_REVIEW
+        job.status = JobStatus.PENDING
+        job.enter_stage("needs_review")
+        job.heartbeat_at = timezone.now()
+        ctx.reporter.save("status", "stage", "stages", "heartbeat_at")
     ctx.reporter.announce(
         "workflow.stage",
         **event_fields(

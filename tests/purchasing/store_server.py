@@ -3,7 +3,9 @@
 It applies each ``Idempotency-Key`` once, as a real store would: a repeated key gets the first
 answer again and is counted as a replay. ``script`` lists what to do with each new request in
 turn: ``200``, ``500``, ``(429, retry_after)``, ``("sleep", seconds)`` (apply, then answer
-too late: the client times out) or ``("hang", event)`` (apply, then wait for ``event``).
+too late: the client times out), ``("hang", event)`` (apply, then wait for ``event``),
+``("flood", n)`` (apply, then answer 200 with an ``n``-byte body, as fast as the client reads)
+or ``("drip", seconds)`` (apply, then answer 200 with a body of a byte every 50 ms).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class StoreServer:
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     got_request: threading.Event = field(default_factory=threading.Event)
+    body_bytes_sent: int = 0
 
     @property
     def url(self) -> str:
@@ -96,6 +99,10 @@ class StoreServer:
                     server.applied[r.key] = body
                     threading.Event().wait(action[1])
                     return self._answer(r, 200, {"late": True})
+                if isinstance(action, tuple) and action[0] in ("flood", "drip"):
+                    server.applied[r.key] = body
+                    r.answered = 200
+                    return self._stream(*action)
                 if isinstance(action, tuple) and action[0] == "hang":
                     server.applied[r.key] = body
                     action[1].wait(30)
@@ -105,6 +112,27 @@ class StoreServer:
                 if 200 <= action < 300:
                     server.applied[r.key] = body
                 return self._answer(r, action, {"status": action})
+
+            def _stream(self, how: str, amount: float) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                if how == "flood":
+                    self.send_header("Content-Length", str(int(amount)))
+                self.end_headers()
+                block = b"x" * (1 << 20) if how == "flood" else b"x"
+                ends = time.monotonic() + (amount if how == "drip" else 600)
+                left = int(amount) if how == "flood" else 1 << 62
+                try:
+                    while left > 0 and time.monotonic() < ends:
+                        self.wfile.write(block[:left])
+                        self.wfile.flush()
+                        with server.lock:
+                            server.body_bytes_sent += min(len(block), left)
+                        left -= len(block)
+                        if how == "drip":
+                            time.sleep(0.05)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client read what it wanted and closed
 
             def _answer(
                 self, r: Received, code: int, body: dict, retry_after: float | None = None

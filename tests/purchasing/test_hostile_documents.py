@@ -189,7 +189,7 @@ def test_an_order_with_more_lines_than_its_pages_can_read_fails_with_the_reason(
     jobs.run_job(job_id)
     order, job = _ended(order_id, job_id)
     assert order.status == "failed" and job.status == "failed"
-    assert "5 lines; at most 4 are read (PO_MAX_LINES)" in job.error_message
+    assert "more than 4 lines; at most 4 are read (PO_MAX_LINES)" in job.error_message
     order_id, job_id = _post(api, po_csv(lines=4, po_number="PO-1002"), "four.csv")
     jobs.run_job(job_id)
     assert _ended(order_id, job_id)[0].status != "failed"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .confidence import assess
-from .document import ParsedLine, ParsedOrder, ParseError
+from .document import LINE_LIMIT, ParsedLine, ParsedOrder, ParseError
 from .templates import GENERIC, Template
 
 SUFFIXES = {
@@ -30,9 +30,22 @@ def source_format(filename: str) -> str | None:
 
 
 def parse_document(
-    path: Path, filename: str, templates: list[Template] | None = None
+    path: Path,
+    filename: str,
+    templates: list[Template] | None = None,
+    *,
+    max_lines: int | None = None,
 ) -> ParsedOrder:
-    """Read, extract and assess one document; raises ``ParseError`` with a user-facing message."""
+    """Read, extract and assess one document; raises ``ParseError`` with a user-facing message,
+    as soon as a document has more than ``max_lines`` lines."""
+    token = LINE_LIMIT.set(max_lines)
+    try:
+        return _parse(path, filename, templates)
+    finally:
+        LINE_LIMIT.reset(token)
+
+
+def _parse(path: Path, filename: str, templates: list[Template] | None) -> ParsedOrder:
     fmt = source_format(filename)
     templates = templates or []
     if fmt in ("csv", "xlsx"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -10,6 +11,11 @@ from typing import Any
 from ...pipeline.text import storable, valid_text
 
 __all__ = ["storable", "valid_text"]
+
+# the most lines a reader takes before it stops with a ``ParseError`` (``parse_document``'s
+# ``max_lines``): a huge file is refused as soon as it is known to be too long, not once it
+# was read whole into memory
+LINE_LIMIT: ContextVar[int | None] = ContextVar("LINE_LIMIT", default=None)
 
 HEADER_FIELDS = (
     "po_number",
@@ -69,6 +75,15 @@ class ParsedOrder:
     checks: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     confidence: float = 0.0
+
+    def add_line(self, line: ParsedLine) -> None:
+        limit = LINE_LIMIT.get()
+        if limit is not None and len(self.lines) >= limit:
+            raise ParseError(
+                f"The order has more than {limit:,} lines; at most {limit:,} are read "
+                "(PO_MAX_LINES). Split it into smaller orders and upload those."
+            )
+        self.lines.append(line)
 
     def value(self, name: str) -> Any:
         f = self.fields.get(name)

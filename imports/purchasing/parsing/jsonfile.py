@@ -55,7 +55,7 @@ def read_json(path: Path) -> ParsedOrder:
                 setattr(line, column, str(value or "").strip()[:64])
             elif column in ("description", "image_url"):
                 setattr(line, column, str(value or "").strip())
-        order.lines.append(line)
+        order.add_line(line)
     return order
 
 

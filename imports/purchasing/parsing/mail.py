@@ -9,7 +9,7 @@ import re
 import tempfile
 from pathlib import Path
 
-from .document import ParsedOrder, ParseError
+from .document import LINE_LIMIT, ParsedOrder, ParseError
 from .templates import Template
 from .text import parse_text
 
@@ -18,6 +18,32 @@ ATTACHMENT_SUFFIXES = (".csv", ".tsv", ".xlsx", ".pdf", ".json", ".txt")
 # end of the text from each of them (time in its square)
 _TAG = re.compile(r"<[^<>]+>")
 _BLOCK = re.compile(r"(?i)<\s*(br|/p|/div|/tr|/li|/h\d)\s*/?>")
+# The standard library's header parser takes time in the square of a header's length (48 KB
+# of 'Content-Type' parameters: 2 s; a 20 MB header: days). The headers read here (a part's
+# type and disposition, the subject) are short in every real e-mail: a longer one, or more
+# header text read in all than a real e-mail has, is refused.
+MAX_HEADER_CHARS = 2048
+MAX_HEADERS_READ_CHARS = 512 * 1024
+
+
+class _BoundedPolicy(email.policy.EmailPolicy):
+    """``policy.default`` that refuses a header too long to parse in reasonable time."""
+
+    budget: list[int] | None = None  # header characters still allowed (one list per e-mail)
+
+    def header_fetch_parse(self, name: str, value: str):  # type: ignore[no-untyped-def]
+        if len(value) > MAX_HEADER_CHARS:
+            raise ParseError(
+                f"The e-mail's '{name[:100]}' header is {len(value):,} characters long; at most "
+                f"{MAX_HEADER_CHARS:,} are read."
+            )
+        if self.budget is not None:
+            self.budget[0] -= len(value)
+            if self.budget[0] < 0:
+                raise ParseError(
+                    "The e-mail has more header text than an order's e-mail has (too many parts?)."
+                )
+        return super().header_fetch_parse(name, value)
 
 
 def html_to_text(markup: str) -> str:
@@ -29,8 +55,11 @@ def html_to_text(markup: str) -> str:
 def parse_email(raw: bytes, templates: list[Template]) -> ParsedOrder:
     from . import parse_document  # an attachment is a document of its own
 
+    policy = _BoundedPolicy().clone(budget=[MAX_HEADERS_READ_CHARS])
     try:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+        message = email.message_from_bytes(raw, policy=policy)
+    except ParseError:
+        raise
     except Exception as exc:  # the parser is lenient; this is a truly broken file
         raise ParseError(f"The e-mail could not be read ({type(exc).__name__}).") from exc
     for part in message.iter_attachments():
@@ -45,7 +74,7 @@ def parse_email(raw: bytes, templates: list[Template]) -> ParsedOrder:
                 # not the sender's name: one with a NUL, or over 255 bytes, is no file name
                 path = Path(tmp) / f"attachment{suffix}"
                 path.write_bytes(payload)
-                order = parse_document(path, name, templates)
+                order = parse_document(path, name, templates, max_lines=LINE_LIMIT.get())
             order.source_format = f"email+{order.source_format}"
             order.warnings.append(f"Read from the e-mail's attachment '{name}'.")
             return order

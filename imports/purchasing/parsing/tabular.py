@@ -159,4 +159,4 @@ def _line(order: ParsedOrder, columns: list[str | None], cells: list[str], row: 
         order.warnings.append(f"Row {row}: line has no SKU; kept without a product.")
         line.confidence = min(line.confidence, 0.6)
         line.reasons.append("no SKU")
-    order.lines.append(line)
+    order.add_line(line)

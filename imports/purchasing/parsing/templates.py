@@ -210,7 +210,7 @@ def _lines(order: ParsedOrder, text: str, template: Template, base: float) -> No
                     line.confidence = min(line.confidence, 0.3)
                     line.reasons.append(f"{key.replace('_', ' ')} '{groups[key]}' is not a number")
                 setattr(line, key, value)
-        order.lines.append(line)
+        order.add_line(line)
         previous = line
 
 
