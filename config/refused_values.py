@@ -5,12 +5,14 @@ parameter that reaches a query (the admin's search, its filters and autocomplete
 filters) with a NUL in it was a 500. The API checks its parameters itself and answers in JSON,
 so this guards every other path. A value the database itself refuses (``DataError``: an
 invalid regular expression in an admin ``__regex`` filter, a number out of a column's range)
-is a 400 naming it, too.
+is a 400 naming it, too. So is a year lookup outside 1 to 9999 (``?created_at__year=10000``):
+Python's dates end there, and the query could not be built.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,12 +23,26 @@ from django.utils.datastructures import MultiValueDict
 log = logging.getLogger(__name__)
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_YEAR_LOOKUP = re.compile(r"__(?:iso_)?year(?:__(?:exact|gt|gte|lt|lte|in|range))?\Z")
 
 
 def _with_nul(params: MultiValueDict) -> str | None:
     for name, values in params.lists():
         if "\x00" in name or any("\x00" in v for v in values if isinstance(v, str)):
             return name.replace("\x00", "\\x00")[:80]
+    return None
+
+
+def _bad_year(params: MultiValueDict) -> str | None:
+    for name, values in params.lists():
+        if not _YEAR_LOOKUP.search(name):
+            continue
+        for value in values:
+            for part in value.split(","):
+                part = part.strip()
+                number = part.isascii() and part.lstrip("-").isdecimal()
+                if number and not 1 <= int(part) <= 9999:
+                    return name[:80]
     return None
 
 
@@ -46,7 +62,13 @@ class RefusedValuesMiddleware:
         if name is None and request.method == "POST" and request.content_type in FORM_TYPES:
             name = _with_nul(request.POST)
         if name is None:
-            return None
+            year = _bad_year(request.GET)
+            if year is None:
+                return None
+            return HttpResponseBadRequest(
+                f"The parameter '{year}' must be a year from 1 to 9999.",
+                content_type="text/plain; charset=utf-8",
+            )
         return HttpResponseBadRequest(
             f"The parameter '{name}' holds a NUL character, which no field can store.",
             content_type="text/plain; charset=utf-8",

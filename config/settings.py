@@ -172,6 +172,8 @@ SPECTACULAR_SETTINGS = {
 # Uploads: the limit is enforced by the API (413) before a job is created.
 IMPORT_MAX_UPLOAD_BYTES = env.int("IMPORT_MAX_UPLOAD_BYTES", default=100 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# an admin action (delete, cancel, retry) runs on at most this many objects at a time
+ADMIN_ACTION_MAX_OBJECTS = env.int("ADMIN_ACTION_MAX_OBJECTS", default=1000)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # Django's two handlers, hashing each upload as its chunks arrive (imports/uploads.py)
 FILE_UPLOAD_HANDLERS = [

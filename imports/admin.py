@@ -18,13 +18,16 @@ from django_rq.settings import get_queues_map
 
 from realtime.events import job_topic, org_topic
 
-from . import services
+from . import admin_actions, services
+from .admin_actions import bounded
 from .models import ColumnMapping, ImportJob, Membership, Organization, Product
 from .templatetags.intake import num, rows_of, status_label
 from .views import live_stream
 
 # Live admin pages follow at most this many of the user's organizations (one stream each).
 MAX_LIVE_ORGANIZATIONS = 3
+
+admin_actions.install()
 
 
 class MembershipInline(admin.TabularInline):
@@ -73,11 +76,13 @@ def _run_service(
 
 
 @admin.action(description="Cancel selected jobs", permissions=["change"])
+@bounded
 def cancel_jobs(modeladmin: Any, request: HttpRequest, queryset: QuerySet[ImportJob]) -> None:
     _run_service(request, queryset, services.import_job_cancel, "Cancelled")
 
 
 @admin.action(description="Retry selected jobs", permissions=["change"])
+@bounded
 def retry_jobs(modeladmin: Any, request: HttpRequest, queryset: QuerySet[ImportJob]) -> None:
     _run_service(request, queryset, services.import_job_retry, "Retried")
 

@@ -159,6 +159,24 @@ def test_values_postgresql_refuses_are_a_400_not_a_500(staff_client, url):
     assert b"NUL" in resp.content or b"refused" in resp.content
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/imports/importjob/?created_at__year=10000",
+        "/admin/imports/importjob/?created_at__year__gte=0",
+        "/admin/imports/product/?updated_at__iso_year=-5",
+        "/admin/imports/importjob/?created_at__year__in=2026,99999",
+    ],
+)
+def test_a_year_python_cannot_hold_is_a_400_not_a_500(staff_client, url):
+    resp = staff_client.get(url)
+    assert resp.status_code == 400, (url, resp.status_code)
+    assert b"must be a year from 1 to 9999" in resp.content
+    # a year in range is a filter as before
+    ok = staff_client.get(url.split("=")[0] + "=2026")
+    assert ok.status_code in (200, 302), ok.status_code
+
+
 def test_a_form_post_with_a_nul_is_a_400(staff_client, org):
     resp = staff_client.post("/admin/imports/organization/add/", {"name": "A\x00", "slug": "a"})
     assert resp.status_code == 400 and b"'name' holds a NUL" in resp.content
@@ -361,3 +379,35 @@ def test_a_short_row_sent_back_unchanged_is_not_a_fix(client, operator, api, run
     resp = client.post(f"/jobs/{job.id}/fix/", form)
     assert resp.status_code == 302
     assert ImportJob.objects.get(fixes=job).options["fix_rows"] == [3]
+
+
+def test_an_admin_action_on_more_objects_than_the_bound_is_refused(staff_client, org, settings):
+    """'Select all' of a million products and delete listed every one (and what it cascades
+    to) on the confirmation page, in the request's memory."""
+    settings.ADMIN_ACTION_MAX_OBJECTS = 2
+    for sku in ("A1", "A2", "A3"):
+        Product.objects.create(organization=org, sku=sku, name="Mug", price="1.00")
+    ask = {"action": "delete_selected", "select_across": "1", "index": "0"}
+    resp = staff_client.post(
+        "/admin/imports/product/", {**ask, "_selected_action": ["1"]}, follow=True
+    )
+    assert resp.status_code == 200
+    assert b"3 objects were selected; an action runs on at most 2" in resp.content
+    assert Product.objects.count() == 3
+    # within the bound, Django's own confirmation page as before
+    two = list(Product.objects.filter(sku__in=["A1", "A2"]).values_list("pk", flat=True))
+    resp = staff_client.post(
+        "/admin/imports/product/",
+        {"action": "delete_selected", "index": "0", "_selected_action": two},
+    )
+    assert resp.status_code == 200 and b"Delete multiple objects" in resp.content
+    # our own actions are bounded too
+    for n in range(3):
+        ImportJob.objects.create(organization=org, original_filename=f"f{n}.csv")
+    resp = staff_client.post(
+        "/admin/imports/importjob/",
+        {"action": "cancel_jobs", "select_across": "1", "index": "0", "_selected_action": ["x"]},
+        follow=True,
+    )
+    assert b"3 objects were selected" in resp.content
+    assert not ImportJob.objects.filter(cancel_requested_at__isnull=False).exists()

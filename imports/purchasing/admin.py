@@ -12,6 +12,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
+from ..admin_actions import bounded
 from ..admin_tenancy import SameOrganizationAdmin
 from ..services import ServiceError
 from . import services
@@ -59,6 +60,7 @@ class DeliveryInline(ReadOnlyInline):
 
 
 @admin.action(description="Retry selected failed orders from their failed stage")
+@bounded
 def retry_orders(modeladmin: Any, request: HttpRequest, queryset: QuerySet[PurchaseOrder]) -> None:
     done = 0
     for order in queryset:
