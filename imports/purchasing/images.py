@@ -24,6 +24,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
+from . import outbound
 from .models import PurchaseOrderLine, StageStatus
 from .outbound import OutboundRefused, check_url
 from .workflow import StageContext, StageResult
@@ -151,7 +152,7 @@ def stage_image_attachment(ctx: StageContext) -> StageResult:
     decoding = threading.BoundedSemaphore(max(1, settings.PO_IMAGE_DECODES))
     pool = ThreadPoolExecutor(max_workers=max(1, settings.PO_IMAGE_CONCURRENCY))
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False, headers=headers) as client:
+        with outbound.client(timeout=timeout, follow_redirects=False, headers=headers) as client:
             futures = [pool.submit(fetch_image, client, url, folder, decoding) for url in urls]
             for done, future in enumerate(futures, start=1):
                 fetched = future.result()

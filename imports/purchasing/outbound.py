@@ -5,14 +5,21 @@ link-local, multicast, reserved and unspecified addresses are refused, so a URL 
 store settings or an image URL in a supplier's file cannot reach the internal network.
 Set: only the listed hosts (``shop.example.com``, ``.example.com`` for its subdomains,
 ``127.0.0.1``), whatever their addresses: an operator who lists a host means it.
+
+``check_url`` answers early, with a message for the user. ``client()`` enforces the same rule
+where it counts: its connections resolve the host themselves, judge every address, and connect
+to an address they judged. A name that resolved to a public address for the check and to
+127.0.0.1 for the call (DNS rebinding) is refused at the connect.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import httpcore
 import httpx
 from django.conf import settings
 
@@ -109,3 +116,58 @@ def check_url(url: str, *, what: str = "URL") -> str:
             "or another that is not public; list it in SYNC_ALLOWED_HOSTS to allow it."
         )
     return host
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """Connects only to addresses the outbound rules allow, resolved once, here."""
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        allowed = [h for h in settings.SYNC_ALLOWED_HOSTS if h.strip()]
+        if allowed:
+            if not _listed(host, allowed):
+                raise httpcore.ConnectError(f"'{host}' is not in SYNC_ALLOWED_HOSTS")
+            return super().connect_tcp(host, port, timeout, local_address, socket_options)
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise httpcore.ConnectError(f"'{host}' does not resolve ({exc})") from exc
+        addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        if not addresses or not all(map(_public, addresses)):
+            raise httpcore.ConnectError(
+                f"'{host}' resolves to an address that is not public (it may have changed "
+                "since the URL was checked)"
+            )
+        last: Exception | None = None
+        for address in addresses:  # the judged addresses, in the resolver's order
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+        assert last is not None
+        raise last
+
+
+def client(**kwargs: Any) -> httpx.Client:
+    """An ``httpx.Client`` whose connections obey the outbound rules at connect time.
+
+    No proxy from the environment: the rules judge the host called, and a proxy would be
+    judged instead of it. TLS still verifies the URL's host name: only the address is pinned.
+    """
+    transport = httpx.HTTPTransport(trust_env=False)
+    # httpx takes no network backend of its own; its pool is httpcore's, which does
+    limits = httpx.Limits()  # httpx's defaults, which httpcore's pool does not share
+    transport._pool = httpcore.ConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_GuardedBackend(),
+    )
+    return httpx.Client(transport=transport, trust_env=False, **kwargs)

@@ -26,6 +26,7 @@ from django.db.models import F, Min, Sum
 from django.utils import timezone
 
 from ..models import Product
+from . import outbound
 from .models import (
     DeliveryAttempt,
     PurchaseOrder,
@@ -258,7 +259,7 @@ def stage_sync(ctx: StageContext) -> StageResult:
     products = sum(b.product_count for b in batches)
     already = sum(1 for b in batches if b.status == SyncBatchStatus.DELIVERED)
     timeout = httpx.Timeout(settings.PO_SYNC_TIMEOUT)
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+    with outbound.client(timeout=timeout, follow_redirects=False) as client:
         for batch in batches:
             if batch.status == SyncBatchStatus.DELIVERED:
                 continue  # taken by the store in an earlier attempt: never sent twice
