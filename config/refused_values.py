@@ -23,7 +23,8 @@ from django.utils.datastructures import MultiValueDict
 log = logging.getLogger(__name__)
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-_YEAR_LOOKUP = re.compile(r"__(?:iso_)?year(?:__(?:exact|gt|gte|lt|lte|in|range))?\Z")
+# the lookups whose bounds Python computes as dates (``__in`` and ``__range`` compare numbers)
+_YEAR_LOOKUP = re.compile(r"__(iso_)?year(?:__(?:exact|gt|gte|lt|lte))?\Z")
 
 
 def _with_nul(params: MultiValueDict) -> str | None:
@@ -35,14 +36,18 @@ def _with_nul(params: MultiValueDict) -> str | None:
 
 def _bad_year(params: MultiValueDict) -> str | None:
     for name, values in params.lists():
-        if not _YEAR_LOOKUP.search(name):
+        lookup = _YEAR_LOOKUP.search(name)
+        if lookup is None:
             continue
+        # an ISO year's bounds reach into the next year's first week
+        last = 9998 if lookup.group(1) else 9999
         for value in values:
-            for part in value.split(","):
-                part = part.strip()
-                number = part.isascii() and part.lstrip("-").isdecimal()
-                if number and not 1 <= int(part) <= 9999:
-                    return name[:80]
+            try:
+                year = int(value)  # as Django reads it: '+10000', '1_0000', full-width digits
+            except ValueError:
+                continue  # not a number: Django refuses it itself
+            if not 1 <= year <= last:
+                return name[:80]
     return None
 
 
@@ -66,7 +71,7 @@ class RefusedValuesMiddleware:
             if year is None:
                 return None
             return HttpResponseBadRequest(
-                f"The parameter '{year}' must be a year from 1 to 9999.",
+                f"The parameter '{year}' must be a year from 1 to 9999 (9998 for an ISO year).",
                 content_type="text/plain; charset=utf-8",
             )
         return HttpResponseBadRequest(

@@ -141,22 +141,24 @@ class ProgressReporter:
         of this attempt (``JobFenced``). Returns whether cancel was asked."""
         return self._save(*fields)
 
-    def hold(self) -> None:
+    def hold(self) -> bool:
         """Inside a transaction: lock the job's row, and raise ``JobFenced`` unless this attempt
         still owns it. A runner's writes of its own tables (a purchase order's stage rows) that
         follow in the same transaction then land only while the job is this attempt's: a
-        newer attempt or an end waits for the lock, and sees them."""
-        owned = (
+        newer attempt or an end waits for the lock, and sees them. Returns whether cancel was
+        asked."""
+        owned = list(
             ImportJob.objects.select_for_update()
             .filter(pk=self.job.pk, attempt=self.attempt)
             .exclude(status__in=TERMINAL_STATUSES)
-            .values_list("pk", flat=True)
+            .values_list("cancel_requested_at", flat=True)
         )
-        if not list(owned):
+        if not owned:
             raise JobFenced(
                 f"job {self.job.pk}: attempt {self.attempt} was superseded by a newer attempt, "
                 "or the job has ended"
             )
+        return owned[0] is not None
 
     def save_options(self) -> None:
         """Store the job's ``options`` as they are now (a runner's own state as it goes, such

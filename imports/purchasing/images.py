@@ -23,6 +23,7 @@ import httpx
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.db import transaction
 
 from . import outbound
 from .models import PurchaseOrderLine, StageStatus
@@ -34,7 +35,7 @@ PILLOW_FORMATS = {"JPEG", "PNG", "GIF", "WEBP"}
 THUMBNAIL_SIZE = (200, 200)
 MAX_REDIRECTS = 3
 MAX_PIXELS = 40_000_000
-SAVE_EVERY = 100  # lines' results stored together
+SAVE_EVERY = 50  # images whose results are stored together
 
 
 class ImageRefused(Exception):
@@ -61,7 +62,12 @@ def _download(client: httpx.Client, url: str) -> tuple[bytes, str]:
         except OutboundRefused as exc:
             raise ImageRefused(str(exc)) from exc
         try:
-            with client.stream("GET", url) as response:
+            # the deadline bounds each connect, handshake and read too: a server dripping its
+            # headers a byte at a time is cut off as one dripping its body
+            with (
+                outbound.deadline(max(0.0, deadline - time.monotonic())),
+                client.stream("GET", url) as response,
+            ):
                 if response.is_redirect and response.headers.get("location"):
                     url = urljoin(url, response.headers["location"])
                     continue
@@ -84,6 +90,8 @@ def _download(client: httpx.Client, url: str) -> tuple[bytes, str]:
                         raise ImageRefused(too_slow)
                 return bytes(data), ctype
         except httpx.TimeoutException as exc:
+            if time.monotonic() >= deadline:
+                raise ImageRefused(too_slow) from exc
             raise ImageRefused("the image URL did not answer in time") from exc
         except httpx.HTTPError as exc:
             raise ImageRefused(f"the image could not be fetched ({type(exc).__name__})") from exc
@@ -135,40 +143,45 @@ def stage_image_attachment(ctx: StageContext) -> StageResult:
     with_urls = PurchaseOrderLine.objects.filter(order=order).exclude(image_url="")
     if not with_urls.exists():
         return StageResult(status=StageStatus.SKIPPED, message="No image URLs on the lines")
-    by_url: dict[str, list[PurchaseOrderLine]] = {}
-    for line in with_urls.filter(image="").only("id", "image_url", "warnings"):
-        by_url.setdefault(line.image_url, []).append(line)
+    by_url: dict[str, list[int]] = {}
+    for line_id, url in with_urls.filter(image="").values_list("id", "image_url"):
+        by_url.setdefault(url, []).append(line_id)
     urls = list(by_url)
     folder = f"purchase-orders/{order.organization_id}/{order.id}/images"
     results: dict[str, FetchedImage] = {}
-    unsaved: list[PurchaseOrderLine] = []
+    unsaved: list[FetchedImage] = []
 
     def save() -> None:
-        PurchaseOrderLine.objects.bulk_update(unsaved, ["image", "thumbnail", "warnings"])
+        # fenced: a superseded attempt stores no results over the newer one's
+        with transaction.atomic():
+            ctx.reporter.hold()
+            for fetched in unsaved:  # one statement per image, for all the lines that show it
+                PurchaseOrderLine.objects.filter(pk__in=by_url[fetched.url], image="").update(
+                    image=fetched.image_name,
+                    thumbnail=fetched.thumbnail_name,
+                    warnings=[fetched.warning] if fetched.warning else [],
+                )
         unsaved.clear()
 
     timeout = httpx.Timeout(settings.PO_IMAGE_TIMEOUT)
     headers = {"User-Agent": "Intake/1.0 (purchase-order images)"}
     decoding = threading.BoundedSemaphore(max(1, settings.PO_IMAGE_DECODES))
-    pool = ThreadPoolExecutor(max_workers=max(1, settings.PO_IMAGE_CONCURRENCY))
-    try:
-        with outbound.client(timeout=timeout, follow_redirects=False, headers=headers) as client:
+    with outbound.client(timeout=timeout, follow_redirects=False, headers=headers) as client:
+        pool = ThreadPoolExecutor(max_workers=max(1, settings.PO_IMAGE_CONCURRENCY))
+        try:
             futures = [pool.submit(fetch_image, client, url, folder, decoding) for url in urls]
             for done, future in enumerate(futures, start=1):
                 fetched = future.result()
                 results[fetched.url] = fetched
-                for line in by_url[fetched.url]:
-                    line.image = fetched.image_name
-                    line.thumbnail = fetched.thumbnail_name
-                    line.warnings = [fetched.warning] if fetched.warning else []
-                    unsaved.append(line)
+                unsaved.append(fetched)
                 if len(unsaved) >= SAVE_EVERY:
                     save()
                 ctx.progress(done, len(urls), f"{done:,} of {len(urls):,} images")
             save()
-    finally:
-        # a stop (a fenced attempt, a cancel, an outage) leaves the queued fetches unstarted
-        pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            # a stop (a fenced attempt, an outage, a crash) leaves the queued fetches
+            # unstarted, and the running ones finish before their client closes
+            pool.shutdown(wait=True, cancel_futures=True)
     attached = sum(1 for r in results.values() if r.image_name)
     failed = len(results) - attached
     message = f"{attached:,} images attached"

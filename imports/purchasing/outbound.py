@@ -9,13 +9,19 @@ Set: only the listed hosts (``shop.example.com``, ``.example.com`` for its subdo
 ``check_url`` answers early, with a message for the user. ``client()`` enforces the same rule
 where it counts: its connections resolve the host themselves, judge every address, and connect
 to an address they judged. A name that resolved to a public address for the check and to
-127.0.0.1 for the call (DNS rebinding) is refused at the connect.
+127.0.0.1 for the call (DNS rebinding) is refused at the connect. Inside ``deadline(seconds)``,
+every connect, TLS handshake, read and write of its calls ends by then: a server that sends a
+byte just before each read's timeout (headers included) cannot hold a worker for hours.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -118,6 +124,58 @@ def check_url(url: str, *, what: str = "URL") -> str:
     return host
 
 
+_DEADLINE: ContextVar[float | None] = ContextVar("outbound_deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Calls made by ``client()`` in this block (this thread) end within ``seconds`` in all."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _bounded(timeout: float | None, error: type[Exception]) -> float | None:
+    """``timeout``, cut to what is left before the deadline (if one is set)."""
+    ends = _DEADLINE.get()
+    if ends is None:
+        return timeout
+    left = ends - time.monotonic()
+    if left <= 0:
+        raise error("the call's time is up")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every operation ends by the current call's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _bounded(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _bounded(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, bounded))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
 class _GuardedBackend(httpcore.SyncBackend):
     """Connects only to addresses the outbound rules allow, resolved once, here."""
 
@@ -133,7 +191,7 @@ class _GuardedBackend(httpcore.SyncBackend):
         if allowed:
             if not _listed(host, allowed):
                 raise httpcore.ConnectError(f"'{host}' is not in SYNC_ALLOWED_HOSTS")
-            return super().connect_tcp(host, port, timeout, local_address, socket_options)
+            return self._connect(host, port, timeout, local_address, socket_options)
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
@@ -147,11 +205,23 @@ class _GuardedBackend(httpcore.SyncBackend):
         last: Exception | None = None
         for address in addresses:  # the judged addresses, in the resolver's order
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                return self._connect(address, port, timeout, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last = exc
         assert last is not None
         raise last
+
+    def _connect(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None,
+        local_address: str | None,
+        socket_options: Any,
+    ) -> httpcore.NetworkStream:
+        bounded = _bounded(timeout, httpcore.ConnectTimeout)
+        stream = super().connect_tcp(host, port, bounded, local_address, socket_options)
+        return _DeadlineStream(stream)
 
 
 def client(**kwargs: Any) -> httpx.Client:

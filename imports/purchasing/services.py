@@ -282,6 +282,12 @@ def store_connection_update(
         url = url.strip()
         if store.url and url == redacted(store.url):
             url = store.url  # the URL as it was read back (credentials hidden): unchanged
+        elif "***" in url:
+            # a shown URL, edited: its hidden parts would be stored as '***'
+            raise InvalidUpload(
+                "The URL still holds '***' where the stored URL's credentials or query values "
+                "are hidden; send the whole URL, with its credentials, to change it."
+            )
         if url:
             try:
                 check_url(url, what="store URL")

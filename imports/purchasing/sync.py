@@ -138,9 +138,9 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, cap)
 
 
-def _excerpt(response: httpx.Response, deadline: float) -> str:
-    """The start of the answer's body, read until ``EXCERPT_BYTES`` or ``deadline``: the
-    status already says what happened, and a store that drips its body keeps no worker."""
+def _excerpt(response: httpx.Response) -> str:
+    """The start of the answer's body, read until ``EXCERPT_BYTES`` or the request's deadline:
+    the status already says what happened, and a store that drips its body keeps no worker."""
     data = bytearray()
     cut = ""
     try:
@@ -148,9 +148,8 @@ def _excerpt(response: httpx.Response, deadline: float) -> str:
             data += chunk
             if len(data) >= EXCERPT_BYTES:
                 break
-            if time.monotonic() > deadline:
-                cut = " (the rest came too slowly and was not read)"
-                break
+    except httpx.TimeoutException:
+        cut = " (the rest came too slowly and was not read)"
     except httpx.HTTPError as exc:
         cut = f" (reading the rest failed: {type(exc).__name__})"
     text = bytes(data[:EXCERPT_BYTES]).decode(response.encoding or "utf-8", errors="replace")
@@ -186,10 +185,14 @@ def deliver(
         started = time.monotonic()
         retry_after = None
         try:
-            with client.stream("POST", store.url, content=body, headers=headers) as response:
+            # each connect and read within PO_SYNC_TIMEOUT, and the whole request (a store
+            # dripping its headers or its body a byte at a time) within PO_SYNC_MAX_SECONDS
+            with (
+                outbound.deadline(settings.PO_SYNC_MAX_SECONDS),
+                client.stream("POST", store.url, content=body, headers=headers) as response,
+            ):
                 log.status_code = response.status_code
-                deadline = time.monotonic() + settings.PO_SYNC_TIMEOUT
-                log.response_excerpt = _excerpt(response, deadline)
+                log.response_excerpt = _excerpt(response)
         except httpx.TimeoutException as exc:
             log.outcome, log.error = "network_error", f"timed out ({type(exc).__name__})"
         except httpx.HTTPError as exc:

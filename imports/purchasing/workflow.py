@@ -199,6 +199,13 @@ def run_purchase_order(job: ImportJob, reporter: ProgressReporter) -> None:
         if result.pause:
             _pause_for_review(ctx)
             return
+    with transaction.atomic():
+        reporter.hold()
+        # every stage is done, so the order is: a retry of a job that ended after its last
+        # stage had committed (a cancel, a lost worker) set it back to processing
+        PurchaseOrder.objects.filter(pk=order.pk, status=POStatus.PROCESSING).update(
+            status=POStatus.COMPLETED, updated_at=timezone.now()
+        )
     order.refresh_from_db(fields=["line_count", "confidence", "status"])
     reporter.announce(
         "workflow.completion",
@@ -267,6 +274,8 @@ def _run_stage(ctx: StageContext, fn: StageFn) -> StageResult | None:
                 # and an attempt resumed before this point makes this one stop, writing nothing
                 ctx.reporter.hold()
                 result = fn(ctx)
+                if result.commit is not None:
+                    result.commit()
                 _finish(ctx, result)
         else:
             result = fn(ctx)
@@ -317,7 +326,12 @@ def _pause_for_review(ctx: StageContext) -> None:
     goes on as a new attempt once the order is reviewed."""
     job = ctx.job
     with transaction.atomic():
-        ctx.reporter.hold()
+        if ctx.reporter.hold():
+            # cancelled while the stage ran (parsing holds no lock while it reads): the job
+            # ends here, and its order with it, instead of waiting for a review that would
+            # clear the cancel and go on
+            ctx.reporter.cancelled()
+            return
         PurchaseOrder.objects.filter(pk=ctx.order.pk).update(
             status=POStatus.NEEDS_REVIEW, updated_at=timezone.now()
         )

@@ -86,3 +86,39 @@ def test_a_resumed_attempt_after_the_last_stage_leaves_the_order_completed(api, 
     assert PurchaseOrder.objects.get(pk=order_id).status == "completed"
     job = ImportJob.objects.get(pk=job_id)
     assert (job.status, job.attempt) == ("completed", 2)
+
+
+def test_a_cancel_while_parsing_an_order_that_needs_review_ends_the_job(api, org, monkeypatch):
+    """Parsing holds no lock while it reads, so a cancel lands in the middle of it. The order
+    then waited for review as if nothing was asked, and a review cleared the cancel."""
+    from imports.services import import_job_cancel
+
+    real = stages.STAGE_FUNCTIONS["parsing"]
+
+    def parsing(ctx):
+        import_job_cancel(job=ImportJob.objects.get(pk=ctx.job.pk))
+        return real(ctx)
+
+    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "parsing", parsing)
+    body = post_order(api, po_csv(2, total_off="7.00")).json()  # totals off: needs review
+    run_job(body["job"]["id"])
+
+    assert ImportJob.objects.get(pk=body["job"]["id"]).status == "cancelled"
+    assert PurchaseOrder.objects.get(pk=body["purchase_order"]["id"]).status == "failed"
+
+
+def test_a_retried_job_that_ended_after_its_last_stage_completes_its_order(api, org):
+    """A job can end (lost on its last attempt, cancelled) after the status stage committed;
+    its retry set the order back to processing, and no stage was left to complete it."""
+    body = post_order(api, po_csv(2)).json()
+    order_id, job_id = body["purchase_order"]["id"], body["job"]["id"]
+    run_job(job_id)
+    ImportJob.objects.filter(pk=job_id).update(status="failed", error_message="worker lost")
+
+    resp = api.post(f"/api/v1/purchase-orders/{order_id}/retry")
+    assert resp.status_code == 202, resp.content
+    assert PurchaseOrder.objects.get(pk=order_id).status == "processing"
+    run_job(job_id)
+
+    assert PurchaseOrder.objects.get(pk=order_id).status == "completed"
+    assert ImportJob.objects.get(pk=job_id).status == "completed"

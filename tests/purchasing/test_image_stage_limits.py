@@ -7,12 +7,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from config.devservers import free_port
 from imports.jobs import run_job
-from imports.purchasing import images
+from imports.purchasing import images, outbound
 from imports.purchasing.images import FetchedImage, ImageRefused
 from imports.purchasing.models import PurchaseOrder, PurchaseOrderLine
 from tests.purchasing.documents import png, po_csv
@@ -28,6 +27,15 @@ def drip_server():
             pass
 
         def do_GET(self):
+            if self.path.endswith("/slow-head.png"):  # the status line itself, a byte at a time
+                try:
+                    for byte in b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\n" * 10:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                return
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
             self.end_headers()
@@ -52,10 +60,19 @@ def test_a_server_sending_a_byte_at_a_time_is_cut_off_at_the_fetch_limit(
 ):
     settings.PO_IMAGE_MAX_SECONDS = 0.5
     started = time.monotonic()
-    with httpx.Client(timeout=httpx.Timeout(5)) as client, pytest.raises(ImageRefused) as refused:
+    with outbound.client(timeout=5) as client, pytest.raises(ImageRefused) as refused:
         images._download(client, drip_server)
     assert "took more than 0.5 s to fetch" in str(refused.value)
     assert time.monotonic() - started < 3  # each read came within the 5 s read timeout
+
+
+def test_a_server_sending_its_headers_a_byte_at_a_time_is_cut_off_too(
+    drip_server, local_outbound, settings
+):
+    settings.PO_IMAGE_MAX_SECONDS = 0.5
+    with outbound.client(timeout=5) as client, pytest.raises(ImageRefused) as refused:
+        images._download(client, drip_server.replace("/slow.png", "/slow-head.png"))
+    assert "took more than 0.5 s to fetch" in str(refused.value)
 
 
 def test_decodes_wait_for_a_free_slot():
@@ -86,7 +103,7 @@ def test_images_fetched_before_a_crash_stay_stored_and_queued_fetches_never_star
         started.append(url.rsplit("/", 1)[1])
         if url.endswith("/2.png"):
             raise RuntimeError("the worker's fetch thread crashed")
-        time.sleep(0.2)
+        time.sleep(0.2 if url.endswith("/1.png") else 1.0)  # room for the stage to stop
         return FetchedImage(url, image_name=f"{folder}/1.png", thumbnail_name=f"{folder}/t.png")
 
     monkeypatch.setattr(images, "fetch_image", fetch_image)

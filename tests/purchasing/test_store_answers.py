@@ -28,7 +28,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_a_store_answer_is_read_only_as_far_as_its_excerpt(
     api, store, store_server, settings, action, cut
 ):
-    settings.PO_SYNC_TIMEOUT = 1.0
+    settings.PO_SYNC_TIMEOUT = 1.0  # each read: the drip sends a byte every 50 ms
+    settings.PO_SYNC_MAX_SECONDS = 2.0  # the whole request
     store_server.script = [action]
     body = post_order(api, po_csv(2)).json()
     started = time.monotonic()
@@ -60,6 +61,12 @@ def test_credentials_in_the_store_url_are_never_shown_and_survive_a_read_back(
         "/api/v1/organization/store", {"url": shown, "secret": "y" * 20}, format="json"
     )
     assert resp.status_code == 200
+    assert StoreConnection.objects.get(organization=org).url == url
+    # an edited shown URL would store '***' as the credentials: refused, nothing changes
+    edited = admin_api.patch(
+        "/api/v1/organization/store", {"url": shown.replace("/hook", "/hook2")}, format="json"
+    )
+    assert edited.status_code == 400 and "'***'" in edited.json()["detail"]
     assert StoreConnection.objects.get(organization=org).url == url
     # nor does the admin's list show them, to any staff
     staff = django_user_model.objects.create_user("ops", password="pw-123456", is_staff=True)

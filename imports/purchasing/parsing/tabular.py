@@ -12,6 +12,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 from imports.pipeline.readers import FileReadError, XlsxSource, detect_encoding, sniff_delimiter
@@ -37,8 +38,10 @@ def _csv_rows(path: Path) -> Iterator[list[str]]:
     except (FileReadError, UnicodeDecodeError) as exc:
         raise ParseError(str(exc) if isinstance(exc, FileReadError) else "File is not text.")
     # sniff on the table, not the "Key: value" block above it
-    table_lines = [ln for ln in text.splitlines() if ln.count(",") + ln.count(";") >= 2]
-    delimiter = "\t" if "\t" in text[:4096] else sniff_delimiter("\n".join(table_lines[:20]))
+    # (the first 20 table lines, read lazily: not a list of every line of a 20 MB file)
+    lines = (ln.rstrip("\r\n") for ln in io.StringIO(text, newline=None))
+    table_lines = islice((ln for ln in lines if ln.count(",") + ln.count(";") >= 2), 20)
+    delimiter = "\t" if "\t" in text[:4096] else sniff_delimiter("\n".join(table_lines))
     try:
         yield from csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     except csv.Error as exc:
