@@ -18,9 +18,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
@@ -296,19 +298,51 @@ def run_tests(args: list[str]) -> int:
             if marker.strip() == "browser":
                 env["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
             return subprocess.run([PY, "-m", "pytest", *args], cwd=ROOT, env=env).returncode
-        # Browser tests run in their own process: pytest-playwright and async tests clash.
-        fast = subprocess.run([PY, "-m", "pytest", "-m", "not browser", *args], cwd=ROOT, env=env)
-        if fast.returncode not in (0,):
-            return fast.returncode
+        # Browser tests run in their own process (pytest-playwright and async tests clash), at
+        # the same time as the rest: they wait on a browser most of the time. They get a
+        # database and a Redis database of their own on the same servers, and their output
+        # is printed once the rest has finished.
+        fast_cmd = [PY, "-m", "pytest", "-m", "not browser", *args]
         if not (ROOT / "tests" / "e2e").is_dir():
-            return 0  # no browser tests yet: the suite's last word stays the real run's summary
-        browser = subprocess.run(
-            [PY, "-m", "pytest", "-m", "browser", *args],
-            cwd=ROOT,
-            env={**env, "DJANGO_ALLOW_ASYNC_UNSAFE": "true"},
-        )
+            return subprocess.run(fast_cmd, cwd=ROOT, env=env).returncode
+        with tempfile.TemporaryFile() as output:
+            browser = subprocess.Popen(
+                [PY, "-m", "pytest", "-m", "browser", *args],
+                cwd=ROOT,
+                env={**env, **_apart(env), "DJANGO_ALLOW_ASYNC_UNSAFE": "true"},
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                fast = subprocess.run(fast_cmd, cwd=ROOT, env=env)
+                browser.wait()
+            finally:
+                if browser.poll() is None:  # interrupted: the browser run stops with us
+                    browser.terminate()
+                    browser.wait(30)
+            output.seek(0)
+            sys.stdout.flush()
+            print("\nintake: the browser tests (run beside the rest):", flush=True)
+            sys.stdout.buffer.write(output.read())
+            sys.stdout.flush()
         # exit 5: no browser tests collected (none selected by args) is not a failure
-        return 0 if browser.returncode == 5 else browser.returncode
+        return fast.returncode or (0 if browser.returncode == 5 else browser.returncode)
+
+
+def _apart(env: dict[str, str]) -> dict[str, str]:
+    """``DATABASE_URL`` and ``REDIS_URL`` pointing at a database of their own on the same
+    servers (the tests create and flush theirs), and Pub/Sub channels of their own: for a
+    second test process beside the first."""
+    db = urlsplit(env["DATABASE_URL"])
+    name = db.path.lstrip("/") or "intake"
+    redis = urlsplit(env["REDIS_URL"])
+    number = int(redis.path.lstrip("/") or 0)
+    return {
+        "DATABASE_URL": urlunsplit(db._replace(path=f"/{name}_browser")),
+        "REDIS_URL": urlunsplit(redis._replace(path=f"/{(number + 1) % 16}")),
+        # Pub/Sub is server-wide, not per database: organization 1 of one run is not the other's
+        "CHANNEL_LAYER_PREFIX": "intake:layer:browser",
+    }
 
 
 def run_command(cmd: list[str]) -> int:

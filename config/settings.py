@@ -89,7 +89,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "intake:layer"},
+        # Pub/Sub channels belong to the whole server, not to REDIS_URL's database: two
+        # deployments (or test runs) on one Redis tell theirs apart by this prefix
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": env.str("CHANNEL_LAYER_PREFIX", default="intake:layer"),
+        },
     }
 }
 
