@@ -97,7 +97,9 @@ class PrivatePostgres:
                     "-o",
                     # a lock wait longer than deadlock_timeout (1 s) is written to the
                     # server's log: what an intermittent multi-second stall needs to be seen
-                    f"-h 127.0.0.1 -p {port} -k '' -c log_lock_waits=on",
+                    # two test runs at once (the browser tests beside the rest), each with
+                    # daphnes and workers: more than the default 100 connections
+                    f"-h 127.0.0.1 -p {port} -k '' -c log_lock_waits=on -c max_connections=200",
                     "-l",
                     str(self.pgdata / "server.log"),
                     "start",
@@ -215,6 +217,9 @@ class PrivateRedis:
                 self.proc.wait(10)
 
 
+_PRIVATE_SERVERS = "INTAKE_PRIVATE_SERVERS"
+
+
 @contextlib.contextmanager
 def servers() -> Iterator[dict[str, str]]:
     """Yield the environment that points Intake at a PostgreSQL and a Redis."""
@@ -235,6 +240,8 @@ def servers() -> Iterator[dict[str, str]]:
             rd = PrivateRedis()
             started.append(rd)
             env["REDIS_URL"] = rd.start()
+        if len(started) == 2:
+            env[_PRIVATE_SERVERS] = "1"  # both ours: their other databases are free
         yield env
     finally:
         for server in reversed(started):
@@ -299,34 +306,68 @@ def run_tests(args: list[str]) -> int:
                 env["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
             return subprocess.run([PY, "-m", "pytest", *args], cwd=ROOT, env=env).returncode
         # Browser tests run in their own process (pytest-playwright and async tests clash), at
-        # the same time as the rest: they wait on a browser most of the time. They get a
-        # database and a Redis database of their own on the same servers, and their output
-        # is printed once the rest has finished.
+        # the same time as the rest: they wait on a browser most of the time. On private
+        # servers they get a database, a Redis database and Pub/Sub channels of their own;
+        # on servers given by DATABASE_URL / REDIS_URL (whose other databases may be someone
+        # else's) they run after the rest, as their own pass.
         fast_cmd = [PY, "-m", "pytest", "-m", "not browser", *args]
+        browser_cmd = [PY, "-m", "pytest", "-m", "browser", *args]
+        browser_env = {**env, "DJANGO_ALLOW_ASYNC_UNSAFE": "true"}
         if not (ROOT / "tests" / "e2e").is_dir():
             return subprocess.run(fast_cmd, cwd=ROOT, env=env).returncode
+        if not env.get(_PRIVATE_SERVERS):
+            fast = subprocess.run(fast_cmd, cwd=ROOT, env=env).returncode
+            if fast not in (0, 5):
+                return fast
+            browser = subprocess.run(browser_cmd, cwd=ROOT, env=browser_env)
+            return _combined(fast, browser.returncode)
         with tempfile.TemporaryFile() as output:
             browser = subprocess.Popen(
-                [PY, "-m", "pytest", "-m", "browser", *args],
+                # its own cache: both runs' "last failed" lists would overwrite each other
+                [*browser_cmd, "-o", "cache_dir=.pytest_cache/browser"],
                 cwd=ROOT,
-                env={**env, **_apart(env), "DJANGO_ALLOW_ASYNC_UNSAFE": "true"},
+                env={**browser_env, **_apart(env)},
+                stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                # its own session: a Ctrl-C reaches it once, from here, and stops it whole
+                start_new_session=True,
             )
             try:
-                fast = subprocess.run(fast_cmd, cwd=ROOT, env=env)
+                fast = subprocess.run(fast_cmd, cwd=ROOT, env=env).returncode
                 browser.wait()
             finally:
-                if browser.poll() is None:  # interrupted: the browser run stops with us
-                    browser.terminate()
-                    browser.wait(30)
+                _stop(browser)
             output.seek(0)
             sys.stdout.flush()
             print("\nintake: the browser tests (run beside the rest):", flush=True)
             sys.stdout.buffer.write(output.read())
             sys.stdout.flush()
-        # exit 5: no browser tests collected (none selected by args) is not a failure
-        return fast.returncode or (0 if browser.returncode == 5 else browser.returncode)
+        return _combined(fast, browser.returncode)
+
+
+def _combined(*codes: int) -> int:
+    """One exit status for several pytest runs: the first failure's; 5 (no test collected)
+    is a failure only when no run collected any."""
+    failed = [c for c in codes if c not in (0, 5)]
+    if failed:
+        return failed[0]
+    return 5 if all(c == 5 for c in codes) else 0
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """A test run still going (we were interrupted): SIGINT lets pytest end its fixtures (its
+    daphne and worker), then its whole process group is killed."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _apart(env: dict[str, str]) -> dict[str, str]:

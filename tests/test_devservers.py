@@ -84,3 +84,31 @@ def test_a_stop_signal_stops_web_worker_and_private_redis_in_order(
     assert "Cold shut down" not in output
     _, alive = psutil.wait_procs(started, timeout=10)
     assert alive == [], [p.name() for p in alive]
+
+
+# ---------------------------------------------------------------- the test command's two runs
+
+
+def test_the_test_command_fails_when_either_run_fails_and_not_when_one_collects_nothing():
+    from config.devservers import _combined
+
+    assert _combined(0, 0) == 0
+    assert _combined(0, 5) == 0 and _combined(5, 0) == 0  # paths that pick one kind only
+    assert _combined(5, 5) == 5  # nothing collected at all is a failure
+    assert _combined(1, 0) == 1 and _combined(0, 1) == 1 and _combined(5, 2) == 2
+
+
+def test_the_browser_run_gets_databases_and_channels_of_its_own():
+    from config.devservers import _apart
+
+    apart = _apart(
+        {
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/intake",
+            "REDIS_URL": "redis://127.0.0.1:6379/0",
+        }
+    )
+    assert apart == {
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/intake_browser",
+        "REDIS_URL": "redis://127.0.0.1:6379/1",
+        "CHANNEL_LAYER_PREFIX": "intake:layer:browser",
+    }
