@@ -3,10 +3,13 @@ worker neither memory nor time."""
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import Permission
+from django.db import connection
 
 from imports.jobs import run_job
 from imports.purchasing.models import DeliveryAttempt, PurchaseOrder, StoreConnection
@@ -90,3 +93,10 @@ def test_a_delivery_attempt_keeps_the_url_without_its_credentials(
     attempt = DeliveryAttempt.objects.get(order_id=body["purchase_order"]["id"])
     assert attempt.url == store_server.url.replace("http://", "http://***@") + "?token=***"
     assert store_server.requests  # the call itself went with the credentials
+    # rows stored before attempts kept the URL redacted are redacted by migration 0008
+    DeliveryAttempt.objects.filter(pk=attempt.pk).update(url=store.url)
+    with connection.schema_editor() as editor:
+        importlib.import_module("imports.migrations.0008_redact_delivery_attempt_urls").redact(
+            apps, editor
+        )
+    assert DeliveryAttempt.objects.get(pk=attempt.pk).url == attempt.url
