@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ import httpx
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 
 from . import outbound
 from .models import PurchaseOrderLine, StageStatus
@@ -138,15 +139,38 @@ def fetch_image(
     return result
 
 
+def _store(order_id: int, fetched: list[FetchedImage]) -> None:
+    """The results on every line of the order that shows each image and has none stored yet:
+    one statement joined on the URL (linear however many lines share one image; Django's
+    bulk_update is a CASE over every line, in the square of the lines)."""
+    if not fetched:
+        return
+    table = connection.ops.quote_name(PurchaseOrderLine._meta.db_table)
+    rows = ", ".join(["(%s, %s, %s, %s::jsonb)"] * len(fetched))
+    params: list[object] = []
+    for f in fetched:
+        warnings = json.dumps([f.warning] if f.warning else [])
+        params += [f.url, f.image_name, f.thumbnail_name, warnings]
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {table} AS line SET image = v.image, thumbnail = v.thumbnail, "
+            f"warnings = v.warnings FROM (VALUES {rows}) AS v(url, image, thumbnail, warnings) "
+            "WHERE line.order_id = %s AND line.image_url = v.url AND line.image = ''",
+            [*params, order_id],
+        )
+
+
 def stage_image_attachment(ctx: StageContext) -> StageResult:
     order = ctx.order
     with_urls = PurchaseOrderLine.objects.filter(order=order).exclude(image_url="")
     if not with_urls.exists():
         return StageResult(status=StageStatus.SKIPPED, message="No image URLs on the lines")
-    by_url: dict[str, list[int]] = {}
-    for line_id, url in with_urls.filter(image="").values_list("id", "image_url"):
-        by_url.setdefault(url, []).append(line_id)
-    urls = list(by_url)
+    # each image once, in the lines' order
+    urls = list(
+        dict.fromkeys(
+            with_urls.filter(image="").order_by("line_number").values_list("image_url", flat=True)
+        )
+    )
     folder = f"purchase-orders/{order.organization_id}/{order.id}/images"
     results: dict[str, FetchedImage] = {}
     unsaved: list[FetchedImage] = []
@@ -155,12 +179,7 @@ def stage_image_attachment(ctx: StageContext) -> StageResult:
         # fenced: a superseded attempt stores no results over the newer one's
         with transaction.atomic():
             ctx.reporter.hold()
-            for fetched in unsaved:  # one statement per image, for all the lines that show it
-                PurchaseOrderLine.objects.filter(pk__in=by_url[fetched.url], image="").update(
-                    image=fetched.image_name,
-                    thumbnail=fetched.thumbnail_name,
-                    warnings=[fetched.warning] if fetched.warning else [],
-                )
+            _store(order.pk, unsaved)
         unsaved.clear()
 
     timeout = httpx.Timeout(settings.PO_IMAGE_TIMEOUT)

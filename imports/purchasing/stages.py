@@ -225,9 +225,17 @@ def stage_product_drafts(ctx: StageContext) -> StageResult:
         cursor.execute(
             f"""
             UPDATE {line_table} l
-            SET product_id = p.id, product_created = (p.sku = ANY(%(created)s))
-            FROM {product_table} p
-            WHERE l.order_id = %(order)s AND p.organization_id = %(org)s AND p.sku = {key}
+            -- one lookup in the (organization, sku) index a line. Not a join: the order's
+            -- lines are always newer than the table's statistics (one row, says the planner),
+            -- and the join it then planned read every product of the organization for each
+            -- line (a 5,000-line order, 2,500 products: 12.5 million rows, 1.4 s; it grows
+            -- with lines x catalogue)
+            SET product_id = (
+                    SELECT p.id FROM {product_table} p
+                    WHERE p.organization_id = %(org)s AND p.sku = {key}
+                ),
+                product_created = ({key} = ANY(%(created)s))
+            WHERE l.order_id = %(order)s AND {key} IS NOT NULL
             """,
             {"org": order.organization_id, "order": order.id, "created": created},
         )

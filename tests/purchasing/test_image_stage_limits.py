@@ -117,3 +117,25 @@ def test_images_fetched_before_a_crash_stay_stored_and_queued_fetches_never_star
     assert list(stored.values_list("line_number", flat=True)) == [1]
     # the one fetch thread may have taken the next URL; none after it started
     assert started[:2] == ["1.png", "2.png"] and len(started) <= 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lines_that_share_an_image_are_fetched_once_and_all_show_it(api, org, monkeypatch):
+    content = po_csv(4).decode().splitlines()
+    table_start = next(i for i, ln in enumerate(content) if ln.startswith("SKU,"))
+    for n in range(1, 5):
+        content[table_start + n] += "https://images.example/same.png" if n < 4 else ""
+    fetched: list[str] = []
+
+    def fetch_image(client, url, folder, decoding):
+        fetched.append(url)
+        return FetchedImage(url, image_name=f"{folder}/s.png", thumbnail_name=f"{folder}/t.png")
+
+    monkeypatch.setattr(images, "fetch_image", fetch_image)
+    body = post_order(api, "\n".join(content).encode()).json()
+    run_job(body["job"]["id"])
+
+    lines = PurchaseOrderLine.objects.filter(order_id=body["purchase_order"]["id"])
+    assert fetched == ["https://images.example/same.png"]
+    assert sorted(lines.exclude(image="").values_list("line_number", flat=True)) == [1, 2, 3]
+    assert lines.get(line_number=4).image == ""
