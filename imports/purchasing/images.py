@@ -139,25 +139,27 @@ def fetch_image(
     return result
 
 
-def _store(order_id: int, fetched: list[FetchedImage]) -> None:
-    """The results on every line of the order that shows each image and has none stored yet:
-    one statement joined on the URL (linear however many lines share one image; Django's
-    bulk_update is a CASE over every line, in the square of the lines)."""
-    if not fetched:
-        return
-    table = connection.ops.quote_name(PurchaseOrderLine._meta.db_table)
-    rows = ", ".join(["(%s, %s, %s, %s::jsonb)"] * len(fetched))
-    params: list[object] = []
+def _store(fetched: list[FetchedImage], lines_of: dict[str, list[int]]) -> None:
+    """The results on the lines that show each image and have none stored yet, by primary key:
+    one statement a thousand lines, linear however many lines share an image (Django's
+    bulk_update is a CASE over every line, in the square of the lines; a join on the URL
+    read the order's lines once per batch of images, in lines x images)."""
+    rows: list[tuple[object, ...]] = []
     for f in fetched:
         warnings = json.dumps([f.warning] if f.warning else [])
-        params += [f.url, f.image_name, f.thumbnail_name, warnings]
+        rows += [(line_id, f.image_name, f.thumbnail_name, warnings) for line_id in lines_of[f.url]]
+    table = connection.ops.quote_name(PurchaseOrderLine._meta.db_table)
     with connection.cursor() as cur:
-        cur.execute(
-            f"UPDATE {table} AS line SET image = v.image, thumbnail = v.thumbnail, "
-            f"warnings = v.warnings FROM (VALUES {rows}) AS v(url, image, thumbnail, warnings) "
-            "WHERE line.order_id = %s AND line.image_url = v.url AND line.image = ''",
-            [*params, order_id],
-        )
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start : start + 1000]
+            values = ", ".join(["(%s::bigint, %s, %s, %s::jsonb)"] * len(chunk))
+            cur.execute(
+                f"UPDATE {table} AS line "
+                "SET image = v.image, thumbnail = v.thumbnail, warnings = v.warnings "
+                f"FROM (VALUES {values}) AS v(id, image, thumbnail, warnings) "
+                "WHERE line.id = v.id AND line.image = ''",
+                [value for row in chunk for value in row],
+            )
 
 
 def stage_image_attachment(ctx: StageContext) -> StageResult:
@@ -165,12 +167,13 @@ def stage_image_attachment(ctx: StageContext) -> StageResult:
     with_urls = PurchaseOrderLine.objects.filter(order=order).exclude(image_url="")
     if not with_urls.exists():
         return StageResult(status=StageStatus.SKIPPED, message="No image URLs on the lines")
-    # each image once, in the lines' order
-    urls = list(
-        dict.fromkeys(
-            with_urls.filter(image="").order_by("line_number").values_list("image_url", flat=True)
-        )
-    )
+    # each image once, in the lines' order, with the lines that show it
+    lines_of: dict[str, list[int]] = {}
+    for line_id, url in (
+        with_urls.filter(image="").order_by("line_number").values_list("id", "image_url")
+    ):
+        lines_of.setdefault(url, []).append(line_id)
+    urls = list(lines_of)
     folder = f"purchase-orders/{order.organization_id}/{order.id}/images"
     results: dict[str, FetchedImage] = {}
     unsaved: list[FetchedImage] = []
@@ -179,7 +182,7 @@ def stage_image_attachment(ctx: StageContext) -> StageResult:
         # fenced: a superseded attempt stores no results over the newer one's
         with transaction.atomic():
             ctx.reporter.hold()
-            _store(order.pk, unsaved)
+            _store(unsaved, lines_of)
         unsaved.clear()
 
     timeout = httpx.Timeout(settings.PO_IMAGE_TIMEOUT)

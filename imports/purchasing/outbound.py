@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -224,17 +225,18 @@ class _GuardedBackend(httpcore.SyncBackend):
         return _DeadlineStream(stream)
 
 
-def client(**kwargs: Any) -> httpx.Client:
+def client(*, verify: ssl.SSLContext | bool = True, **kwargs: Any) -> httpx.Client:
     """An ``httpx.Client`` whose connections obey the outbound rules at connect time.
 
     No proxy from the environment: the rules judge the host called, and a proxy would be
-    judged instead of it. TLS still verifies the URL's host name: only the address is pinned.
+    judged instead of it. TLS still verifies the URL's host name: only the address is pinned
+    (``verify``: as httpx takes it; a test's own certificate authority).
     """
     transport = httpx.HTTPTransport(trust_env=False)
     # httpx takes no network backend of its own; its pool is httpcore's, which does
     limits = httpx.Limits()  # httpx's defaults, which httpcore's pool does not share
     transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

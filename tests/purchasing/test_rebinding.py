@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 
+import httpx
 import pytest
 
 from imports.jobs import run_job
@@ -99,3 +100,79 @@ def test_a_public_host_is_called_at_the_address_it_was_judged_by(
     with outbound.client(timeout=5) as client:
         resp = client.get(f"http://shop.example:{store_server.port}/files/a.png")
     assert resp.status_code == 200 and resp.content == png()
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """An HTTPS server for 'localhost' with a certificate of its own (and the context that
+    trusts it)."""
+    import datetime as dt
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert_file, key_file)
+    httpd.socket = served.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    trusting = ssl.create_default_context(cafile=str(cert_file))
+    yield httpd.server_address[1], trusting
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_tls_through_the_guarded_connect_still_checks_the_certificate(tls_server, settings):
+    port, trusting = tls_server
+    settings.SYNC_ALLOWED_HOSTS = ["localhost"]
+    url = f"https://localhost:{port}/"
+    with outbound.client(verify=trusting, timeout=5) as client:
+        resp = client.get(url)
+    assert resp.status_code == 200 and resp.content == b"ok"
+    # the system's authorities do not know this certificate: refused at the handshake
+    with outbound.client(timeout=5) as client, pytest.raises(httpx.ConnectError) as refused:
+        client.get(url)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value)
+    # within a deadline the handshake goes through the bounded stream too
+    with outbound.deadline(5), outbound.client(verify=trusting, timeout=5) as client:
+        assert client.get(url).status_code == 200
