@@ -103,26 +103,35 @@ def check_url(url: str, *, what: str = "URL") -> str:
         host = httpx.URL(url).raw_host.decode("ascii")
     except (httpx.InvalidURL, UnicodeError) as exc:
         raise OutboundRefused(f"The {what}'s host is not a valid host name ({exc}).") from exc
+    try:
+        _judged(host, port or 443)
+    except OutboundRefused as exc:
+        raise OutboundRefused(f"The {what}'s {exc}") from exc
+    return host
+
+
+def _judged(host: str, port: int) -> list[str] | None:
+    """The addresses a call to ``host`` may connect to: None for a host listed in
+    ``SYNC_ALLOWED_HOSTS`` (whatever it resolves to), else all it resolves to, every one public.
+    Else ``OutboundRefused``, whose message ends "The URL's ..." (``check_url``)."""
     allowed = [h for h in settings.SYNC_ALLOWED_HOSTS if h.strip()]
     if allowed:
         if _listed(host, allowed):
-            return host
-        raise OutboundRefused(
-            f"The {what}'s host '{host}' is not in SYNC_ALLOWED_HOSTS ({', '.join(allowed)})."
-        )
+            return None
+        raise OutboundRefused(f"host '{host}' is not in SYNC_ALLOWED_HOSTS ({', '.join(allowed)}).")
     try:
-        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise OutboundRefused(f"The {what}'s host '{host}' does not resolve ({exc}).") from exc
-    addresses = {info[4][0] for info in infos}
-    if not all(map(_public, addresses)):
+        raise OutboundRefused(f"host '{host}' does not resolve ({exc}).") from exc
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if not addresses or not all(map(_public, addresses)):
         # which addresses is not said: an image URL in a supplier's file would map the
         # internal network's names through the line's warning
         raise OutboundRefused(
-            f"The {what}'s host '{host}' resolves to a loopback, private or link-local address, "
-            "or another that is not public; list it in SYNC_ALLOWED_HOSTS to allow it."
+            f"host '{host}' resolves to a loopback, private or link-local address, or another "
+            "that is not public; list it in SYNC_ALLOWED_HOSTS to allow it."
         )
-    return host
+    return addresses
 
 
 _DEADLINE: ContextVar[float | None] = ContextVar("outbound_deadline", default=None)
@@ -188,21 +197,14 @@ class _GuardedBackend(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Any = None,
     ) -> httpcore.NetworkStream:
-        allowed = [h for h in settings.SYNC_ALLOWED_HOSTS if h.strip()]
-        if allowed:
-            if not _listed(host, allowed):
-                raise httpcore.ConnectError(f"'{host}' is not in SYNC_ALLOWED_HOSTS")
-            return self._connect(host, port, timeout, local_address, socket_options)
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"'{host}' does not resolve ({exc})") from exc
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        if not addresses or not all(map(_public, addresses)):
-            raise httpcore.ConnectError(
-                f"'{host}' resolves to an address that is not public (it may have changed "
-                "since the URL was checked)"
-            )
+            # judged again here, by the same rule: the name may answer otherwise than it did
+            # for the URL's check
+            addresses = _judged(host, port)
+        except OutboundRefused as exc:
+            raise httpcore.ConnectError(f"The connection's {exc}") from exc
+        if addresses is None:  # listed: connect by name
+            return self._connect(host, port, timeout, local_address, socket_options)
         last: Exception | None = None
         for address in addresses:  # the judged addresses, in the resolver's order
             try:

@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from realtime.publish import publish_now
 
-from ..models import TERMINAL_STATUSES, ImportJob, JobStatus
+from ..models import ImportJob, JobStatus
 from ..outages import OUTAGE_ERRORS
 from ..pipeline.text import storable
 from ..progress import JobFenced, ProgressReporter, job_event
@@ -110,15 +109,8 @@ class StageContext:
         job.processed_rows = done
         job.total_rows = total
         job.heartbeat_at = timezone.now()
-        owned = self._owned().update(
-            progress=job.progress,
-            processed_rows=done,
-            total_rows=total,
-            heartbeat_at=job.heartbeat_at,
-            updated_at=job.heartbeat_at,
-        )
-        if not owned:
-            raise JobFenced(f"job {job.pk}: attempt {self.reporter.attempt} was superseded")
+        # fenced: a superseded attempt stops here (JobFenced)
+        self.reporter.save("progress", "processed_rows", "total_rows", "heartbeat_at")
         now = time.monotonic()
         if now - self._last_progress < self.reporter.min_interval:
             return
@@ -136,14 +128,8 @@ class StageContext:
     def beat(self) -> None:
         """Keep the job's heartbeat fresh while waiting (a store's Retry-After); a superseded
         attempt stops here (``JobFenced``) instead of sending on beside the newer one."""
-        if not self._owned().update(heartbeat_at=timezone.now()):
-            raise JobFenced(f"job {self.job.pk}: attempt {self.reporter.attempt} was superseded")
-
-    def _owned(self) -> QuerySet[ImportJob]:
-        """The job's row while this attempt still owns it (empty once superseded or ended)."""
-        return ImportJob.objects.filter(pk=self.job.pk, attempt=self.reporter.attempt).exclude(
-            status__in=TERMINAL_STATUSES
-        )
+        self.job.heartbeat_at = timezone.now()
+        self.reporter.save("heartbeat_at")
 
 
 def event_fields(ctx: StageContext, **extra: Any) -> dict[str, Any]:
@@ -245,6 +231,9 @@ def _start(ctx: StageContext) -> None:
 
 
 def _finish(ctx: StageContext, result: StageResult) -> None:
+    """Inside the transaction that holds the job: the stage's writes and its end, together."""
+    if result.commit is not None:
+        result.commit()
     row = ctx.row
     row.status = result.status
     row.finished_at = timezone.now()
@@ -274,15 +263,11 @@ def _run_stage(ctx: StageContext, fn: StageFn) -> StageResult | None:
                 # and an attempt resumed before this point makes this one stop, writing nothing
                 ctx.reporter.hold()
                 result = fn(ctx)
-                if result.commit is not None:
-                    result.commit()
                 _finish(ctx, result)
         else:
             result = fn(ctx)
             with transaction.atomic():
                 ctx.reporter.hold()
-                if result.commit is not None:
-                    result.commit()
                 _finish(ctx, result)
     except (JobFenced, *OUTAGE_ERRORS):
         # not the stage's failure: a newer attempt owns the job, or the database went away
