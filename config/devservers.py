@@ -323,8 +323,10 @@ def run_tests(args: list[str]) -> int:
             return _combined(fast, browser.returncode)
         with tempfile.TemporaryFile() as output:
             browser = subprocess.Popen(
-                # its own cache: both runs' "last failed" lists would overwrite each other
-                [*browser_cmd, "-o", "cache_dir=.pytest_cache/browser"],
+                # its own cache: both runs' "last failed" lists would overwrite each other. At a
+                # lower CPU priority (with its browser, daphne and worker): the rest has tests
+                # that time what one write or one heartbeat takes, and gets the cores first
+                ["nice", "-n", "10", *browser_cmd, "-o", "cache_dir=.pytest_cache/browser"],
                 cwd=ROOT,
                 env={**browser_env, **_apart(env)},
                 stdin=subprocess.DEVNULL,
